@@ -1,0 +1,1 @@
+"""hamflow_hgn: the Hamiltonian Generative Network (Toth et al., 2019), built on hamflow."""
