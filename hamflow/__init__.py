@@ -1,0 +1,32 @@
+"""hamflow: learned Hamiltonian dynamics as generative models.
+
+Implements the Hamiltonian flow machinery of *Hamiltonian Generative Networks*
+(Toth et al., 2019): Hamiltonians and energies, symplectic integrators with an exact inverse,
+:class:`HamiltonianFlow` layers for normflows, and the Neural Hamiltonian Flow density model
+:class:`NHF` (paper Sec. 3.3 and A.2).
+"""
+
+from . import integrators
+from .hamiltonians import (
+    Energy,
+    Hamiltonian,
+    MLPEnergy,
+    MLPHamiltonian,
+    QuadraticEnergy,
+    SeparableHamiltonian,
+)
+from .integrators import INTEGRATORS, get_integrator, integrate, rollout
+
+__all__ = [
+    "Energy",
+    "Hamiltonian",
+    "MLPEnergy",
+    "MLPHamiltonian",
+    "QuadraticEnergy",
+    "SeparableHamiltonian",
+    "INTEGRATORS",
+    "get_integrator",
+    "integrate",
+    "rollout",
+    "integrators",
+]

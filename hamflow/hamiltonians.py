@@ -1,0 +1,272 @@
+"""Hamiltonians and the energies they are built from (paper Sec. 3.1, 3.3 and A.2).
+
+A *Hamiltonian* maps a phase-space state ``(q, p)`` to a scalar energy per batch element and
+exposes its partial derivatives. States may have any shape with a leading batch dimension:
+``(B, d)`` vectors in NHF, ``(B, 16, 4, 4)`` feature maps in HGN.
+
+An *energy* is a scalar function of one of the two halves of the state, e.g. a kinetic energy
+``K(p)`` or a potential energy ``V(q)``. :class:`SeparableHamiltonian` adds two of them, which is
+what the explicit symplectic integrators in :mod:`hamflow.integrators` need.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "Energy",
+    "MLPEnergy",
+    "QuadraticEnergy",
+    "Hamiltonian",
+    "SeparableHamiltonian",
+    "MLPHamiltonian",
+    "autograd_grad",
+]
+
+
+def autograd_grad(fn, x: Tensor) -> Tensor:
+    """Gradient of ``fn(x).sum()`` with respect to ``x`` by autograd.
+
+    The graph is kept (``create_graph=True``) whenever gradients are enabled by the caller, so the
+    result can itself be differentiated during training; under ``torch.no_grad()`` it is a plain
+    tensor. This is the reference path that closed-form gradients are tested against.
+    """
+    create_graph = torch.is_grad_enabled()
+    with torch.enable_grad():
+        leaf = x if x.requires_grad else x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(fn(leaf).sum(), leaf, create_graph=create_graph)
+    return grad
+
+
+class Energy(nn.Module):
+    """A scalar energy ``E(x) -> (B,)`` of a batched tensor, with its input gradient.
+
+    Subclasses implement :meth:`forward`; :meth:`grad` defaults to autograd and may be
+    overridden with a closed form.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def grad(self, x: Tensor) -> Tensor:
+        """``dE/dx``, the same shape as ``x``."""
+        return autograd_grad(self, x)
+
+
+class MLPEnergy(Energy):
+    """Softplus MLP energy with a closed-form input gradient (paper A.2).
+
+    The energy is ``E(x) = w_L · softplus(... softplus(W_1 x + b_1) ...) + b_L`` on the flattened
+    non-batch dimensions of ``x``. Softplus is used, as in the paper, because training a Hamiltonian
+    flow differentiates ``dE/dx`` again, which ReLU would make zero almost everywhere.
+
+    :meth:`grad` back-propagates through the layers explicitly inside the forward graph,
+    ``g ← (g ⊙ sigmoid(z_l)) W_l``, so a training step needs one ordinary backward pass instead of
+    autograd inside autograd. ``closed_form=False`` switches to the autograd reference.
+
+    Args:
+        dim: number of input features (the product of the non-batch dimensions).
+        hidden: widths of the hidden layers; the paper uses ``(128, 128)``.
+        closed_form: compute :meth:`grad` in closed form (default) or by autograd.
+        out_scale: multiplies the initial output layer weights; a small value starts the flow
+            close to the identity.
+
+    Example:
+        >>> energy = MLPEnergy(2, hidden=(16, 16)).double()
+        >>> x = torch.randn(5, 2, dtype=torch.float64)
+        >>> energy(x).shape, energy.grad(x).shape
+        (torch.Size([5]), torch.Size([5, 2]))
+        >>> bool(torch.allclose(energy.grad(x), autograd_grad(energy, x), atol=1e-12))
+        True
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: Sequence[int] = (128, 128),
+        *,
+        closed_form: bool = True,
+        out_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if int(dim) < 1:
+            raise ValueError(f"dim: expected a positive integer, got {dim!r}")
+        if len(hidden) < 1 or any(int(h) < 1 for h in hidden):
+            raise ValueError(f"hidden: expected one or more positive widths, got {hidden!r}")
+        self.dim = int(dim)
+        self.closed_form = closed_form
+        widths = [self.dim, *[int(h) for h in hidden], 1]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        with torch.no_grad():
+            self.layers[-1].weight.mul_(out_scale)
+
+    def _flat(self, x: Tensor) -> Tensor:
+        h = x.reshape(x.shape[0], -1)
+        if h.shape[1] != self.dim:
+            raise ValueError(
+                f"x: expected {self.dim} features per batch element, got shape {tuple(x.shape)}"
+            )
+        return h
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self._flat(x)
+        for layer in self.layers[:-1]:
+            h = F.softplus(layer(h))
+        return self.layers[-1](h).squeeze(-1)
+
+    def grad(self, x: Tensor) -> Tensor:
+        if not self.closed_form:
+            return autograd_grad(self, x)
+        h = self._flat(x)
+        pre_activations = []
+        for layer in self.layers[:-1]:
+            z = layer(h)
+            pre_activations.append(z)
+            h = F.softplus(z)
+        g = self.layers[-1].weight.expand(h.shape[0], -1)
+        for layer, z in zip(reversed(self.layers[:-1]), reversed(pre_activations)):
+            g = (g * torch.sigmoid(z)) @ layer.weight
+        return g.reshape(x.shape)
+
+
+class QuadraticEnergy(Energy):
+    """Kinetic energy ``½ pᵀ M⁻¹ p`` with a learnable diagonal mass ``M`` (paper Sec. 3.1).
+
+    The mass is stored as its logarithm, so it stays positive. It broadcasts over the trailing
+    dimensions given by ``shape``.
+
+    Args:
+        shape: the non-batch shape of ``p`` (an int for vectors).
+        mass: initial mass, a scalar.
+        learnable: whether the mass is a trainable parameter.
+
+    Example:
+        >>> kinetic = QuadraticEnergy(2, mass=0.5)
+        >>> p = torch.tensor([[1.0, 2.0]])
+        >>> kinetic(p).tolist(), kinetic.grad(p).tolist()
+        ([5.0], [[2.0, 4.0]])
+    """
+
+    def __init__(
+        self, shape: int | Sequence[int], mass: float = 1.0, *, learnable: bool = True
+    ) -> None:
+        super().__init__()
+        shape = (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
+        if mass <= 0 or not math.isfinite(mass):
+            raise ValueError(f"mass: expected a positive finite number, got {mass!r}")
+        log_mass = torch.full(shape, math.log(mass))
+        if learnable:
+            self.log_mass = nn.Parameter(log_mass)
+        else:
+            self.register_buffer("log_mass", log_mass)
+
+    def forward(self, p: Tensor) -> Tensor:
+        return 0.5 * (p * p * torch.exp(-self.log_mass)).flatten(1).sum(-1)
+
+    def grad(self, p: Tensor) -> Tensor:
+        return p * torch.exp(-self.log_mass)
+
+
+class Hamiltonian(nn.Module):
+    """A scalar Hamiltonian ``H(q, p) -> (B,)`` and its partial derivatives (paper Eq. 3).
+
+    Subclasses implement :meth:`energy`. :meth:`grad_q` and :meth:`grad_p` default to autograd,
+    keeping the graph while training. ``separable`` tells the explicit symplectic integrators
+    whether ``H = K(p) + V(q)``, in which case ``grad_q`` depends on ``q`` only and ``grad_p`` on
+    ``p`` only.
+    """
+
+    separable: bool = False
+
+    def energy(self, q: Tensor, p: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, q: Tensor, p: Tensor) -> Tensor:
+        return self.energy(q, p)
+
+    def grad_q(self, q: Tensor, p: Tensor) -> Tensor:
+        """``∂H/∂q``, the same shape as ``q``."""
+        return autograd_grad(lambda x: self.energy(x, p), q)
+
+    def grad_p(self, q: Tensor, p: Tensor) -> Tensor:
+        """``∂H/∂p``, the same shape as ``p``."""
+        return autograd_grad(lambda x: self.energy(q, x), p)
+
+
+class SeparableHamiltonian(Hamiltonian):
+    """``H(q, p) = K(p) + V(q)`` from a kinetic and a potential :class:`Energy` (paper A.2).
+
+    Separability is what makes the explicit leapfrog integrator exact-inverse and
+    volume-preserving. :meth:`dK_dp` and :meth:`dV_dq` use each energy's own (possibly
+    closed-form) gradient.
+
+    Example:
+        >>> H = SeparableHamiltonian(QuadraticEnergy(1, learnable=False), MLPEnergy(1, (8,)))
+        >>> q, p = torch.randn(4, 1), torch.randn(4, 1)
+        >>> H.energy(q, p).shape, H.grad_p(q, p).shape
+        (torch.Size([4]), torch.Size([4, 1]))
+    """
+
+    separable = True
+
+    def __init__(self, kinetic: Energy, potential: Energy) -> None:
+        super().__init__()
+        self.kinetic = kinetic
+        self.potential = potential
+
+    def energy(self, q: Tensor, p: Tensor) -> Tensor:
+        return self.kinetic(p) + self.potential(q)
+
+    def dK_dp(self, p: Tensor) -> Tensor:
+        return self.kinetic.grad(p)
+
+    def dV_dq(self, q: Tensor) -> Tensor:
+        return self.potential.grad(q)
+
+    def grad_q(self, q: Tensor, p: Tensor) -> Tensor:
+        return self.dV_dq(q)
+
+    def grad_p(self, q: Tensor, p: Tensor) -> Tensor:
+        return self.dK_dp(p)
+
+
+class MLPHamiltonian(Hamiltonian):
+    """A general, non-separable Hamiltonian: an MLP on ``cat(q, p)`` (HNN, Greydanus et al. 2019).
+
+    Used by the HNN baseline (paper A.3) and with the non-symplectic integrators; the explicit
+    symplectic schemes refuse it.
+
+    Args:
+        dim: size of ``q`` (and of ``p``) per batch element.
+        hidden: hidden widths; HNN uses ``(200, 200)``.
+        activation: ``"tanh"`` (HNN) or ``"softplus"``.
+
+    Example:
+        >>> H = MLPHamiltonian(1, hidden=(16,))
+        >>> H.energy(torch.zeros(3, 1), torch.ones(3, 1)).shape
+        torch.Size([3])
+    """
+
+    def __init__(
+        self, dim: int, hidden: Sequence[int] = (200, 200), activation: str = "tanh"
+    ) -> None:
+        super().__init__()
+        acts = {"tanh": nn.Tanh, "softplus": nn.Softplus}
+        if activation not in acts:
+            raise ValueError(f"activation: expected one of {sorted(acts)}, got {activation!r}")
+        widths = [2 * int(dim), *[int(h) for h in hidden]]
+        layers: list[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(a, b), acts[activation]()]
+        layers.append(nn.Linear(widths[-1], 1))
+        self.net = nn.Sequential(*layers)
+        self.dim = int(dim)
+
+    def energy(self, q: Tensor, p: Tensor) -> Tensor:
+        x = torch.cat([q.reshape(q.shape[0], -1), p.reshape(p.shape[0], -1)], dim=-1)
+        return self.net(x).squeeze(-1)
