@@ -7,6 +7,7 @@ Implements the Hamiltonian flow machinery of *Hamiltonian Generative Networks*
 """
 
 from . import integrators
+from .geco import GECO
 from .hamiltonians import (
     Energy,
     Hamiltonian,
@@ -18,6 +19,7 @@ from .hamiltonians import (
 from .integrators import INTEGRATORS, get_integrator, integrate, rollout
 
 __all__ = [
+    "GECO",
     "Energy",
     "Hamiltonian",
     "MLPEnergy",
