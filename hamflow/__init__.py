@@ -7,6 +7,8 @@ Implements the Hamiltonian flow machinery of *Hamiltonian Generative Networks*
 """
 
 from . import integrators
+from .distributions import GaussianMomentumEncoder, SoftUniform
+from .flows import HamiltonianFlow
 from .geco import GECO
 from .hamiltonians import (
     Energy,
@@ -17,8 +19,13 @@ from .hamiltonians import (
     SeparableHamiltonian,
 )
 from .integrators import INTEGRATORS, get_integrator, integrate, rollout
+from .nhf import NHF
 
 __all__ = [
+    "NHF",
+    "HamiltonianFlow",
+    "SoftUniform",
+    "GaussianMomentumEncoder",
     "GECO",
     "Energy",
     "Hamiltonian",
