@@ -77,11 +77,7 @@ class NHF(nn.Module):
             raise ValueError(f"dim: expected a positive integer, got {dim!r}")
         if not isinstance(num_flows, int) or num_flows < 1:
             raise ValueError(f"num_flows: expected an integer >= 1, got {num_flows!r}")
-        if integrator not in INTEGRATORS:
-            raise ValueError(
-                f"integrator: expected one of {sorted(INTEGRATORS)}, got {integrator!r}"
-            )
-        if not INTEGRATORS[integrator].symplectic:
+        if not get_integrator(integrator).symplectic:
             raise ValueError(
                 f"integrator: NHF needs a volume-preserving (symplectic) integrator, got "
                 f"{integrator!r}; use 'leapfrog', 'yoshida4' or 'symplectic_euler'"
