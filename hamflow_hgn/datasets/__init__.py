@@ -1,0 +1,1 @@
+"""Internals of :mod:`hamflow_hgn.data`: simulation workers and the on-disk format."""
