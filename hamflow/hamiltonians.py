@@ -122,15 +122,18 @@ class MLPEnergy(Energy):
     def grad(self, x: Tensor) -> Tensor:
         if not self.closed_form:
             return autograd_grad(self, x)
+        # Forward to the last hidden pre-activation (the output layer is not needed), then
+        # back-propagate by hand: softplus' = sigmoid.
         h = self._flat(x)
         pre_activations = []
-        for layer in self.layers[:-1]:
+        for i, layer in enumerate(self.layers[:-1]):
             z = layer(h)
             pre_activations.append(z)
-            h = F.softplus(z)
-        g = self.layers[-1].weight.expand(h.shape[0], -1)
+            if i < len(self.layers) - 2:
+                h = F.softplus(z)
+        g = self.layers[-1].weight
         for layer, z in zip(reversed(self.layers[:-1]), reversed(pre_activations)):
-            g = (g * torch.sigmoid(z)) @ layer.weight
+            g = (torch.sigmoid(z) * g) @ layer.weight
         return g.reshape(x.shape)
 
 
