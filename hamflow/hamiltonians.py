@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._mlp_grad import MLPInputGrad
+
 __all__ = [
     "Energy",
     "MLPEnergy",
@@ -66,8 +68,10 @@ class MLPEnergy(Energy):
     flow differentiates ``dE/dx`` again, which ReLU would make zero almost everywhere.
 
     :meth:`grad` back-propagates through the layers explicitly inside the forward graph,
-    ``g ← (g ⊙ sigmoid(z_l)) W_l``, so a training step needs one ordinary backward pass instead of
-    autograd inside autograd. ``closed_form=False`` switches to the autograd reference.
+    ``g ← (g ⊙ sigmoid(z_l)) W_l``, as one fused autograd node with a hand-written backward
+    (:mod:`hamflow._mlp_grad`), so a training step needs one ordinary backward pass instead of
+    autograd inside autograd. It is differentiable once, which is what training needs.
+    ``closed_form=False`` switches to the autograd reference, differentiable to any order.
 
     Args:
         dim: number of input features (the product of the non-batch dimensions).
@@ -122,18 +126,11 @@ class MLPEnergy(Energy):
     def grad(self, x: Tensor) -> Tensor:
         if not self.closed_form:
             return autograd_grad(self, x)
-        # Forward to the last hidden pre-activation (the output layer is not needed), then
-        # back-propagate by hand: softplus' = sigmoid.
-        h = self._flat(x)
-        pre_activations = []
-        for i, layer in enumerate(self.layers[:-1]):
-            z = layer(h)
-            pre_activations.append(z)
-            if i < len(self.layers) - 2:
-                h = F.softplus(z)
-        g = self.layers[-1].weight
-        for layer, z in zip(reversed(self.layers[:-1]), reversed(pre_activations)):
-            g = (torch.sigmoid(z) * g) @ layer.weight
+        params: list[Tensor] = []
+        for layer in self.layers[:-1]:
+            params += [layer.weight, layer.bias]
+        params.append(self.layers[-1].weight)
+        g = MLPInputGrad.apply(self._flat(x), *params)
         return g.reshape(x.shape)
 
 
