@@ -41,8 +41,19 @@ class Pendulum(Energy):
     def forward(self, q: Tensor) -> Tensor:
         return (self.g * (1.0 - torch.cos(q))).flatten(1).sum(-1)
 
+    def grad(self, q: Tensor) -> Tensor:
+        return self.g * torch.sin(q)
 
-def oscillator(dim: int = 1, mass: float = 0.5, spring: float = 2.0) -> SeparableHamiltonian:
+
+#: Oscillator constants whose logarithms are exact in float32 (``QuadraticEnergy`` stores
+#: ``log(mass)`` and is created in the default dtype), so a float64 oscillator has exactly these
+#: constants and float64 errors reach round-off. ``mass != 1`` so that a leapfrog drifting with
+#: ``dt·p`` instead of ``dt·∂K/∂p`` converges to the wrong solution. ω = sqrt(k/m) = e^0.75.
+MASS = math.exp(-0.75)
+SPRING = math.exp(0.75)
+
+
+def oscillator(dim: int = 1, mass: float = MASS, spring: float = SPRING) -> SeparableHamiltonian:
     """``H = p²/(2m) + k q²/2``: the potential is a quadratic energy with "mass" ``1/k``."""
     return SeparableHamiltonian(
         QuadraticEnergy(dim, mass=mass, learnable=False),
@@ -51,7 +62,7 @@ def oscillator(dim: int = 1, mass: float = 0.5, spring: float = 2.0) -> Separabl
 
 
 def oscillator_exact(
-    q0: Tensor, p0: Tensor, t: float, mass: float = 0.5, spring: float = 2.0
+    q0: Tensor, p0: Tensor, t: float, mass: float = MASS, spring: float = SPRING
 ) -> tuple[Tensor, Tensor]:
     """The analytic solution of :func:`oscillator` at time ``t`` (negative allowed)."""
     w = math.sqrt(spring / mass)
