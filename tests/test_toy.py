@@ -1,0 +1,83 @@
+"""hamflow.toy: samplers match log-densities, entropies are right, errors are clear."""
+
+import math
+
+import normflows as nf
+import pytest
+import torch
+
+from hamflow.toy import TOY_DENSITIES, get_density
+
+NAMES = sorted(TOY_DENSITIES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_log_prob_integrates_to_one(name):
+    d = get_density(name)
+    x, area = d.grid(400)
+    mass = d.log_prob(x).exp().sum().item() * area
+    assert abs(mass - 1.0) < 1e-3, f"{name}: mass {mass}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_samples_match_log_prob(name):
+    """The mean log-density of fresh samples is -entropy (grid), within 5 standard errors."""
+    d = get_density(name)
+    lp = d.log_prob(d.sample(20_000, seed=3, dtype=torch.float64))
+    stderr = lp.std().item() / math.sqrt(len(lp))
+    grid_h = d.entropy("grid", resolution=600).value
+    assert abs(-lp.mean().item() - grid_h) < 5 * stderr + 2e-3
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sample_determinism_and_dtype(name):
+    d = get_density(name)
+    a, b = d.sample(500, seed=7), d.sample(500, seed=7)
+    assert a.shape == (500, 2) and a.dtype == torch.float32
+    assert torch.equal(a, b)
+    assert not torch.equal(a, d.sample(500, seed=8))
+    x64 = d.sample(10, seed=0, dtype=torch.float64)
+    assert x64.dtype == torch.float64 and d.log_prob(x64).dtype == torch.float64
+    assert torch.isfinite(d.log_prob(x64)).all()
+
+
+def test_eight_gaussians_entropy_matches_closed_form():
+    # Well-separated equal-weight modes: H = ln 8 + ln(2 pi e sigma^2), sigma = 0.1.
+    expected = math.log(8) + math.log(2 * math.pi * math.e * 0.01)
+    assert abs(expected - 0.312) < 1e-3
+    h = get_density("eight_gaussians").entropy(num_samples=50_000)
+    assert h.method == "monte_carlo" and abs(h.value - expected) < 4 * h.stderr + 1e-3
+    assert abs(get_density("eight_gaussians").entropy("grid").value - expected) < 2e-3
+
+
+def test_two_moons_is_marked_numerical():
+    d = get_density("two_moons")
+    assert not d.exact and d.entropy().method == "grid"
+
+
+@pytest.mark.parametrize(
+    "name, ref",
+    [
+        ("ring_mixture", nf.distributions.target.RingMixture()),
+        ("two_moons", nf.distributions.target.TwoMoons()),
+        ("circular_gmm", nf.distributions.target.CircularGaussianMixture()),
+    ],
+)
+def test_matches_normflows_targets_up_to_a_constant(name, ref):
+    x = 2 * torch.randn(64, 2, dtype=torch.float64)
+    diff = get_density(name).log_prob(x) - ref.double().log_prob(x)
+    assert diff.std().item() < 1e-5
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"density: expected one of .*eight_gaussians.*'nope'"):
+        get_density("nope")
+    d = get_density("eight_gaussians")
+    with pytest.raises(ValueError, match="n: expected an integer >= 1"):
+        d.sample(0)
+    with pytest.raises(ValueError, match=r"x: expected shape \(batch, 2\)"):
+        d.log_prob(torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="method"):
+        d.entropy("exact")
+    with pytest.raises(TypeError, match="seed"):
+        d.sample(3, seed=1.5)
