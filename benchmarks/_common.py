@@ -1,0 +1,106 @@
+"""Shared benchmark helpers: machine info, atomic JSON writing, parameter-matched baselines.
+
+The baselines are normflows models over 2-D data with a fixed standard-normal base:
+
+- ``realnvp``: affine coupling blocks (``AffineCouplingBlock`` + swap permutation), Dinh et al.
+- ``nsf``: autoregressive rational-quadratic Neural Spline Flow (``AutoregressiveRationalQuadratic
+  Spline`` + ``LULinearPermute``), Durkan et al.
+
+:func:`match_params` picks the hidden width that brings a baseline within a few per cent of a
+target parameter count (the NHF being compared).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import normflows as nf
+import torch
+from torch import nn
+
+MACHINE = "2-core CPU dev machine, no GPU"
+DATE = "2026-11-22"
+
+
+def machine_info() -> dict:
+    """What the numbers were measured on."""
+    return {
+        "machine": MACHINE,
+        "date": DATE,
+        "measured_at": _dt.datetime.now().isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "normflows": getattr(nf, "__version__", "?"),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def write_json(path: str | Path, obj: dict) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, default=str)
+    os.replace(tmp, path)
+    return path
+
+
+def num_params(model: nn.Module) -> int:
+    """Trainable parameter count."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def realnvp(hidden: int, num_layers: int = 8, dim: int = 2) -> nf.NormalizingFlow:
+    """RealNVP: ``num_layers`` affine couplings, MLP ``[d/2, h, h, d]``, swapped halves."""
+    flows: list[nf.flows.Flow] = []
+    for _ in range(num_layers):
+        net = nf.nets.MLP([dim // 2, hidden, hidden, dim], init_zeros=True)
+        flows += [nf.flows.AffineCouplingBlock(net), nf.flows.Permute(dim, mode="swap")]
+    return nf.NormalizingFlow(nf.distributions.DiagGaussian(dim, trainable=False), flows)
+
+
+def nsf(hidden: int, num_layers: int = 4, dim: int = 2, tail_bound: float = 5.0):
+    """Neural Spline Flow: autoregressive RQ splines (8 bins, 2 blocks) with LU permutations."""
+    flows: list[nf.flows.Flow] = []
+    for _ in range(num_layers):
+        flows += [
+            nf.flows.AutoregressiveRationalQuadraticSpline(dim, 2, hidden, tail_bound=tail_bound),
+            nf.flows.LULinearPermute(dim),
+        ]
+    return nf.NormalizingFlow(nf.distributions.DiagGaussian(dim, trainable=False), flows)
+
+
+BASELINES: dict[str, Callable[[int], nn.Module]] = {"realnvp": realnvp, "nsf": nsf}
+
+
+def match_params(build: Callable[[int], nn.Module], target: int, lo: int = 4, hi: int = 1024):
+    """The model from ``build(hidden)`` whose parameter count is closest to ``target``."""
+    best = None
+    while lo < hi:  # parameter count grows with width: bisect
+        mid = (lo + hi) // 2
+        if num_params(build(mid)) < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    for h in (lo - 1, lo):
+        if h < 1:
+            continue
+        m = build(h)
+        if best is None or abs(num_params(m) - target) < abs(num_params(best[1]) - target):
+            best = (h, m)
+    return best
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)

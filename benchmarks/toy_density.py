@@ -1,0 +1,434 @@
+"""NHF against normflows RealNVP and Neural Spline Flow on the 2-D toy densities.
+
+For every density in :mod:`hamflow.toy`, each model is trained once with the same batch size and
+optimiser, and evaluated at two checkpoints of that one run:
+
+- **equal steps**: after ``--steps`` optimiser steps;
+- **equal wall-clock**: after ``--seconds`` of training time.
+
+The baselines are sized to NHF's parameter count (within 10 %). Test NLL is IWAE with ``K =
+--iwae-k`` for NHF (an upper bound on its true NLL, in expectation) and exact for the flows; the
+true entropy of each density is the floor. Results go to JSON, a Markdown table in
+``docs/benchmarks.md`` (between markers, the rest of the file is kept) and a figure of the learned
+densities.
+
+    python benchmarks/toy_density.py                      # full table (~30 min on 2 CPU cores)
+    python benchmarks/toy_density.py --quick --out-dir /tmp/q   # smoke test, ~30 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import BASELINES, machine_info, match_params, num_params, write_json  # noqa: E402
+
+from hamflow import NHF  # noqa: E402
+from hamflow.toy import TOY_DENSITIES, get_density  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("nhf", "realnvp", "nsf")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything that determines a run; saved into the JSON next to the results."""
+
+    densities: tuple[str, ...] = tuple(TOY_DENSITIES)
+    models: tuple[str, ...] = MODELS
+    steps: int = 3000
+    seconds: float = 60.0
+    batch: int = 256
+    lr: float = 1e-3
+    n_train: int = 100_000
+    n_test: int = 5000
+    iwae_k: int = 256
+    seed: int = 0
+    threads: int = 1
+    # NHF settings
+    num_flows: int = 4
+    steps_per_flow: int = 2
+    dt: float = 0.25
+    hidden: int = 64
+    encoder_hidden: int = 128
+    prior: str = "normal"
+    kinetic: str = "mlp"
+    learn_dt: bool = False
+    share_hamiltonian: bool = False
+    # figure
+    grid: int = 80
+
+
+QUICK = dict(
+    steps=30,
+    seconds=1.0,
+    n_train=2000,
+    n_test=256,
+    iwae_k=8,
+    num_flows=2,
+    hidden=16,
+    encoder_hidden=16,
+    grid=16,
+    densities=("eight_gaussians", "two_moons"),
+)
+
+
+def build_nhf(cfg: BenchConfig) -> NHF:
+    return NHF(
+        dim=2,
+        num_flows=cfg.num_flows,
+        steps_per_flow=cfg.steps_per_flow,
+        dt=cfg.dt,
+        hidden=(cfg.hidden, cfg.hidden),
+        encoder_hidden=(cfg.encoder_hidden,) * 2,
+        prior=cfg.prior,
+        kinetic=cfg.kinetic,
+        learn_dt=cfg.learn_dt,
+        share_hamiltonian=cfg.share_hamiltonian,
+    )
+
+
+def build_models(cfg: BenchConfig) -> dict[str, tuple[torch.nn.Module, dict]]:
+    """Every model of the run, seeded, with a description; baselines param-matched to NHF."""
+    torch.manual_seed(cfg.seed)
+    nhf = build_nhf(cfg)
+    target = num_params(nhf)
+    out = {"nhf": (nhf, {"hidden": cfg.hidden, "num_flows": cfg.num_flows})}
+    for name in cfg.models:
+        if name == "nhf":
+            continue
+        torch.manual_seed(cfg.seed)
+        hidden, model = match_params(BASELINES[name], target)
+        out[name] = (model, {"hidden": hidden})
+    return {k: out[k] for k in cfg.models}
+
+
+def log_prob(name: str, model, x: torch.Tensor, k: int) -> torch.Tensor:
+    with torch.no_grad():
+        if name == "nhf":
+            return model.log_prob(x, num_samples=k)
+        return model.log_prob(x)
+
+
+def sample(name: str, model, n: int) -> torch.Tensor:
+    with torch.no_grad():
+        return model.sample(n) if name == "nhf" else model.sample(n)[0]
+
+
+def train(name: str, model, data: torch.Tensor, cfg: BenchConfig) -> dict:
+    """One run; snapshots at ``cfg.steps`` steps and at ``cfg.seconds`` of training time."""
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    snaps: dict[str, dict] = {}
+    step, elapsed, skipped = 0, 0.0, 0
+    model.train()
+    while "steps" not in snaps or "seconds" not in snaps:
+        idx = torch.randint(len(data), (cfg.batch,), generator=gen)
+        t0 = time.process_time()
+        loss = model.forward_kld(data[idx])
+        opt.zero_grad(set_to_none=True)
+        if torch.isfinite(loss):
+            loss.backward()
+            opt.step()
+        else:
+            skipped += 1
+        elapsed += time.process_time() - t0
+        step += 1
+        for key, hit in (("steps", step >= cfg.steps), ("seconds", elapsed >= cfg.seconds)):
+            if hit and key not in snaps:
+                snaps[key] = {
+                    "state": copy.deepcopy(model.state_dict()),
+                    "steps": step,
+                    "train_seconds": elapsed,
+                }
+    return {"snapshots": snaps, "sec_per_step": elapsed / step, "skipped_steps": skipped}
+
+
+def evaluate(name: str, model, test: torch.Tensor, cfg: BenchConfig) -> dict:
+    model.eval()
+    t0 = time.process_time()
+    lp = log_prob(name, model, test, cfg.iwae_k)
+    t_eval = time.process_time() - t0
+    n_s = min(len(test), 5000)
+    t0 = time.process_time()
+    sample(name, model, n_s)
+    t_samp = time.process_time() - t0
+    finite = torch.isfinite(lp)
+    nll = -lp[finite].double()
+    return {
+        "test_nll": nll.mean().item(),
+        "test_nll_stderr": (nll.std() / math.sqrt(len(nll))).item(),
+        "nonfinite_test_points": int((~finite).sum()),
+        "density_eval_per_s": len(test) / t_eval,
+        "sampling_per_s": n_s / t_samp,
+    }
+
+
+def density_figure(results: dict, models: dict, cfg: BenchConfig, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hamflow.plotting import plot_log_density
+
+    names = list(results)
+    fig, axes = plt.subplots(
+        len(names),
+        1 + len(cfg.models),
+        squeeze=False,
+        figsize=(2.6 * (1 + len(cfg.models)), 2.6 * len(names)),
+    )
+    for row, dname in zip(axes, names):
+        d = get_density(dname)
+        plot_log_density(
+            row[0],
+            d.log_prob,
+            d.bounds,
+            f"{dname}\ntrue (H={results[dname]['true_entropy']:.2f})",
+            cfg.grid,
+        )
+        for ax, mname in zip(row[1:], cfg.models):
+            model = models[dname][mname]
+            r = results[dname]["models"][mname]["seconds"]
+            plot_log_density(
+                ax,
+                lambda x, m=model, n=mname: log_prob(n, m, x, 16),
+                d.bounds,
+                f"{mname}: NLL {r['test_nll']:.2f}",
+                cfg.grid,
+            )
+    fig.suptitle(f"learned densities at equal wall-clock ({cfg.seconds:g} s)", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def run(cfg: BenchConfig, figure: Path | None = None, log=print) -> dict:
+    torch.set_num_threads(cfg.threads)
+    results: dict = {}
+    trained: dict = {}
+    for dname in cfg.densities:
+        d = get_density(dname)
+        ent = d.entropy()
+        train_x = d.sample(cfg.n_train, seed=cfg.seed)
+        test_x = d.sample(cfg.n_test, seed=cfg.seed + 10_000)
+        res = {
+            "true_entropy": ent.value,
+            "entropy_stderr": ent.stderr,
+            "entropy_method": ent.method,
+            "models": {},
+        }
+        trained[dname] = {}
+        for mname, (model, desc) in build_models(cfg).items():
+            tr = train(mname, model, train_x, cfg)
+            entry = {
+                "params": num_params(model),
+                **desc,
+                "sec_per_step": tr["sec_per_step"],
+                "skipped_steps": tr["skipped_steps"],
+                "nll_kind": f"IWAE K={cfg.iwae_k}" if mname == "nhf" else "exact",
+            }
+            for key, snap in tr["snapshots"].items():
+                model.load_state_dict(snap["state"])
+                ev = evaluate(mname, model, test_x, cfg)
+                entry[key] = {"steps": snap["steps"], "train_seconds": snap["train_seconds"], **ev}
+                log(
+                    f"{dname:16s} {mname:8s} [{key:7s}] steps {snap['steps']:6d} "
+                    f"t {snap['train_seconds']:6.1f}s  NLL {ev['test_nll']:.3f} "
+                    f"(H {ent.value:.3f})"
+                )
+            res["models"][mname] = entry
+            trained[dname][mname] = model  # left at the wall-clock snapshot
+        results[dname] = res
+    if figure is not None:
+        density_figure(results, trained, cfg, figure)
+    return results
+
+
+def markdown(out: dict, command: str) -> str:
+    cfg = out["config"]
+    info = out["machine"]
+    lines = [
+        "<!-- toy_density:begin (generated by benchmarks/toy_density.py; do not edit) -->",
+        f"Command: `{command}`  ",
+        f"Machine: {info['machine']} ({info['torch_threads']} torch thread(s), load average "
+        f"{info['load_avg_1m']:.1f} at the start: other jobs shared the cores); "
+        f"date: {info['date']}; "
+        f"torch {info['torch']}, normflows {info['normflows']}.  ",
+        f"Settings: batch {cfg['batch']}, Adam lr {cfg['lr']}, equal steps = {cfg['steps']}, "
+        f"equal wall-clock = {cfg['seconds']:g} s of training; NHF: {cfg['num_flows']} flows × "
+        f"{cfg['steps_per_flow']} leapfrog steps, dt {cfg['dt']}, energies [2, {cfg['hidden']}, "
+        f"{cfg['hidden']}, 1], encoder [2, {cfg['encoder_hidden']}, {cfg['encoder_hidden']}, 2], "
+        f"prior {cfg['prior']}, kinetic {cfg['kinetic']}, learn_dt {cfg['learn_dt']}. "
+        f"Test NLL on {cfg['n_test']} held-out samples (nats; ± standard error): NHF is IWAE "
+        f"with K = {cfg['iwae_k']}, the flows are exact.",
+        "",
+        "| density | true entropy | model | params | NLL @ equal steps | NLL @ equal time "
+        "(steps) | ms / step | density eval / s | samples / s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for dname, res in out["results"].items():
+        ent = f"{res['true_entropy']:.3f}" + (" (grid)" if res["entropy_method"] == "grid" else "")
+        for mname, r in res["models"].items():
+            s, t = r["steps"], r["seconds"]
+            lines.append(
+                f"| {dname} | {ent} | {mname} | {r['params']:,} | "
+                f"{s['test_nll']:.3f} ± {s['test_nll_stderr']:.3f} | "
+                f"{t['test_nll']:.3f} ± {t['test_nll_stderr']:.3f} ({t['steps']}) | "
+                f"{1e3 * r['sec_per_step']:.1f} | {t['density_eval_per_s']:,.0f} | "
+                f"{t['sampling_per_s']:,.0f} |"
+            )
+    lines.append("<!-- toy_density:end -->")
+    return "\n".join(lines)
+
+
+def update_markdown(path: Path, block: str, tag: str = "toy_density") -> None:
+    """Replace the ``<!-- tag:begin -->…<!-- tag:end -->`` block in ``path`` (append if absent)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    begin, end = f"<!-- {tag}:begin", f"<!-- {tag}:end -->"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = BenchConfig()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--densities", nargs="+", choices=sorted(TOY_DENSITIES), default=None)
+    p.add_argument("--models", nargs="+", choices=MODELS, default=None)
+    for name in (
+        "steps",
+        "batch",
+        "n_train",
+        "n_test",
+        "iwae_k",
+        "seed",
+        "threads",
+        "num_flows",
+        "steps_per_flow",
+        "hidden",
+        "encoder_hidden",
+        "grid",
+    ):
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=None,
+            help=f"default {getattr(defaults, name)}",
+        )
+    for name in ("seconds", "lr", "dt"):
+        p.add_argument(
+            f"--{name}", type=float, default=None, help=f"default {getattr(defaults, name)}"
+        )
+    p.add_argument("--prior", choices=["normal", "soft_uniform"], default=None)
+    p.add_argument("--kinetic", choices=["mlp", "quadratic"], default=None)
+    p.add_argument("--learn-dt", action="store_true", default=None)
+    p.add_argument("--share-hamiltonian", action="store_true", default=None)
+    p.add_argument("--quick", action="store_true", help="tiny smoke-test run (~30 s)")
+    p.add_argument(
+        "--out-dir", type=Path, default=ROOT / "benchmarks" / "results", help="where the JSON goes"
+    )
+    p.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="Markdown file to update (default docs/benchmarks.md; with --quick, "
+        "OUT_DIR/benchmarks.md)",
+    )
+    p.add_argument(
+        "--figure",
+        type=Path,
+        default=None,
+        help="figure path (default docs/img/density_benchmark.png; with --quick, "
+        "OUT_DIR/density_benchmark.png)",
+    )
+    args = p.parse_args(argv)
+    for name in (
+        "steps",
+        "batch",
+        "n_train",
+        "n_test",
+        "iwae_k",
+        "num_flows",
+        "hidden",
+        "steps_per_flow",
+        "encoder_hidden",
+        "threads",
+        "grid",
+    ):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            p.error(f"--{name.replace('_', '-')}: expected an integer >= 1, got {v}")
+    for name in ("seconds", "lr", "dt"):
+        v = getattr(args, name)
+        if v is not None and not v > 0:
+            p.error(f"--{name}: expected a positive number, got {v}")
+    return args
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    cfg = replace(BenchConfig(), **QUICK) if args.quick else BenchConfig()
+    overrides = {
+        k: v
+        for k, v in vars(args).items()
+        if k in BenchConfig.__dataclass_fields__ and v is not None
+    }
+    for k in ("densities", "models"):
+        if k in overrides:
+            overrides[k] = tuple(overrides[k])
+    return replace(cfg, **overrides)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    cfg = config_from_args(args)
+    out_dir: Path = args.out_dir
+    md = args.markdown or (
+        out_dir / "benchmarks.md" if args.quick else ROOT / "docs" / "benchmarks.md"
+    )
+    fig = args.figure or (
+        out_dir / "density_benchmark.png"
+        if args.quick
+        else ROOT / "docs" / "img" / "density_benchmark.png"
+    )
+    info = machine_info()
+    torch.set_num_threads(cfg.threads)
+    info["torch_threads"] = cfg.threads
+    results = run(cfg, fig)
+    command = "python benchmarks/toy_density.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    out = {
+        "config": asdict(cfg),
+        "machine": info,
+        "command": command.strip(),
+        "results": results,
+        "figure": str(fig),
+    }
+    path = write_json(
+        out_dir / ("toy_density_quick.json" if args.quick else "toy_density.json"), out
+    )
+    update_markdown(md, markdown(out, command.strip()))
+    print(f"wrote {path}, {md} and {fig}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
