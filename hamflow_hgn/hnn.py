@@ -259,7 +259,7 @@ def fit_vector_field(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses
 
 
@@ -275,6 +275,7 @@ class StateCheckConfig:
     rollout_steps: int = 200
     train_steps: int = 500
     hidden: tuple[int, ...] = (200, 200)
+    models: tuple[str, ...] = ("hnn", "mlp")
     seed: int = 0
 
 
@@ -309,7 +310,9 @@ def state_space_check(config: StateCheckConfig = StateCheckConfig()) -> dict:
     x0 = torch.as_tensor(test[:, 0], dtype=torch.float32)
     e0 = system.hamiltonian(test[:, 0])
     out: dict = {"config": asdict(config)}
-    for name, cls in (("hnn", HNN), ("mlp", MLPVectorField)):
+    classes = {"hnn": HNN, "mlp": MLPVectorField}
+    for name in config.models:
+        cls = classes[name]
         torch.manual_seed(config.seed)
         model = cls(system.state_dim, hidden=config.hidden)
         losses = fit_vector_field(model, x, dxdt, steps=config.train_steps, seed=config.seed)

@@ -1,0 +1,350 @@
+"""PixelHNN, the baseline of Table 1: an autoencoder with an HNN in its latent space (A.3).
+
+A pair of consecutive frames ``X_t = (x_t, x_{t+1})`` is encoded to a flat latent
+``z_t = (q_t, p_t)`` of the true phase-space size (2, 2, 8, 12); an :class:`~hamflow_hgn.hnn.HNN`
+(two hidden layers of 200 tanh units) learns ``H(z)``. The loss is Eq. 15::
+
+    L = L_AE + L_CC + 0.1 L_HNN + 1e-5 L_WD
+
+* ``L_AE = mean((X_t − X̂_t)²)`` over pixels and colour channels of the pair (Eq. 14);
+* ``L_CC = mean((p_t − (q_{t+1} − q_t) / dt)²)`` (Eq. 13; ``dt = 1``, one frame, by default);
+* ``L_HNN = mean((f_H(z_t) − (z_{t+1} − z_t) / dt)²)`` with ``f_H = (∂H/∂p, −∂H/∂q)`` (Eq. 12
+  with the forward finite difference of the embedding, as in the original code);
+* ``L_WD = ½ Σ θ²`` over every parameter, i.e. Adam's ``weight_decay=1e-5`` of the original.
+
+Two variants: ``kind="mlp"`` (the original: encoder and decoder MLPs of 4 layers, 200 ReLU
+units) and ``kind="conv"`` (HGN's convolutional encoder and decoder from
+:mod:`hamflow_hgn.networks`, joined to the flat latent by one linear layer on each side).
+
+Rollouts encode the first pair ``(x_0, x_1)``, integrate the latent with the core's RK4 and
+decode the first frame of every decoded pair, so a rollout of ``T`` steps gives frames
+``0..T`` just like :meth:`hamflow_hgn.model.HGN.rollout`, and is scored by the same code.
+
+References:
+    Toth et al., "Hamiltonian Generative Networks", ICLR 2020, A.3, Eq. 12–15.
+    Greydanus, Dzamba and Yosinski, "Hamiltonian Neural Networks", NeurIPS 2019 (PixelHNN).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .config import PROTOCOLS
+from .hnn import HNN, hnn_loss
+from .model import Rollout
+from .networks import Decoder, Encoder
+
+__all__ = ["PIXEL_HNN_KINDS", "PixelHNNConfig", "PixelHNN", "pixel_hnn_losses"]
+
+PIXEL_HNN_KINDS: dict[str, str] = {
+    "mlp": "PixelHNN as in Greydanus et al.: MLP encoder and decoder (HNN in Table 1)",
+    "conv": "PixelHNN with HGN's conv encoder and decoder (HNN (conv) in Table 1)",
+}
+
+
+@dataclass(frozen=True)
+class PixelHNNConfig:
+    """The PixelHNN architecture and loss weights; defaults are those of paper A.3.
+
+    Attributes:
+        kind: ``"mlp"`` or ``"conv"`` (see :data:`PIXEL_HNN_KINDS`).
+        latent_dim: size of ``z = (q, p)``: the true phase-space size (2, 2, 8, 12).
+        frames: frames per sequence, ``T + 1`` (set from the data by training).
+        image_size, channels: frame shape.
+        protocol: ``"reconstruct"`` or ``"predict"``; only selects which rollout frames are
+            scored (:attr:`target_frames`). The model always starts from frames 0 and 1.
+        predict_k: frames the HGN encoder sees under ``"predict"`` (targets start there).
+        dt: latent time per frame, used by the finite differences and by rollouts (the
+            original code uses one frame = one time unit).
+        hidden: width of the MLP encoder/decoder hidden layers (200).
+        mlp_layers: linear layers of the MLP encoder and of the decoder (4).
+        hnn_hidden: hidden widths of the HNN (two layers of 200 tanh units).
+        lambda_hnn, lambda_wd: the weights of Eq. 15 (0.1 and 1e-5).
+        pairs_per_batch: ``(X_t, X_{t+1})`` pairs drawn from each batch of sequences
+            (64, the paper's minibatch); ``0`` uses every pair.
+        encoder_widths, latent_channels, decoder_width, state_channels, latent_size: the
+            conv variant's HGN networks (A.1 defaults).
+    """
+
+    kind: str = "mlp"
+    latent_dim: int = 2
+    frames: int = 31
+    image_size: int = 32
+    channels: int = 3
+    protocol: str = "reconstruct"
+    predict_k: int = 5
+    dt: float = 1.0
+    hidden: int = 200
+    mlp_layers: int = 4
+    hnn_hidden: tuple[int, ...] = (200, 200)
+    lambda_hnn: float = 0.1
+    lambda_wd: float = 1e-5
+    pairs_per_batch: int = 64
+    encoder_widths: tuple[int, ...] = (32, 64, 64, 64, 64, 64, 64)
+    latent_channels: int = 48
+    decoder_width: int = 64
+    state_channels: int = 16
+    latent_size: int = 4
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "encoder_widths", tuple(int(w) for w in self.encoder_widths))
+        object.__setattr__(self, "hnn_hidden", tuple(int(w) for w in self.hnn_hidden))
+        if self.kind not in PIXEL_HNN_KINDS:
+            raise ValueError(f"kind: expected one of {sorted(PIXEL_HNN_KINDS)}, got {self.kind!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(
+                f"protocol: expected one of {sorted(PROTOCOLS)}, got {self.protocol!r}"
+            )
+        if not isinstance(self.latent_dim, int) or self.latent_dim < 2 or self.latent_dim % 2:
+            raise ValueError(f"latent_dim: expected an even integer >= 2, got {self.latent_dim!r}")
+        if not isinstance(self.frames, int) or self.frames < 3:
+            raise ValueError(
+                f"frames: expected an integer >= 3 (two consecutive pairs), got {self.frames!r}"
+            )
+        if self.protocol == "predict" and not 2 <= self.predict_k < self.frames:
+            raise ValueError(
+                f"predict_k: expected 2 <= k < frames={self.frames}, got {self.predict_k!r}"
+            )
+        if self.mlp_layers < 2:
+            raise ValueError(f"mlp_layers: expected an integer >= 2, got {self.mlp_layers!r}")
+        if not (math.isfinite(self.dt) and self.dt > 0):
+            raise ValueError(f"dt: expected a positive finite number, got {self.dt!r}")
+        if self.pairs_per_batch < 0:
+            raise ValueError(
+                f"pairs_per_batch: expected an integer >= 0, got {self.pairs_per_batch!r}"
+            )
+        if self.kind == "conv":
+            ratio = self.image_size // self.latent_size
+            if ratio * self.latent_size != self.image_size or ratio < 2 or ratio & (ratio - 1):
+                raise ValueError(
+                    f"image_size: expected latent_size={self.latent_size} times a power of two "
+                    f">= 2, got {self.image_size!r}"
+                )
+
+    @property
+    def integrator(self) -> str:
+        """Latent rollouts use RK4, as the original PixelHNN (A.3)."""
+        return "rk4"
+
+    @property
+    def n_upsample(self) -> int:
+        return int(round(math.log2(self.image_size // self.latent_size)))
+
+    @property
+    def input_frames(self) -> tuple[int, ...]:
+        """The frames a rollout is inferred from: the first pair."""
+        return (0, 1)
+
+    @property
+    def target_frames(self) -> tuple[int, ...]:
+        """The frames the Table-1 MSE is computed on (same rule as HGN's config)."""
+        if self.protocol == "predict":
+            return tuple(range(self.predict_k, self.frames))
+        return tuple(range(self.frames))
+
+
+def _mlp(widths: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class _ConvEncoder(nn.Module):
+    def __init__(self, c: PixelHNNConfig) -> None:
+        super().__init__()
+        self.net = Encoder(
+            2 * c.channels, c.encoder_widths, c.latent_channels, c.n_upsample, deterministic=True
+        )
+        self.linear = nn.Linear(c.latent_channels * c.latent_size**2, c.latent_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(self.net(x)[0].flatten(1))
+
+
+class _ConvDecoder(nn.Module):
+    def __init__(self, c: PixelHNNConfig) -> None:
+        super().__init__()
+        self.shape = (c.state_channels, c.latent_size, c.latent_size)
+        self.linear = nn.Linear(c.latent_dim, c.state_channels * c.latent_size**2)
+        self.net = Decoder(c.state_channels, c.decoder_width, 2 * c.channels, c.n_upsample)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(self.linear(z).unflatten(1, self.shape))
+
+
+def pixel_hnn_losses(
+    x: Tensor, x_hat: Tensor, z: Tensor, z_next: Tensor, field: Tensor, dt: float = 1.0
+) -> dict[str, Tensor]:
+    """The data terms of Eq. 15 from their ingredients (no weights applied).
+
+    Args:
+        x, x_hat: the input pairs and their reconstructions, any matching shape ``(N, ...)``.
+        z, z_next: latents of ``X_t`` and ``X_{t+1}``, ``(N, 2n)`` as ``cat(q, p)``.
+        field: the HNN's symplectic gradient at ``z``, ``(N, 2n)``.
+        dt: latent time between ``z`` and ``z_next``.
+
+    Example:
+        >>> z, z1 = torch.tensor([[0.0, 1.0]]), torch.tensor([[2.0, 1.0]])
+        >>> out = pixel_hnn_losses(torch.ones(1, 4), torch.zeros(1, 4), z, z1, torch.zeros(1, 2))
+        >>> {k: v.item() for k, v in out.items()}
+        {'ae': 1.0, 'cc': 1.0, 'hnn': 2.0}
+    """
+    half = z.shape[-1] // 2
+    q, p, q_next = z[:, :half], z[:, half:], z_next[:, :half]
+    return {
+        "ae": ((x - x_hat) ** 2).mean(),
+        "cc": ((p - (q_next - q) / dt) ** 2).mean(),
+        "hnn": hnn_loss(field, (z_next - z) / dt),
+    }
+
+
+class PixelHNN(nn.Module):
+    """PixelHNN on image sequences, with the same training and rollout interface as HGN.
+
+    Calling the module on ``images (B, T+1, C, H, W)`` returns the Eq. 15 loss and detached
+    metrics (``loss``, ``ae``, ``cc``, ``hnn``, ``wd`` and ``mse``, the per-pixel error of the
+    pair reconstruction); :meth:`rollout` returns a :class:`hamflow_hgn.model.Rollout`.
+
+    Example:
+        >>> cfg = PixelHNNConfig(kind="mlp", latent_dim=2, frames=4, image_size=8, hidden=16,
+        ...                      hnn_hidden=(16,), pairs_per_batch=0)
+        >>> model = PixelHNN(cfg)
+        >>> images = torch.rand(2, 4, 3, 8, 8)
+        >>> loss, metrics = model(images)
+        >>> sorted(metrics)
+        ['ae', 'cc', 'hnn', 'loss', 'mse', 'wd']
+        >>> out = model.rollout(images, steps=5)
+        >>> out.frames.shape, out.q.shape, out.energy.shape
+        (torch.Size([2, 6, 3, 8, 8]), torch.Size([6, 2, 1]), torch.Size([2, 6]))
+
+    References:
+        Toth et al., "Hamiltonian Generative Networks", ICLR 2020, A.3.
+    """
+
+    def __init__(self, config: PixelHNNConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        if c.kind == "mlp":
+            n_in = 2 * c.channels * c.image_size**2
+            self.encoder = _mlp([n_in] + [c.hidden] * (c.mlp_layers - 1) + [c.latent_dim])
+            self.decoder = _mlp([c.latent_dim] + [c.hidden] * (c.mlp_layers - 1) + [n_in])
+        else:
+            self.encoder = _ConvEncoder(c)
+            self.decoder = _ConvDecoder(c)
+        self.hnn = HNN(c.latent_dim, hidden=c.hnn_hidden)
+
+    @property
+    def pair_shape(self) -> tuple[int, int, int, int]:
+        c = self.config
+        return (2, c.channels, c.image_size, c.image_size)
+
+    def check_images(self, images: Tensor, name: str = "images") -> None:
+        """Raise unless ``images`` is ``(B, T+1 >= 2, C, H, W)`` with this config's frame size."""
+        c = self.config
+        if not isinstance(images, Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(images).__name__}")
+        if (
+            images.dim() != 5
+            or images.shape[1] < 2
+            or tuple(images.shape[2:])
+            != (
+                c.channels,
+                c.image_size,
+                c.image_size,
+            )
+        ):
+            raise ValueError(
+                f"{name}: expected shape (B, T+1 >= 2, {c.channels}, {c.image_size}, "
+                f"{c.image_size}), got {tuple(images.shape)}"
+            )
+
+    def encode(self, pairs: Tensor) -> Tensor:
+        """``(N, 2, C, H, W)`` frame pairs to latents ``(N, latent_dim)``."""
+        if self.config.kind == "mlp":
+            return self.encoder(pairs.flatten(1))
+        return self.encoder(pairs.flatten(1, 2))
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Latents ``(N, latent_dim)`` to reconstructed pairs ``(N, 2, C, H, W)``."""
+        return self.decoder(z).reshape(z.shape[0], *self.pair_shape)
+
+    def weight_norm(self) -> Tensor:
+        """``L_WD = ½ Σ θ²`` over every parameter."""
+        return 0.5 * sum(p.square().sum() for p in self.parameters())
+
+    def _pairs(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Draw ``(X_t, X_{t+1})``: frames ``(t, t+1)`` and ``(t+1, t+2)`` of one sequence."""
+        b, t1 = images.shape[:2]
+        n_start = t1 - 2
+        if self.config.pairs_per_batch:
+            n = self.config.pairs_per_batch
+            seq = torch.randint(b, (n,), device=images.device)
+            t = torch.randint(n_start, (n,), device=images.device)
+        else:
+            seq = torch.arange(b, device=images.device).repeat_interleave(n_start)
+            t = torch.arange(n_start, device=images.device).repeat(b)
+        idx = t[:, None] + torch.arange(3, device=images.device)
+        triples = images[seq[:, None], idx]  # (N, 3, C, H, W)
+        return triples[:, :2], triples[:, 1:]
+
+    def forward(self, images: Tensor, step: int = 0, **kwargs) -> tuple[Tensor, dict[str, Tensor]]:
+        """Eq. 15 on pairs drawn from ``images (B, T+1, C, H, W)``; ``kwargs`` are ignored."""
+        self.check_images(images)
+        if images.shape[1] < 3:
+            raise ValueError(f"images: expected T+1 >= 3 frames, got {images.shape[1]}")
+        c = self.config
+        x, x_next = self._pairs(images)
+        n = x.shape[0]
+        z_both = self.encode(torch.cat([x, x_next]))
+        z, z_next = z_both[:n], z_both[n:]
+        x_hat = self.decode(z)
+        terms = pixel_hnn_losses(x, x_hat, z, z_next, self.hnn.time_derivative(z), c.dt)
+        wd = self.weight_norm()
+        loss = terms["ae"] + terms["cc"] + c.lambda_hnn * terms["hnn"] + c.lambda_wd * wd
+        metrics = {k: v.detach() for k, v in terms.items()}
+        metrics.update(loss=loss.detach(), wd=wd.detach(), mse=terms["ae"].detach())
+        return loss, metrics
+
+    def loss(self, images: Tensor, step: int = 0, **kwargs) -> tuple[Tensor, dict[str, Tensor]]:
+        """Alias of calling the module."""
+        return self(images, step, **kwargs)
+
+    def after_step(self) -> None:
+        """Nothing to update after an optimiser step (interface shared with HGN)."""
+
+    @torch.no_grad()
+    def rollout(
+        self,
+        images: Tensor,
+        steps: int | None = None,
+        *,
+        dt: float | None = None,
+        sample: bool = False,
+        noise=None,
+    ) -> Rollout:
+        """Encode ``(x_0, x_1)``, integrate the latent with RK4 and decode frames ``0..steps``.
+
+        ``steps`` defaults to ``T``; ``dt`` to the config's (negative: backwards; scaled:
+        faster or slower). ``sample`` and ``noise`` are accepted for interface parity; the
+        model is deterministic.
+        """
+        self.check_images(images)
+        z0 = self.encode(images[:, :2])
+        return self.rollout_from_latent(z0, images.shape[1] - 1 if steps is None else steps, dt)
+
+    @torch.no_grad()
+    def rollout_from_latent(self, z0: Tensor, steps: int, dt: float | None = None) -> Rollout:
+        """Roll out and decode from latents ``z0 (B, latent_dim)``."""
+        zs = self.hnn.rollout(z0, self.config.dt if dt is None else dt, steps, method="rk4")
+        s, b = zs.shape[:2]
+        frames = self.decode(zs.flatten(0, 1))[:, 0].unflatten(0, (s, b)).transpose(0, 1)
+        half = self.config.latent_dim // 2
+        energy = self.hnn.energy(zs.flatten(0, 1)).unflatten(0, (s, b)).transpose(0, 1)
+        return Rollout(frames, zs[..., :half], zs[..., half:], energy)
