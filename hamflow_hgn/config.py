@@ -1,0 +1,330 @@
+"""Frozen configurations of the HGN model and of a training run (paper A.1).
+
+Every artefact (checkpoint, run directory, benchmark result) stores the configuration that made
+it as JSON, so it can be reproduced from its own folder. :func:`config_to_dict` and
+:func:`train_config_from_dict` do the round trip; :func:`config_diff` lists what differs between
+two of them (used to refuse a resume with another configuration).
+
+Example:
+    >>> cfg = ModelConfig(variant="euler", protocol="predict", predict_k=5)
+    >>> cfg.integrator, cfg.input_frames, cfg.target_frames[:3]
+    ('euler', (0, 1, 2, 3, 4), (5, 6, 7))
+    >>> ModelConfig(variant="rk5")
+    Traceback (most recent call last):
+    ...
+    ValueError: variant: expected one of [...], got 'rk5'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "VARIANTS",
+    "PROTOCOLS",
+    "AMP_MODES",
+    "ModelConfig",
+    "TrainConfig",
+    "config_to_dict",
+    "model_config_from_dict",
+    "train_config_from_dict",
+    "config_diff",
+]
+
+VARIANTS: dict[str, str] = {
+    "leapfrog": "full HGN: sampled z, f_psi, leapfrog integrator",
+    "euler": "HGN Euler: as leapfrog, but rolled out with the explicit Euler integrator",
+    "deterministic": "HGN determ: z is the posterior mean, no sampling and no KL term",
+    "no_fpsi": "HGN no f_psi: the sampled z is the initial state s0 itself",
+}
+"""The four HGN variants of Table 1, by name."""
+
+PROTOCOLS: dict[str, str] = {
+    "reconstruct": "the encoder sees all T+1 frames; the loss is on all of them (Eq. 4)",
+    "predict": "the encoder sees the first k frames; the loss is on frames k..T",
+}
+"""Input/target protocols, by name."""
+
+AMP_MODES: tuple[str, ...] = ("none", "bf16")
+
+
+def _power_of_two(n: int) -> bool:
+    return n >= 1 and (n & (n - 1)) == 0
+
+
+def _check_choice(name: str, value: Any, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {sorted(choices)}, got {value!r}")
+
+
+def _check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The HGN architecture and loss; defaults are those of paper A.1.
+
+    Attributes:
+        variant: one of :data:`VARIANTS`.
+        protocol: one of :data:`PROTOCOLS`.
+        predict_k: frames the encoder sees under the ``"predict"`` protocol.
+        frames: frames per sequence, ``T + 1`` (set from the data by training).
+        image_size: image height and width, a power of two times ``latent_size``.
+        channels: image channels.
+        dt: integrator time step (A.1: 0.125).
+        state_channels: channels of q and of p each (A.1: 16, so s0 is 4x4x(2x16)).
+        latent_size: spatial size of the latent state (A.1: 4).
+        encoder_widths: filters of the first seven encoder layers (A.1: 32, then 64).
+        latent_channels: filters of the eighth encoder layer (A.1: 48); the eighth layer is a
+            pair of parallel 3x3 convolutions producing the mean and log-variance of z, each with
+            this many channels, so z is ``latent_channels x 4 x 4``. Ignored by ``no_fpsi``,
+            where z is s0 and has ``2 * state_channels`` channels.
+        transform_width: filters of the hidden layers of f_psi (A.1: 3 layers of 64).
+        hamiltonian_width: filters of each of the 6 conv layers of K and of V.
+        hamiltonian_layers: conv layers of K and of V (A.1: 6).
+        decoder_width: filters of the decoder's residual blocks (A.1: 64).
+        geco_tolerance: target per-pixel MSE of the GECO constraint.
+        geco_alpha, geco_speed, geco_lambda_init: GECO's moving average, step size and
+            initial multiplier (see :class:`hamflow.GECO`).
+    """
+
+    variant: str = "leapfrog"
+    protocol: str = "reconstruct"
+    predict_k: int = 5
+    frames: int = 31
+    image_size: int = 32
+    channels: int = 3
+    dt: float = 0.125
+    state_channels: int = 16
+    latent_size: int = 4
+    encoder_widths: tuple[int, ...] = (32, 64, 64, 64, 64, 64, 64)
+    latent_channels: int = 48
+    transform_width: int = 64
+    hamiltonian_width: int = 64
+    hamiltonian_layers: int = 6
+    decoder_width: int = 64
+    geco_tolerance: float = 1e-3
+    geco_alpha: float = 0.99
+    geco_speed: float = 1e-2
+    geco_lambda_init: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "encoder_widths", tuple(int(w) for w in self.encoder_widths))
+        _check_choice("variant", self.variant, VARIANTS)
+        _check_choice("protocol", self.protocol, PROTOCOLS)
+        _check_positive_int("frames", self.frames, 2)
+        _check_positive_int("predict_k", self.predict_k)
+        if self.protocol == "predict" and self.predict_k >= self.frames:
+            raise ValueError(
+                f"predict_k: the 'predict' protocol needs k < T+1 = {self.frames} frames so that "
+                f"some frames are left as targets, got k={self.predict_k}"
+            )
+        for name in ("channels", "state_channels", "latent_size", "latent_channels"):
+            _check_positive_int(name, getattr(self, name))
+        for name in ("transform_width", "hamiltonian_width", "decoder_width"):
+            _check_positive_int(name, getattr(self, name))
+        _check_positive_int("hamiltonian_layers", self.hamiltonian_layers)
+        ratio = self.image_size // self.latent_size if isinstance(self.image_size, int) else 0
+        if (
+            not isinstance(self.image_size, int)
+            or self.image_size < 8
+            or ratio * self.latent_size != self.image_size
+            or not _power_of_two(ratio)
+            or ratio < 2
+        ):
+            raise ValueError(
+                f"image_size: expected an int >= 8 equal to latent_size={self.latent_size} times "
+                f"a power of two >= 2, got {self.image_size!r}"
+            )
+        if len(self.encoder_widths) != 7 or any(w < 1 for w in self.encoder_widths):
+            raise ValueError(
+                "encoder_widths: expected 7 positive widths (the eighth layer has "
+                f"latent_channels filters), got {self.encoder_widths!r}"
+            )
+        if self.n_upsample > 6:
+            raise ValueError(
+                f"image_size: at most 2**6 times latent_size, got {self.image_size} "
+                f"with latent_size {self.latent_size}"
+            )
+        if not (isinstance(self.dt, (int, float)) and math.isfinite(self.dt) and self.dt > 0):
+            raise ValueError(f"dt: expected a positive finite number, got {self.dt!r}")
+        if not (math.isfinite(self.geco_tolerance) and self.geco_tolerance > 0):
+            raise ValueError(
+                f"geco_tolerance: expected a positive per-pixel MSE, got {self.geco_tolerance!r}"
+            )
+
+    @property
+    def integrator(self) -> str:
+        """Name of the core integrator the variant rolls out with."""
+        return "euler" if self.variant == "euler" else "leapfrog"
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether z is sampled (and the KL term used)."""
+        return self.variant != "deterministic"
+
+    @property
+    def use_transform(self) -> bool:
+        """Whether the state transform f_psi sits between z and s0."""
+        return self.variant != "no_fpsi"
+
+    @property
+    def z_channels(self) -> int:
+        """Channels of z: ``latent_channels``, or ``2 * state_channels`` without f_psi."""
+        return self.latent_channels if self.use_transform else 2 * self.state_channels
+
+    @property
+    def n_upsample(self) -> int:
+        """Stride-2 encoder layers, and residual upsampling blocks of the decoder."""
+        return int(round(math.log2(self.image_size // self.latent_size)))
+
+    @property
+    def input_frames(self) -> tuple[int, ...]:
+        """Indices of the frames the encoder sees."""
+        if self.protocol == "predict":
+            return tuple(range(self.predict_k))
+        return tuple(range(self.frames))
+
+    @property
+    def target_frames(self) -> tuple[int, ...]:
+        """Indices of the frames the loss (and Table-1 MSE) is computed on."""
+        if self.protocol == "predict":
+            return tuple(range(self.predict_k, self.frames))
+        return tuple(range(self.frames))
+
+    @classmethod
+    def reduced(cls, width: int = 16, **overrides: Any) -> ModelConfig:
+        """A narrow model (every width ``width``) for tests and quick experiments.
+
+        Example:
+            >>> ModelConfig.reduced(8, image_size=16).hamiltonian_width
+            8
+        """
+        widths = dict(
+            encoder_widths=(width,) * 7,
+            latent_channels=width,
+            transform_width=width,
+            hamiltonian_width=width,
+            decoder_width=width,
+        )
+        widths.update(overrides)
+        return cls(**widths)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run: data, output, model, optimisation and logging.
+
+    ``batch_size`` is per process; under DDP the effective batch is
+    ``batch_size * world_size``. The fields in :attr:`RESUMABLE` may differ on ``--resume``.
+
+    Example:
+        >>> cfg = TrainConfig(data="DATA", out="RUN", steps=10)
+        >>> cfg.model.variant, cfg.lr, cfg.batch_size
+        ('leapfrog', 0.00015, 16)
+    """
+
+    data: str
+    out: str
+    model_name: str = "hgn"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    steps: int = 10000
+    batch_size: int = 16
+    lr: float = 1.5e-4
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "none"
+    compile: bool = False
+    channels_last: bool = False
+    checkpoint_every: int = 500
+    log_every: int = 10
+    max_train_sequences: int | None = None
+    progress: bool = True
+    resume: bool = False
+
+    RESUMABLE = frozenset(
+        {"steps", "device", "checkpoint_every", "log_every", "progress", "resume", "out", "data"}
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            object.__setattr__(self, "model", model_config_from_dict(self.model))
+        _check_positive_int("steps", self.steps)
+        _check_positive_int("batch_size", self.batch_size)
+        _check_positive_int("checkpoint_every", self.checkpoint_every)
+        _check_positive_int("log_every", self.log_every)
+        _check_choice("amp", self.amp, AMP_MODES)
+        if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
+            raise ValueError(
+                f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
+            )
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr: expected a positive finite number, got {self.lr!r}")
+        if self.max_train_sequences is not None:
+            _check_positive_int("max_train_sequences", self.max_train_sequences)
+
+
+def config_to_dict(config: ModelConfig | TrainConfig) -> dict[str, Any]:
+    """A JSON-ready dict of a config (nested configs included, tuples as lists)."""
+    out = dataclasses.asdict(config)
+
+    def listify(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: listify(x) for k, x in v.items()}
+        if isinstance(v, tuple):
+            return [listify(x) for x in v]
+        return v
+
+    return listify(out)
+
+
+def _known(cls, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"config: unknown {cls.__name__} fields {unknown}; known: {sorted(names)}")
+    return dict(data)
+
+
+def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Inverse of :func:`config_to_dict` for a :class:`ModelConfig`."""
+    return ModelConfig(**_known(ModelConfig, data))
+
+
+def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Inverse of :func:`config_to_dict` for a :class:`TrainConfig`.
+
+    Example:
+        >>> cfg = TrainConfig(data="D", out="R", model=ModelConfig(variant="euler"))
+        >>> train_config_from_dict(config_to_dict(cfg)) == cfg
+        True
+    """
+    data = _known(TrainConfig, data)
+    data["model"] = model_config_from_dict(data.get("model", {}))
+    return TrainConfig(**data)
+
+
+def config_diff(
+    old: dict[str, Any], new: dict[str, Any], ignore: frozenset[str] = frozenset(), prefix: str = ""
+) -> list[str]:
+    """Lines ``"name: old -> new"`` for every differing (nested) field not in ``ignore``.
+
+    Example:
+        >>> config_diff({"a": 1, "m": {"b": 2}}, {"a": 1, "m": {"b": 3}})
+        ['m.b: 2 -> 3']
+    """
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        if key in ignore:
+            continue
+        a, b = old.get(key, "<missing>"), new.get(key, "<missing>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += config_diff(a, b, frozenset(), f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return lines

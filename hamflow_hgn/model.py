@@ -1,0 +1,278 @@
+"""The Hamiltonian Generative Network (paper Sec. 3.2, Eq. 4 and A.1).
+
+``images (B, T+1, C, H, W)`` -> encoder -> ``z ~ q(z | x)`` -> f_psi -> ``s0 = (q0, p0)`` ->
+core integrator with the learned separable ``H = K(p) + V(q)`` -> ``q_t`` -> decoder -> frames.
+
+The rollout uses :func:`hamflow.integrators.rollout` (leapfrog, or Euler for the ``euler``
+variant); ``hamflow_hgn`` has no integrator of its own. The integration always runs in float32
+or float64 with autocast disabled, so bf16 AMP only touches the encoder and decoder convs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from hamflow import GECO, SeparableHamiltonian
+from hamflow.integrators import rollout as core_rollout
+
+from .config import ModelConfig
+from .networks import ConvEnergy, Decoder, Encoder, StateTransform
+
+__all__ = ["HGN", "Rollout", "NoiseFn", "ReduceFn", "standard_noise"]
+
+NoiseFn = Callable[[tuple[int, ...], torch.dtype, torch.device], Tensor]
+"""``noise(shape, dtype, device)``: standard normal samples (the trainer makes them DDP-exact)."""
+ReduceFn = Callable[[Tensor], Tensor]
+"""``reduce(x)``: the mean of a detached scalar over every process (identity on one process)."""
+
+
+def standard_noise(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Default :data:`NoiseFn`: ``torch.randn`` from the global generator."""
+    return torch.randn(shape, dtype=dtype, device=device)
+
+
+def _no_autocast(device_type: str):
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return nullcontext()
+
+
+@dataclass
+class Rollout:
+    """The result of :meth:`HGN.rollout` / :meth:`HGN.sample`.
+
+    Attributes:
+        frames: decoded images ``(B, S+1, C, H, W)``, the initial state first.
+        q, p: latent states ``(S+1, B, state_channels, 4, 4)``.
+        energy: the learned ``H(q_t, p_t)``, ``(B, S+1)``.
+    """
+
+    frames: Tensor
+    q: Tensor
+    p: Tensor
+    energy: Tensor
+
+
+class HGN(nn.Module):
+    """Hamiltonian Generative Network with its GECO-weighted loss (paper Sec. 3.2, A.1).
+
+    Calling the module (``forward``, alias :meth:`loss`) on a batch of sequences returns the
+    loss of Eq. 4 and a dict of scalar metrics. The reconstruction term is a fixed-variance
+    Gaussian, i.e. a scaled L2; GECO (:class:`hamflow.GECO`, a submodule so it checkpoints with
+    the model) constrains the per-pixel MSE to ``config.geco_tolerance`` and so sets the
+    weight ``1/lambda`` of the KL term: ``loss = KL + lambda * (MSE / tolerance - 1)``. Call
+    :meth:`after_step` after each optimiser step. The ``deterministic`` variant minimises the
+    MSE alone.
+
+    Args:
+        config: the architecture, variant and protocol.
+
+    Example:
+        >>> cfg = ModelConfig.reduced(8, image_size=8, frames=4)
+        >>> model = HGN(cfg)
+        >>> images = torch.rand(2, 4, 3, 8, 8)
+        >>> loss, metrics = model(images)
+        >>> loss.shape, sorted(metrics)
+        (torch.Size([]), ['kl', 'kl_weight', 'lambda', 'loss', 'mse'])
+        >>> model.rollout(images, steps=6).frames.shape
+        torch.Size([2, 7, 3, 8, 8])
+
+    References:
+        Toth et al., "Hamiltonian Generative Networks", ICLR 2020, Sec. 3.2, Eq. 4, A.1.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = Encoder(
+            len(c.input_frames) * c.channels,
+            c.encoder_widths,
+            c.z_channels,
+            c.n_upsample,
+            deterministic=not c.stochastic,
+        )
+        self.transform = (
+            StateTransform(c.z_channels, c.transform_width, c.state_channels)
+            if c.use_transform
+            else None
+        )
+        self.hamiltonian = SeparableHamiltonian(
+            ConvEnergy(c.state_channels, c.hamiltonian_width, c.hamiltonian_layers),
+            ConvEnergy(c.state_channels, c.hamiltonian_width, c.hamiltonian_layers),
+        )
+        self.decoder = Decoder(c.state_channels, c.decoder_width, c.channels, c.n_upsample)
+        self.geco = GECO(
+            1.0, alpha=c.geco_alpha, speed=c.geco_speed, lambda_init=c.geco_lambda_init
+        )
+
+    # -- stages ---------------------------------------------------------------------------
+
+    def check_images(self, images: Tensor, name: str = "images") -> None:
+        """Raise ``ValueError`` unless ``images`` is ``(B, T+1, C, H, W)`` for this config."""
+        c = self.config
+        expected = (c.frames, c.channels, c.image_size, c.image_size)
+        if not isinstance(images, Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(images).__name__}")
+        if images.dim() != 5 or tuple(images.shape[1:]) != expected:
+            raise ValueError(
+                f"{name}: expected shape (B, {', '.join(map(str, expected))}), "
+                f"got {tuple(images.shape)}"
+            )
+
+    def encode(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Posterior mean and log-variance of z from the protocol's input frames."""
+        frames = images[:, list(self.config.input_frames)]
+        return self.encoder(frames.flatten(1, 2))
+
+    def initial_state(
+        self, images: Tensor, *, sample: bool = True, noise: NoiseFn | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """``(q0, p0, mean, logvar)``; z is sampled when ``sample`` and the variant allow it."""
+        mean, logvar = self.encode(images)
+        z = mean
+        if sample and logvar is not None:
+            eps = (noise or standard_noise)(tuple(mean.shape), mean.dtype, mean.device)
+            z = mean + torch.exp(0.5 * logvar) * eps
+        return (*self.state_from_z(z), mean, logvar)
+
+    def state_from_z(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``s0 = f_psi(z)``, or z itself split in halves for the ``no_fpsi`` variant."""
+        if self.transform is None:
+            return z.chunk(2, dim=1)
+        return self.transform(z)
+
+    def integrate(
+        self, q: Tensor, p: Tensor, steps: int, dt: float | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Every state of a ``steps``-step rollout, ``(steps+1, B, ...)`` each, by the core."""
+        dtype = torch.promote_types(q.dtype, torch.float32)
+        with _no_autocast(q.device.type):
+            return core_rollout(
+                self.hamiltonian,
+                q.to(dtype),
+                p.to(dtype),
+                self.config.dt if dt is None else dt,
+                steps,
+                method=self.config.integrator,
+            )
+
+    def decode(self, qs: Tensor) -> Tensor:
+        """Decode states ``(S, B, ...)`` to frames ``(B, S, C, H, W)`` in one batched call."""
+        s, b = qs.shape[:2]
+        frames = self.decoder(qs.flatten(0, 1))
+        return frames.unflatten(0, (s, b)).transpose(0, 1)
+
+    def energy(self, qs: Tensor, ps: Tensor) -> Tensor:
+        """The learned ``H`` along states ``(S, B, ...)``, as ``(B, S)``."""
+        with _no_autocast(qs.device.type):
+            e = self.hamiltonian.energy(qs.flatten(0, 1), ps.flatten(0, 1))
+        return e.unflatten(0, qs.shape[:2]).transpose(0, 1)
+
+    # -- loss -----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        images: Tensor,
+        step: int = 0,
+        *,
+        noise: NoiseFn | None = None,
+        reduce: ReduceFn | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Loss of Eq. 4 on ``images (B, T+1, C, H, W)`` and detached scalar metrics.
+
+        ``reduce`` averages the reconstruction constraint over processes before GECO sees it,
+        so ``lambda`` is identical on every DDP rank (the gradient stays local).
+        """
+        self.check_images(images)
+        c = self.config
+        q0, p0, mean, logvar = self.initial_state(images, sample=True, noise=noise)
+        qs, _ = self.integrate(q0, p0, c.frames - 1)
+        first = c.target_frames[0]
+        recon = self.decode(qs[first:].to(q0.dtype))
+        target = images[:, first:]
+        mse = (recon.float() - target.float()).square().mean()
+        metrics: dict[str, Tensor] = {"mse": mse.detach()}
+        if logvar is None:
+            loss = mse
+            kl = torch.zeros((), dtype=mse.dtype, device=mse.device)
+        else:
+            mean, logvar = mean.float(), logvar.float()
+            kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(1).mean()
+            constraint = mse / c.geco_tolerance
+            if reduce is not None:
+                detached = constraint.detach()
+                constraint = constraint + (reduce(detached) - detached)
+            loss = self.geco(objective=kl, constraint=constraint)
+        metrics["kl"] = kl.detach()
+        metrics["loss"] = loss.detach()
+        metrics["lambda"] = self.geco.lagrange.detach().float()
+        metrics["kl_weight"] = 1.0 / metrics["lambda"]
+        return loss, metrics
+
+    def loss(self, images: Tensor, step: int = 0, **kwargs) -> tuple[Tensor, dict[str, Tensor]]:
+        """Alias of calling the module (the trainer calls the module so DDP hooks run)."""
+        return self(images, step, **kwargs)
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """Update GECO's multiplier; call once after every optimiser step."""
+        if self.config.stochastic and self.geco._pending is not None:
+            self.geco.step()
+
+    # -- rollouts -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def rollout(
+        self,
+        images: Tensor,
+        steps: int | None = None,
+        *,
+        dt: float | None = None,
+        sample: bool = False,
+        noise: NoiseFn | None = None,
+    ) -> Rollout:
+        """Infer s0 from the protocol's input frames, roll out ``steps`` steps and decode.
+
+        ``steps`` defaults to ``T``; ``dt`` defaults to the config's (negative: backwards in
+        time; scaled: faster or slower dynamics, paper Fig. 7). The posterior mean is used
+        unless ``sample``.
+        """
+        self.check_images(images)
+        q0, p0, _, _ = self.initial_state(images, sample=sample, noise=noise)
+        return self.rollout_from(q0, p0, self.config.frames - 1 if steps is None else steps, dt)
+
+    @torch.no_grad()
+    def rollout_from(self, q: Tensor, p: Tensor, steps: int, dt: float | None = None) -> Rollout:
+        """Roll out and decode from a given latent state ``(q, p)``."""
+        qs, ps = self.integrate(q, p, steps, dt)
+        return Rollout(self.decode(qs.to(q.dtype)), qs, ps, self.energy(qs, ps))
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        steps: int | None = None,
+        *,
+        dt: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Rollout:
+        """Rollouts from fresh prior samples ``z ~ N(0, I)`` (paper Fig. 8).
+
+        Example:
+            >>> model = HGN(ModelConfig.reduced(8, image_size=8, frames=4))
+            >>> model.sample(3, steps=2).frames.shape
+            torch.Size([3, 3, 3, 8, 8])
+        """
+        c = self.config
+        param = next(self.parameters())
+        shape = (n, c.z_channels, c.latent_size, c.latent_size)
+        where = param.device if generator is None else generator.device
+        z = torch.randn(shape, generator=generator, dtype=param.dtype, device=where)
+        q, p = self.state_from_z(z.to(param.device))
+        return self.rollout_from(q, p, c.frames - 1 if steps is None else steps, dt)

@@ -1,0 +1,157 @@
+"""HGN model: shapes at every stage, reversibility, gradients, errors (paper Sec. 3.2, A.1)."""
+
+import pytest
+import torch
+
+from hamflow.hamiltonians import autograd_grad
+from hamflow_hgn.config import PROTOCOLS, VARIANTS, ModelConfig
+from hamflow_hgn.model import HGN
+from hamflow_hgn.networks import ConvEnergy
+
+FRAMES, SIZE = 7, 16
+
+
+def strengthen(model: HGN, factor: float = 100.0) -> HGN:
+    """Scale H up: at initialisation the field is weak and the state barely moves."""
+    with torch.no_grad():
+        for energy in (model.hamiltonian.kinetic, model.hamiltonian.potential):
+            energy.readout.weight.mul_(factor)
+    return model
+
+
+def small(**kw) -> ModelConfig:
+    kw.setdefault("frames", FRAMES)
+    kw.setdefault("image_size", SIZE)
+    kw.setdefault("predict_k", 3)
+    return ModelConfig.reduced(8, **kw)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
+def test_shapes_every_stage(variant, protocol):
+    cfg = small(variant=variant, protocol=protocol)
+    model = HGN(cfg)
+    b = 3
+    images = torch.rand(b, FRAMES, 3, SIZE, SIZE)
+    mean, logvar = model.encode(images)
+    assert mean.shape == (b, cfg.z_channels, 4, 4)
+    assert (logvar is None) == (variant == "deterministic")
+    if logvar is not None:
+        assert logvar.shape == mean.shape
+    if variant == "no_fpsi":
+        assert model.transform is None and cfg.z_channels == 2 * cfg.state_channels
+    q0, p0, _, _ = model.initial_state(images)
+    assert q0.shape == p0.shape == (b, cfg.state_channels, 4, 4)
+    qs, ps = model.integrate(q0, p0, FRAMES - 1)
+    assert qs.shape == ps.shape == (FRAMES, b, cfg.state_channels, 4, 4)
+    frames = model.decode(qs)
+    assert frames.shape == (b, FRAMES, 3, SIZE, SIZE)
+    assert model.energy(qs, ps).shape == (b, FRAMES)
+    loss, metrics = model(images)
+    assert loss.shape == () and torch.isfinite(loss)
+    assert set(metrics) == {"loss", "mse", "kl", "lambda", "kl_weight"}
+    if variant == "deterministic":
+        assert float(metrics["kl"]) == 0.0
+    n_in = FRAMES if protocol == "reconstruct" else 3
+    assert model.encoder.trunk[0].in_channels == 3 * n_in
+    roll = model.rollout(images, steps=10)
+    assert roll.frames.shape == (b, 11, 3, SIZE, SIZE)
+    assert roll.energy.shape == (b, 11)
+    assert model.sample(2, steps=4).frames.shape == (2, 5, 3, SIZE, SIZE)
+
+
+def test_a1_default_widths():
+    model = HGN(ModelConfig())
+    convs = [m for m in model.encoder.trunk if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32] + [64] * 6
+    assert model.encoder.mean.out_channels == model.encoder.logvar.out_channels == 48
+    assert len(model.hamiltonian.kinetic.convs) == 6
+    assert len(model.decoder.blocks) == 3
+    images = torch.rand(1, 31, 3, 32, 32)
+    assert model.rollout(images, steps=2).frames.shape == (1, 3, 3, 32, 32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_forward_then_backward_returns_latent(dtype):
+    model = HGN(small()).to(dtype)
+    strengthen(model)
+    q0, p0, _, _ = model.initial_state(torch.rand(4, FRAMES, 3, SIZE, SIZE, dtype=dtype))
+    q0, p0 = q0.detach(), p0.detach()
+    n = 20
+    with torch.no_grad():
+        qs, ps = model.integrate(q0, p0, n)
+        qb, pb = model.integrate(qs[-1], ps[-1], n, dt=-model.config.dt)
+    atol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert (qs[-1] - q0).abs().max() > 0.02  # it did move, by 2000x the tolerance
+    torch.testing.assert_close(qb[-1], q0, atol=atol, rtol=0)
+    torch.testing.assert_close(pb[-1], p0, atol=atol, rtol=0)
+
+
+def test_conv_energy_closed_form_gradient():
+    energy = ConvEnergy(4, width=8, layers=6).double()
+    x = torch.randn(3, 4, 4, 4, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(energy.grad(x), autograd_grad(energy, x), atol=1e-12, rtol=0)
+    # second derivatives through the closed form match autograd's double backward
+    (g1,) = torch.autograd.grad(energy.grad(x).square().sum(), x)
+    energy.closed_form = False
+    (g2,) = torch.autograd.grad(energy.grad(x).square().sum(), x)
+    torch.testing.assert_close(g1, g2, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_parameter_gets_a_gradient(variant):
+    model = HGN(small(variant=variant))
+    loss, _ = model(torch.rand(2, FRAMES, 3, SIZE, SIZE))
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing
+
+
+def test_euler_variant_uses_the_core_euler():
+    cfg_l, cfg_e = small(variant="leapfrog"), small(variant="euler")
+    assert (cfg_l.integrator, cfg_e.integrator) == ("leapfrog", "euler")
+    torch.manual_seed(1)
+    a = HGN(cfg_l)
+    b = HGN(cfg_e)
+    b.load_state_dict(strengthen(a).state_dict())
+    q, p = torch.randn(2, 16, 4, 4), torch.randn(2, 16, 4, 4)
+    with torch.no_grad():
+        from hamflow.integrators import euler, leapfrog
+
+        qe, pe = euler(b.hamiltonian, q, p, cfg_e.dt, 3)
+        qf, _ = leapfrog(a.hamiltonian, q, p, cfg_l.dt, 3)
+        qs, ps = b.integrate(q, p, 3)
+        ql, _ = a.integrate(q, p, 3)
+    torch.testing.assert_close(qs[-1], qe)
+    torch.testing.assert_close(ql[-1], qf)
+
+
+def test_geco_sets_kl_weight_and_steps():
+    model = HGN(small(geco_speed=0.5))
+    images = torch.rand(2, FRAMES, 3, SIZE, SIZE)
+    _, m0 = model(images)
+    model.after_step()
+    _, m1 = model(images)
+    assert float(m0["lambda"]) == 1.0 and float(m1["lambda"]) > 1.0  # MSE >> tolerance
+    assert float(m1["kl_weight"]) == pytest.approx(1.0 / float(m1["lambda"]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"variant": "rk5"}, "variant: expected one of"),
+        ({"protocol": "predict", "predict_k": 7}, r"predict_k: .*k < T\+1 = 7"),
+        ({"protocol": "future"}, "protocol: expected one of"),
+        ({"image_size": 12}, "image_size: expected"),
+        ({"dt": 0.0}, "dt: expected"),
+    ],
+)
+def test_bad_configs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        small(**kwargs)
+
+
+def test_bad_images_shape():
+    model = HGN(small())
+    with pytest.raises(ValueError, match=r"images: expected shape \(B, 7, 3, 16, 16\)"):
+        model(torch.rand(2, 5, 3, SIZE, SIZE))
