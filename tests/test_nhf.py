@@ -1,0 +1,415 @@
+"""Neural Hamiltonian Flow: ELBO, IWAE, sampling, priors, persistence, learning (Sec. 3.3, A.2)."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import normflows as nf
+import numpy as np
+import pytest
+import torch
+from _helpers import F64
+from scipy import integrate, stats
+
+from hamflow import NHF, HamiltonianFlow, SoftUniform
+
+DIM = 2
+
+
+def make_model(dtype=F64, *, seed=0, prior="normal", kinetic="mlp", **kw) -> NHF:
+    """A small NHF with a deliberately imperfect, input-dependent momentum encoder.
+
+    The encoder's output layers start at zero (a standard-normal proposal); they are randomised
+    here so that the encoder's mean and scale depend on ``q`` and every term of the ELBO matters.
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = NHF(
+            DIM,
+            num_flows=kw.pop("num_flows", 3),
+            hidden=(16, 16),
+            encoder_hidden=(16,),
+            prior=prior,
+            kinetic=kinetic,
+            **kw,
+        )
+        with torch.no_grad():
+            for net in (model.encoder.mean, model.encoder.log_scale):
+                net[-1].weight.normal_(0.0, 0.3)
+                net[-1].bias.normal_(0.0, 0.3)
+            for flow in model.flows:  # stronger energies: flows far from the identity
+                for energy in (flow.hamiltonian.kinetic, flow.hamiltonian.potential):
+                    if hasattr(energy, "layers"):
+                        energy.layers[-1].weight.mul_(3.0)
+    return model.to(dtype)
+
+
+def _data(n=6, dtype=F64, seed=1) -> torch.Tensor:
+    return torch.randn(n, DIM, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def _standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    return (-0.5 * z * z - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def _hand_log_weights(model: NHF, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """``ln π(s₀) − ln f(p | x)`` from the pieces, with the encoder noise ``eps`` given."""
+    mu, log_s = model.encoder.mean(x), model.encoder.log_scale(x)
+    p = mu + torch.exp(log_s) * eps
+    log_f = torch.distributions.Normal(mu, torch.exp(log_s)).log_prob(p).sum(-1)
+    z = torch.cat([x.expand_as(p), p], dim=-1)
+    flat = z.reshape(-1, 2 * DIM)
+    for flow in reversed(model.flows):  # data → prior: last flow first, each inverted
+        flat, _ = flow.inverse(flat)
+    log_pi = _standard_normal_log_prob(flat).reshape(log_f.shape)
+    return log_pi - log_f
+
+
+# -- shapes ---------------------------------------------------------------------------------
+
+
+def test_shapes():
+    model = make_model(torch.float32)
+    x = _data(7, torch.float32)
+    assert model.elbo(x).shape == (7,)
+    assert model.elbo(x, num_samples=3).shape == (7,)
+    loss = model.forward_kld(x)
+    assert loss.shape == () and loss.requires_grad
+    lp = model.log_prob(x, num_samples=5)
+    assert lp.shape == (7,) and not lp.requires_grad
+    assert model.log_prob(x, num_samples=5, chunk_size=8).shape == (7,)
+    assert model.sample(11).shape == (11, DIM)
+    q, p = model.sample(11, return_momentum=True)
+    assert q.shape == (11, DIM) and p.shape == (11, DIM)
+    states = model.transport(x, torch.zeros_like(x), return_all=True)
+    assert len(states) == len(model.flows) + 1
+    assert torch.equal(states[0][0], x)
+    assert torch.equal(states[-1][0], model.transport(x, torch.zeros_like(x))[0])
+
+
+# -- the ELBO and IWAE by hand --------------------------------------------------------------
+
+
+def test_elbo_equals_hand_computed_value():
+    model = make_model()
+    x = _data()
+    torch.manual_seed(5)
+    elbo = model.elbo(x)
+    torch.manual_seed(5)
+    eps = torch.randn(x.shape, dtype=F64)
+    expected = _hand_log_weights(model, x, eps)
+    assert torch.allclose(elbo, expected, rtol=0, atol=1e-10)
+    # and the loss is its negative mean
+    torch.manual_seed(5)
+    assert torch.allclose(model.forward_kld(x), -expected.mean(), atol=1e-10)
+
+
+def test_elbo_with_several_samples_is_their_mean():
+    model = make_model()
+    x = _data()
+    torch.manual_seed(6)
+    elbo = model.elbo(x, num_samples=4)
+    torch.manual_seed(6)
+    eps = torch.randn(4, *x.shape, dtype=F64)
+    assert torch.allclose(elbo, _hand_log_weights(model, x, eps).mean(0), atol=1e-10)
+
+
+def test_iwae_equals_hand_computed_value():
+    model = make_model()
+    x = _data()
+    K = 8
+    torch.manual_seed(7)
+    lp = model.log_prob(x, num_samples=K)
+    torch.manual_seed(7)
+    eps = torch.randn(K, *x.shape, dtype=F64)
+    log_w = _hand_log_weights(model, x, eps)
+    expected = torch.logsumexp(log_w, 0) - math.log(K)
+    assert torch.allclose(lp, expected, atol=1e-10)
+    # K = 1 is the single-sample ELBO, draw for draw
+    torch.manual_seed(8)
+    lp1 = model.log_prob(x, num_samples=1)
+    torch.manual_seed(8)
+    assert torch.allclose(lp1, model.elbo(x), atol=1e-12)
+
+
+def test_iwae_is_at_least_the_elbo_of_the_same_draws():
+    """Jensen, draw for draw: log-mean-exp of K log-weights ≥ their mean."""
+    model = make_model()
+    x = _data(50, seed=3)
+    torch.manual_seed(17)
+    lp = model.log_prob(x, num_samples=16)
+    torch.manual_seed(17)
+    elbo = model.elbo(x, num_samples=16)
+    assert (lp >= elbo - 1e-12).all()
+    assert (lp - elbo).mean() > 0.01
+
+
+def test_iwae_tightens_with_K():
+    """E[IWAE_K] grows with K, and E[IWAE_1] = E[ELBO] (Burda et al. 2016).
+
+    The encoder is deliberately off (mean +0.8, scale e^-0.7), which gives measured means over
+    1000 points of ELBO -4.04, IWAE_1 -4.08, IWAE_4 -3.71, IWAE_16 -3.46, IWAE_64 -3.27; the
+    seed-to-seed spread of these means is about 0.03."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = NHF(DIM, num_flows=3, hidden=(16, 16), encoder_hidden=(16,)).to(F64)
+    with torch.no_grad():
+        model.encoder.mean[-1].bias.fill_(0.8)
+        model.encoder.log_scale[-1].bias.fill_(-0.7)
+    x = _data(1000, seed=2)
+    torch.manual_seed(9)
+    elbo = model.elbo(x).mean().item()
+    means = {}
+    for K in (1, 4, 16, 64):
+        torch.manual_seed(10 + K)
+        means[K] = model.log_prob(x, num_samples=K).mean().item()
+    assert abs(means[1] - elbo) < 0.2, (means, elbo)
+    assert means[4] > means[1] + 0.1, means
+    assert means[16] > means[4] + 0.1, means
+    assert means[64] > means[16] + 0.08, means
+
+
+def test_sample_equals_hand_computed_value():
+    model = make_model()
+    torch.manual_seed(12)
+    q, p = model.sample(9, return_momentum=True)
+    torch.manual_seed(12)
+    s0, _ = model.prior(9)
+    z = s0.to(F64)
+    for flow in model.flows:  # prior → data: first flow first
+        z, _ = flow(z)
+    assert torch.allclose(torch.cat([q, p], -1), z, atol=1e-12)
+    torch.manual_seed(12)
+    assert torch.allclose(model.sample(9), q, atol=1e-12)
+
+
+# -- the phase-space view -------------------------------------------------------------------
+
+
+def test_phase_space_flow_shares_parameters_and_density():
+    model = make_model()
+    flow_model = model.phase_space_flow()
+    assert isinstance(flow_model, nf.NormalizingFlow)
+    model_params = {id(p) for p in model.parameters()}
+    shared = [p for p in flow_model.parameters()]
+    assert shared and all(id(p) in model_params for p in shared)
+    hamiltonian_params = {id(p) for f in model.flows for p in f.parameters()}
+    assert hamiltonian_params <= {id(p) for p in shared}
+
+    s = torch.randn(10, 2 * DIM, dtype=F64)
+    q0, p0 = model.transport(s[:, :DIM], s[:, DIM:], inverse=True)
+    expected = model.prior.log_prob(torch.cat([q0, p0], -1))
+    assert torch.allclose(flow_model.log_prob(s), expected, atol=1e-10)
+    # round trip through the normflows view
+    assert torch.allclose(flow_model.forward(flow_model.inverse(s)), s, atol=1e-10)
+    # a change to the model is seen by the view: the same tensors, not copies
+    with torch.no_grad():
+        model.flows[0].hamiltonian.potential.layers[0].weight.add_(0.5)
+    assert not torch.allclose(flow_model.log_prob(s), expected, atol=1e-6)
+
+
+# -- dtypes, other configurations -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prior", ["normal", "soft_uniform"])
+def test_float64_end_to_end(prior):
+    model = make_model(F64, prior=prior, kinetic="quadratic", learn_dt=True)
+    x = _data(8)
+    loss = model.forward_kld(x)
+    assert loss.dtype == F64
+    loss.backward()
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            assert p.grad.dtype == F64 and torch.isfinite(p.grad).all(), name
+    assert all(f.dt.grad is not None for f in model.flows)
+    assert model.log_prob(x, num_samples=4).dtype == F64
+    q, p = model.sample(5, return_momentum=True)
+    assert q.dtype == F64 and p.dtype == F64
+
+
+@pytest.mark.parametrize("integrator", ["yoshida4", "symplectic_euler"])
+def test_other_symplectic_integrators(integrator):
+    model = make_model(integrator=integrator)
+    assert all(f.integrator_name == integrator for f in model.flows)
+    x = _data()
+    torch.manual_seed(13)
+    elbo = model.elbo(x)
+    torch.manual_seed(13)
+    assert torch.allclose(elbo, _hand_log_weights(model, x, torch.randn_like(x)), atol=1e-10)
+
+
+def test_shared_hamiltonian():
+    model = NHF(DIM, num_flows=3, hidden=(8,), encoder_hidden=(8,), share_hamiltonian=True)
+    assert all(f.hamiltonian is model.flows[0].hamiltonian for f in model.flows)
+    separate = NHF(DIM, num_flows=3, hidden=(8,), encoder_hidden=(8,))
+    n_shared = sum(p.numel() for p in model.parameters())
+    n_separate = sum(p.numel() for p in separate.parameters())
+    assert n_shared < n_separate
+
+
+def test_custom_prior_distribution():
+    prior = nf.distributions.DiagGaussian(2 * DIM, trainable=True)
+    model = NHF(DIM, num_flows=1, hidden=(8,), encoder_hidden=(8,), prior=prior)
+    assert model.prior is prior
+    model.forward_kld(_data(4, torch.float32)).backward()
+    assert prior.loc.grad is not None
+
+
+# -- soft-uniform prior ---------------------------------------------------------------------
+
+
+SOFT_UNIFORM_CASES = [(4.0, 4.0), (1.0, 2.0), (2.0, 0.5)]
+
+
+def _soft_uniform_mass(width: float, sharpness: float, dtype: torch.dtype) -> float:
+    """``∫ π(s) ds`` of the 1-D density, by adaptive quadrature (error estimate ~1e-14)."""
+    prior = SoftUniform(1, width=width, sharpness=sharpness).to(dtype)
+
+    def density(s: float) -> float:
+        return math.exp(prior.log_prob(torch.tensor([[s]], dtype=dtype)).item())
+
+    total, err = integrate.quad(density, -math.inf, math.inf, epsabs=1e-13, epsrel=1e-13)
+    assert err < 1e-11
+    return total
+
+
+@pytest.mark.parametrize(("width", "sharpness"), SOFT_UNIFORM_CASES)
+def test_soft_uniform_normaliser(width, sharpness):
+    """The density integrates to one. βσ goes down to 1, where the (1 − e^{−βσ}) factor of the
+    normaliser is 0.63: a normaliser without it is off by far more than the 1e-6 asked here."""
+    assert abs(_soft_uniform_mass(width, sharpness, F64) - 1.0) <= 1e-6
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: SoftUniform.log_norm is created as a float32 buffer, so a float64 prior's "
+    "density integrates to 1 only to ~1e-8 (1 - 1.05e-8 for width=4, sharpness=4)",
+)
+@pytest.mark.parametrize(("width", "sharpness"), SOFT_UNIFORM_CASES)
+def test_soft_uniform_normaliser_is_exact_in_float64(width, sharpness):
+    assert abs(_soft_uniform_mass(width, sharpness, F64) - 1.0) <= 1e-12
+
+
+def test_soft_uniform_is_a_product_over_coordinates():
+    prior = SoftUniform(3, width=2.0, sharpness=3.0).to(F64)
+    one = SoftUniform(1, width=2.0, sharpness=3.0).to(F64)
+    z = torch.randn(5, 3, dtype=F64) * 2
+    per_coord = sum(one.log_prob(z[:, i : i + 1]) for i in range(3))
+    assert torch.allclose(prior.log_prob(z), per_coord, atol=1e-12)
+
+
+@pytest.mark.parametrize(("width", "sharpness"), [(4.0, 4.0), (1.0, 2.0)])
+def test_soft_uniform_sampler_matches_density(width, sharpness):
+    """Kolmogorov–Smirnov test of 20 000 draws against the CDF integrated from ``log_prob``."""
+    prior = SoftUniform(2, width=width, sharpness=sharpness).to(F64)
+    torch.manual_seed(14)
+    z, log_p = prior(20_000)
+    assert z.dtype == F64 and torch.allclose(log_p, prior.log_prob(z))
+    a, tail = width / 2, 40.0 / sharpness
+    grid = torch.linspace(-a - tail, a + tail, 200_001, dtype=F64)
+    one = SoftUniform(1, width=width, sharpness=sharpness).to(F64)
+    dens = torch.exp(one.log_prob(grid[:, None])).numpy()
+    cdf = integrate.cumulative_trapezoid(dens, grid.numpy(), initial=0.0)
+    assert abs(cdf[-1] - 1.0) < 1e-6
+
+    def cdf_fn(s):
+        return np.interp(s, grid.numpy(), cdf)
+
+    for i in range(2):
+        result = stats.kstest(z[:, i].numpy(), cdf_fn)
+        assert result.pvalue > 1e-3, (i, result)
+    # the two coordinates are independent
+    assert abs(np.corrcoef(z[:, 0].numpy(), z[:, 1].numpy())[0, 1]) < 0.05
+
+
+# -- persistence ----------------------------------------------------------------------------
+
+
+def test_save_load_round_trip():
+    model = make_model(prior="soft_uniform", learn_dt=True)
+    x = _data(16)
+    torch.manual_seed(15)
+    expected = model.log_prob(x, num_samples=16)
+
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    buf.seek(0)
+    fresh = NHF(
+        DIM,
+        num_flows=3,
+        hidden=(16, 16),
+        encoder_hidden=(16,),
+        prior="soft_uniform",
+        learn_dt=True,
+    ).to(F64)
+    fresh.load_state_dict(torch.load(buf))
+    torch.manual_seed(15)
+    assert torch.equal(fresh.log_prob(x, num_samples=16), expected)
+
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    whole = torch.load(buf, weights_only=False)
+    assert isinstance(whole, NHF) and isinstance(whole.flows[0], HamiltonianFlow)
+    torch.manual_seed(15)
+    assert torch.equal(whole.log_prob(x, num_samples=16), expected)
+    torch.manual_seed(16)
+    s = whole.sample(4)
+    torch.manual_seed(16)
+    assert torch.equal(s, model.sample(4))
+
+
+# -- learning -------------------------------------------------------------------------------
+
+
+def eight_gaussians(n: int, gen: torch.Generator) -> torch.Tensor:
+    """σ = 0.1 around 8 points on a circle of radius 2: entropy log 8 + 1 + log(2πσ²) ≈ 0.31."""
+    k = torch.randint(0, 8, (n,), generator=gen)
+    angle = k.to(F64) * (2 * math.pi / 8)
+    centres = 2.0 * torch.stack([torch.cos(angle), torch.sin(angle)], -1)
+    return (centres + 0.1 * torch.randn(n, 2, generator=gen, dtype=F64)).float()
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny per-op work: intra-op threads only add contention on a shared CI machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_learns_eight_gaussians(one_thread):
+    """500 Adam steps (lr 1e-2, batch 256) of a 4-flow NHF (hidden 32, quadratic kinetic,
+    learned dt from 0.5, two leapfrog steps per flow). Test NLL by IWAE with K = 32 on 2000
+    held-out points. Measured: ≈ 4.9 nats at initialisation, ≈ 2.4 after training (the data
+    entropy, the floor, is ≈ 0.31). About 10-15 s on one core."""
+    gen = torch.Generator().manual_seed(0)
+    train, test = eight_gaussians(20_000, gen), eight_gaussians(2_000, gen)
+    torch.manual_seed(0)
+    model = NHF(
+        2,
+        num_flows=4,
+        steps_per_flow=2,
+        dt=0.5,
+        hidden=(32, 32),
+        encoder_hidden=(32, 32),
+        kinetic="quadratic",
+        learn_dt=True,
+    )
+    torch.manual_seed(1)
+    initial = -model.log_prob(test, num_samples=32).mean().item()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(500):
+        idx = torch.randint(0, len(train), (256,), generator=gen)
+        loss = model.forward_kld(train[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.manual_seed(1)
+    final = -model.log_prob(test, num_samples=32).mean().item()
+    print(f"eight gaussians: test NLL {initial:.3f} -> {final:.3f} nats (floor ≈ 0.31)")
+    assert math.isfinite(final)
+    assert final < initial - 1.5, (initial, final)
+    assert final < 3.0, (initial, final)
