@@ -50,7 +50,9 @@ class SoftUniform(nf.distributions.BaseDistribution):
 
     def __init__(self, dim: int, width: float = 4.0, sharpness: float = 4.0) -> None:
         super().__init__()
-        if width <= 0 or sharpness <= 0:
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim: expected a positive integer, got {dim!r}")
+        if not (width > 0 and sharpness > 0 and math.isfinite(width * sharpness)):
             raise ValueError(
                 f"width, sharpness: expected positive numbers, got {width!r}, {sharpness!r}"
             )
@@ -58,14 +60,18 @@ class SoftUniform(nf.distributions.BaseDistribution):
         self.width = float(width)
         self.sharpness = float(sharpness)
         c = self.sharpness * self.width
-        log_z = math.log(self.width) - math.log(-math.expm1(-c))
-        self.register_buffer("log_norm", torch.tensor(self.dim * log_z))
+        # A Python float: exact whatever the dtype of the samples.
+        self.log_norm = self.dim * (math.log(self.width) - math.log(-math.expm1(-c)))
         self.register_buffer("_ref", torch.zeros(()))  # carries dtype and device
 
     def log_prob(self, z: Tensor) -> Tensor:
+        if z.dim() != 2 or z.shape[-1] != self.dim:
+            raise ValueError(f"z: expected shape (batch, {self.dim}), got {tuple(z.shape)}")
+        if not torch.isfinite(z).all():
+            raise ValueError("z: expected finite values, got NaN or inf")
         a, b = self.width / 2, self.sharpness
         log_dens = F.logsigmoid(b * (z + a)) + F.logsigmoid(-b * (z - a))
-        return log_dens.sum(-1) - self.log_norm.to(z.dtype)
+        return log_dens.sum(-1) - self.log_norm
 
     def forward(self, num_samples: int = 1) -> tuple[Tensor, Tensor]:
         ref = self._ref

@@ -88,21 +88,21 @@ class HamiltonianFlow(nf.flows.Flow):
         self.hamiltonian = hamiltonian
         self.integrator_name = integrator
         self.steps = int(steps)
-        dt_tensor = torch.tensor(float(dt))
-        if learn_dt:
-            self.dt = nn.Parameter(dt_tensor)
-        else:
-            self.register_buffer("dt", dt_tensor)
+        # A fixed dt stays a Python float, exact in float32 and float64 alike.
+        self.dt: float | nn.Parameter = (
+            nn.Parameter(torch.tensor(float(dt))) if learn_dt else float(dt)
+        )
         if dim is None:
-            dim = getattr(getattr(hamiltonian, "kinetic", hamiltonian), "dim", None)
+            for part in ("kinetic", "potential"):
+                dim = dim or getattr(getattr(hamiltonian, part, None), "dim", None)
         self.dim = dim
 
     @property
     def volume_preserving(self) -> bool:
         return self.info.symplectic
 
-    def _dt(self, like: Tensor) -> Tensor:
-        return self.dt.to(like.dtype)
+    def _dt(self, like: Tensor) -> float | Tensor:
+        return self.dt.to(like.dtype) if isinstance(self.dt, Tensor) else self.dt
 
     def integrate(
         self, q: Tensor, p: Tensor, dt: float | Tensor | None = None, steps: int | None = None
@@ -134,7 +134,7 @@ class HamiltonianFlow(nf.flows.Flow):
 
     def step(self, q: Tensor, p: Tensor, *, inverse: bool = False) -> tuple[Tensor, Tensor]:
         """The flow map on an already validated ``(q, p)`` pair (no input checks)."""
-        return self.info.fn(self.hamiltonian, q, p, self._dt(q), self.steps, inverse=inverse)
+        return self.info.step(self.hamiltonian, q, p, self._dt(q), self.steps, inverse)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         self._check_density()

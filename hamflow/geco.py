@@ -61,9 +61,9 @@ class GECO(nn.Module):
         super().__init__()
         if not math.isfinite(tolerance):
             raise ValueError(f"tolerance: expected a finite number, got {tolerance!r}")
-        if not 0.0 <= alpha < 1.0:
+        if not 0.0 <= alpha < 1.0:  # also refuses NaN
             raise ValueError(f"alpha: expected a value in [0, 1), got {alpha!r}")
-        if speed <= 0:
+        if not (speed > 0 and math.isfinite(speed)):
             raise ValueError(f"speed: expected a positive number, got {speed!r}")
         if not 0 < lambda_min <= lambda_init <= lambda_max:
             raise ValueError(

@@ -104,8 +104,11 @@ class MLPEnergy(Energy):
             raise ValueError(f"hidden: expected one or more positive widths, got {hidden!r}")
         self.dim = int(dim)
         self.closed_form = closed_form
-        widths = [self.dim, *[int(h) for h in hidden], 1]
+        widths = [self.dim, *[int(h) for h in hidden]]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        # No output bias: a constant offset of the energy moves nothing, and a parameter that
+        # never receives a gradient would trip DDP and "every parameter learns" checks.
+        self.layers.append(nn.Linear(widths[-1], 1, bias=False))
         with torch.no_grad():
             self.layers[-1].weight.mul_(out_scale)
 
@@ -119,6 +122,8 @@ class MLPEnergy(Energy):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self._flat(x)
+        if not torch.isfinite(h).all():
+            raise ValueError("x: expected finite values, got NaN or inf")
         for layer in self.layers[:-1]:
             h = F.softplus(layer(h))
         return self.layers[-1](h).squeeze(-1)
@@ -157,19 +162,27 @@ class QuadraticEnergy(Energy):
     ) -> None:
         super().__init__()
         shape = (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
-        if mass <= 0 or not math.isfinite(mass):
+        if not (isinstance(mass, (int, float)) and math.isfinite(mass) and mass > 0):
             raise ValueError(f"mass: expected a positive finite number, got {mass!r}")
-        log_mass = torch.full(shape, math.log(mass))
+        self.dim = math.prod(shape)
+        # M = mass · exp(log_scale): the initial mass is a Python float, exact in any dtype, and
+        # learning moves the log-scale, which starts at zero.
+        self.mass = float(mass)
+        log_scale = torch.zeros(shape)
         if learnable:
-            self.log_mass = nn.Parameter(log_mass)
+            self.log_scale = nn.Parameter(log_scale)
         else:
-            self.register_buffer("log_mass", log_mass)
+            self.register_buffer("log_scale", log_scale)
+
+    def inverse_mass(self) -> Tensor:
+        """The diagonal of ``M⁻¹``, shaped like one batch element of ``p``."""
+        return torch.exp(-self.log_scale) / self.mass
 
     def forward(self, p: Tensor) -> Tensor:
-        return 0.5 * (p * p * torch.exp(-self.log_mass)).flatten(1).sum(-1)
+        return 0.5 * (p * p * self.inverse_mass()).flatten(1).sum(-1)
 
     def grad(self, p: Tensor) -> Tensor:
-        return p * torch.exp(-self.log_mass)
+        return p * self.inverse_mass()
 
 
 class Hamiltonian(nn.Module):

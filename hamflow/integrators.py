@@ -20,6 +20,11 @@ leapfrog steps cost ``n + 1`` potential gradients instead of ``2n``.
 for dynamics, never as a density flow.
 
 Pick an integrator by name through :data:`INTEGRATORS` or :func:`get_integrator`.
+
+The public functions validate their inputs (shapes, a finite state, ``dt``, ``steps``,
+separability) once per call. Each registry entry also carries the unchecked map
+(:attr:`IntegratorInfo.step`), which :func:`rollout` and the flows use inside their loops after
+validating once, so that a long rollout does not pay a device synchronisation per step.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -68,6 +74,26 @@ def _check_state(q: Tensor, p: Tensor) -> None:
         raise ValueError(f"p: expected the same shape as q {tuple(q.shape)}, got {tuple(p.shape)}")
     if q.dim() < 1:
         raise ValueError("q: expected a leading batch dimension, got a 0-d tensor")
+    for name, x in (("q", q), ("p", p)):
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name}: expected finite values, got NaN or inf ({_first_bad(x)})")
+
+
+def _first_bad(x: Tensor) -> str:
+    bad = x[~torch.isfinite(x)]
+    return f"{bad.numel()} non-finite entries, e.g. {bad.flatten()[0].item()}"
+
+
+def _validate(
+    name: str, hamiltonian: Hamiltonian, q: Tensor, p: Tensor, dt: float | Tensor, steps: int
+) -> IntegratorInfo:
+    """All input checks of a public integrator call; returns the registry entry."""
+    info = get_integrator(name)
+    check_dt_steps(dt, steps)
+    _check_state(q, p)
+    if info.needs_separable:
+        _require_separable(hamiltonian, name)
+    return info
 
 
 def _require_separable(hamiltonian: Hamiltonian, name: str) -> None:
@@ -92,7 +118,6 @@ def _merged(scheme: Scheme, steps: int) -> Scheme:
 
 def _run_scheme(
     scheme: Scheme,
-    name: str,
     hamiltonian: Hamiltonian,
     q: Tensor,
     p: Tensor,
@@ -100,9 +125,6 @@ def _run_scheme(
     steps: int,
     inverse: bool,
 ) -> tuple[Tensor, Tensor]:
-    check_dt_steps(dt, steps)
-    _check_state(q, p)
-    _require_separable(hamiltonian, name)
     subs = _merged(scheme, steps)
     if inverse:
         subs = tuple((kind, -c) for kind, c in reversed(subs))
@@ -148,7 +170,9 @@ def symplectic_euler(
         >>> [round(v, 4) for v in (q.item(), p.item())]
         [0.99, -0.1]
     """
-    return _run_scheme(_SYMPLECTIC_EULER, "symplectic_euler", hamiltonian, q, p, dt, steps, inverse)
+    return _validate("symplectic_euler", hamiltonian, q, p, dt, steps).step(
+        hamiltonian, q, p, dt, steps, inverse
+    )
 
 
 def leapfrog(
@@ -176,7 +200,9 @@ def leapfrog(
         >>> bool(torch.allclose(q, q0, atol=1e-13))
         True
     """
-    return _run_scheme(_LEAPFROG, "leapfrog", hamiltonian, q, p, dt, steps, inverse)
+    return _validate("leapfrog", hamiltonian, q, p, dt, steps).step(
+        hamiltonian, q, p, dt, steps, inverse
+    )
 
 
 def yoshida4(
@@ -198,7 +224,9 @@ def yoshida4(
         >>> abs(q.item() - math.cos(1.0)) < 1e-5
         True
     """
-    return _run_scheme(_YOSHIDA4, "yoshida4", hamiltonian, q, p, dt, steps, inverse)
+    return _validate("yoshida4", hamiltonian, q, p, dt, steps).step(
+        hamiltonian, q, p, dt, steps, inverse
+    )
 
 
 def _no_inverse(name: str) -> None:
@@ -229,8 +257,12 @@ def euler(
         >>> [round(v, 4) for v in (q.item(), p.item())]
         [1.0, -0.1]
     """
-    check_dt_steps(dt, steps)
-    _check_state(q, p)
+    return _validate("euler", hamiltonian, q, p, dt, steps).step(
+        hamiltonian, q, p, dt, steps, inverse
+    )
+
+
+def _euler_steps(hamiltonian, q, p, dt, steps, inverse):
     if inverse:
         _no_inverse("euler")
     for _ in range(steps):
@@ -262,8 +294,12 @@ def rk4(
         >>> abs(q.item() - math.cos(1.0)) < 1e-5
         True
     """
-    check_dt_steps(dt, steps)
-    _check_state(q, p)
+    return _validate("rk4", hamiltonian, q, p, dt, steps).step(
+        hamiltonian, q, p, dt, steps, inverse
+    )
+
+
+def _rk4_steps(hamiltonian, q, p, dt, steps, inverse):
     if inverse:
         _no_inverse("rk4")
 
@@ -289,12 +325,15 @@ class IntegratorInfo:
 
     Attributes:
         fn: the integrator function (shared signature, see the module docstring).
+        step: the same map without input checks, ``step(H, q, p, dt, steps, inverse)``, for
+            inner loops whose inputs were validated once (rollouts, flows).
         order: global order of accuracy.
         symplectic: preserves the symplectic form, hence volume (log-det exactly zero).
         needs_separable: only accepts ``H = K(p) + V(q)``.
     """
 
     fn: Integrator
+    step: Integrator
     order: int
     symplectic: bool
     needs_separable: bool
@@ -303,14 +342,22 @@ class IntegratorInfo:
         return self.fn(*args, **kwargs)
 
 
+def _scheme(scheme: Scheme) -> Integrator:
+    return partial(_run_scheme, scheme)
+
+
 INTEGRATORS: dict[str, IntegratorInfo] = {
-    "euler": IntegratorInfo(euler, order=1, symplectic=False, needs_separable=False),
+    "euler": IntegratorInfo(euler, _euler_steps, 1, symplectic=False, needs_separable=False),
     "symplectic_euler": IntegratorInfo(
-        symplectic_euler, order=1, symplectic=True, needs_separable=True
+        symplectic_euler, _scheme(_SYMPLECTIC_EULER), 1, symplectic=True, needs_separable=True
     ),
-    "leapfrog": IntegratorInfo(leapfrog, order=2, symplectic=True, needs_separable=True),
-    "yoshida4": IntegratorInfo(yoshida4, order=4, symplectic=True, needs_separable=True),
-    "rk4": IntegratorInfo(rk4, order=4, symplectic=False, needs_separable=False),
+    "leapfrog": IntegratorInfo(
+        leapfrog, _scheme(_LEAPFROG), 2, symplectic=True, needs_separable=True
+    ),
+    "yoshida4": IntegratorInfo(
+        yoshida4, _scheme(_YOSHIDA4), 4, symplectic=True, needs_separable=True
+    ),
+    "rk4": IntegratorInfo(rk4, _rk4_steps, 4, symplectic=False, needs_separable=False),
 }
 """Integrators by name. A scheme registered here is covered by the property tests."""
 
@@ -364,11 +411,10 @@ def rollout(
         >>> qs.shape
         torch.Size([31, 2, 1])
     """
-    check_dt_steps(dt, steps)
-    step = get_integrator(method).fn
+    info = _validate(method, hamiltonian, q, p, dt, steps)
     qs, ps = [q], [p]
     for _ in range(steps):
-        q, p = step(hamiltonian, q, p, dt, 1)
+        q, p = info.step(hamiltonian, q, p, dt, 1, False)
         qs.append(q)
         ps.append(p)
     return torch.stack(qs), torch.stack(ps)

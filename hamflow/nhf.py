@@ -77,6 +77,8 @@ class NHF(nn.Module):
             raise ValueError(f"dim: expected a positive integer, got {dim!r}")
         if not isinstance(num_flows, int) or num_flows < 1:
             raise ValueError(f"num_flows: expected an integer >= 1, got {num_flows!r}")
+        if not isinstance(steps_per_flow, int) or steps_per_flow < 1:
+            raise ValueError(f"steps_per_flow: expected an integer >= 1, got {steps_per_flow!r}")
         if not get_integrator(integrator).symplectic:
             raise ValueError(
                 f"integrator: NHF needs a volume-preserving (symplectic) integrator, got "
