@@ -111,12 +111,6 @@ def test_flow_unknown_integrator():
     check_lists_integrators(info)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: HamiltonianFlow takes its width from hamiltonian.kinetic.dim only; a "
-    "QuadraticEnergy kinetic has none, so a wrong width is not caught by the flow and the "
-    "error comes from MLPEnergy naming 'x' and the half-state shape instead of 'z' and the width",
-)
 def test_flow_wrong_width_with_quadratic_kinetic():
     H = SeparableHamiltonian(QuadraticEnergy(2), MLPEnergy(2, (8,)))
     with pytest.raises(ValueError) as info:
@@ -164,17 +158,6 @@ def test_nhf_bad_dt(dt):
     check_message(info, "dt", repr(dt))
 
 
-def test_nhf_bad_steps_per_flow_is_refused():
-    with pytest.raises(ValueError) as info:
-        _nhf(steps_per_flow=0)
-    check_message(info, "steps", "0")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: NHF(steps_per_flow=0) is refused by HamiltonianFlow with a message naming "
-    "'steps', not the NHF argument 'steps_per_flow'",
-)
 def test_nhf_bad_steps_per_flow_names_the_argument():
     with pytest.raises(ValueError) as info:
         _nhf(steps_per_flow=0)
@@ -250,11 +233,6 @@ def test_integrator_mismatched_state(name):
     check_message(info, "p", "(3, 3)")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: the integrators do not check q and p for NaN/inf; a non-finite state is "
-    "integrated and NaN is returned silently",
-)
 @pytest.mark.parametrize("name", ["leapfrog", "rk4"])
 def test_integrator_non_finite_state(name):
     q = torch.tensor([[NAN], [0.0]])
@@ -305,11 +283,6 @@ def test_mlp_energy_bad_configuration(kwargs, argument, received):
     check_message(info, argument, received)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: MLPEnergy (forward and grad) does not check its input for NaN/inf and "
-    "returns NaN silently",
-)
 def test_mlp_energy_non_finite():
     with pytest.raises(ValueError) as info:
         MLPEnergy(2, (8,))(torch.tensor([[NAN, 0.0]]))
@@ -338,31 +311,18 @@ def test_soft_uniform_bad_parameters(width, sharpness):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: SoftUniform.log_prob does not check the trailing dimension; (B, 5) "
-    "input to a 2-d prior silently returns a density summed over 5 coordinates",
-)
 def test_soft_uniform_wrong_trailing_dimension():
     with pytest.raises(ValueError) as info:
         SoftUniform(2).log_prob(torch.zeros(3, 5))
     check_message(info, "z", "5")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: SoftUniform.log_prob returns NaN for a NaN input instead of raising",
-)
 def test_soft_uniform_non_finite():
     with pytest.raises(ValueError) as info:
         SoftUniform(2).log_prob(torch.tensor([[NAN, 0.0]]))
     check_message(info, "z", "nan", "finite")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: SoftUniform(dim=0) (or negative) is accepted; it has no coordinates",
-)
 def test_soft_uniform_bad_dim():
     with pytest.raises(ValueError) as info:
         SoftUniform(0)

@@ -248,6 +248,21 @@ def test_rollout_and_integrate_agree(name):
     assert torch.equal(qd, qn) and torch.equal(pd, pn)
 
 
+@pytest.mark.parametrize("name", sorted(INTEGRATORS))
+def test_unchecked_step_is_the_same_map(name):
+    """Flows and rollouts call ``info.step`` (no input checks): it must be ``info.fn``'s map."""
+    info = INTEGRATORS[name]
+    H = separable(2, "mlp", "mlp", (8,), kinetic_scale=3.0, potential_scale=3.0, seed=6)
+    q, p = torch.randn(3, 2, dtype=F64), torch.randn(3, 2, dtype=F64)
+    for dt in (0.15, -0.15):
+        a, b = info.fn(H, q, p, dt, 4), info.step(H, q, p, dt, 4, False)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        if info.symplectic:
+            a = info.fn(H, q, p, dt, 4, inverse=True)
+            b = info.step(H, q, p, dt, 4, True)
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
 def test_leapfrog_merges_kicks():
     """n leapfrog steps cost n + 1 potential gradients and n kinetic ones (module docstring)."""
     calls = {"kinetic": 0, "potential": 0}

@@ -281,11 +281,6 @@ def test_soft_uniform_normaliser(width, sharpness):
     assert abs(_soft_uniform_mass(width, sharpness, F64) - 1.0) <= 1e-6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: SoftUniform.log_norm is created as a float32 buffer, so a float64 prior's "
-    "density integrates to 1 only to ~1e-8 (1 - 1.05e-8 for width=4, sharpness=4)",
-)
 @pytest.mark.parametrize(("width", "sharpness"), SOFT_UNIFORM_CASES)
 def test_soft_uniform_normaliser_is_exact_in_float64(width, sharpness):
     assert abs(_soft_uniform_mass(width, sharpness, F64) - 1.0) <= 1e-12
