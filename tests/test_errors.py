@@ -10,7 +10,12 @@ import math
 
 import pytest
 import torch
-from _helpers import INTEGRATORS, oscillator, separable
+from _helpers import (
+    INTEGRATORS,
+    oscillator,
+    separable,
+    single_thread,  # noqa: F401  (autouse fixture)
+)
 
 from hamflow import (
     NHF,

@@ -7,7 +7,16 @@ import io
 import normflows as nf
 import pytest
 import torch
-from _helpers import DEVICE_PARAMS, DTYPES, F64, INTEGRATORS, NON_SYMPLECTIC, SYMPLECTIC, separable
+from _helpers import (
+    DEVICE_PARAMS,
+    DTYPES,
+    F64,
+    INTEGRATORS,
+    NON_SYMPLECTIC,
+    SYMPLECTIC,
+    separable,
+    single_thread,  # noqa: F401  (autouse fixture)
+)
 
 from hamflow import HamiltonianFlow, MLPHamiltonian
 

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from _helpers import single_thread  # noqa: F401  (autouse fixture)
 
 from hamflow import GECO
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _helpers import F64
+from _helpers import (
+    F64,
+    single_thread,  # noqa: F401  (autouse fixture)
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -21,7 +21,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _helpers import F64, INTEGRATORS, SYMPLECTIC, jacobian, omega, pendulum, separable
+from _helpers import (
+    F64,
+    INTEGRATORS,
+    SYMPLECTIC,
+    jacobian,
+    omega,
+    pendulum,
+    separable,
+    single_thread,  # noqa: F401  (autouse fixture)
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -20,6 +20,7 @@ from _helpers import (
     oscillator_exact,
     pendulum,
     separable,
+    single_thread,  # noqa: F401  (autouse fixture)
 )
 
 from hamflow import MLPEnergy, MLPHamiltonian, QuadraticEnergy, SeparableHamiltonian

@@ -9,7 +9,10 @@ import normflows as nf
 import numpy as np
 import pytest
 import torch
-from _helpers import F64
+from _helpers import (
+    F64,
+    single_thread,  # noqa: F401  (autouse fixture)
+)
 from scipy import integrate, stats
 
 from hamflow import NHF, HamiltonianFlow, SoftUniform
@@ -366,16 +369,7 @@ def eight_gaussians(n: int, gen: torch.Generator) -> torch.Tensor:
     return (centres + 0.1 * torch.randn(n, 2, generator=gen, dtype=F64)).float()
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny per-op work: intra-op threads only add contention on a shared CI machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_learns_eight_gaussians(one_thread):
+def test_learns_eight_gaussians():
     """500 Adam steps (lr 1e-2, batch 256) of a 4-flow NHF (hidden 32, quadratic kinetic,
     learned dt from 0.5, two leapfrog steps per flow). Test NLL by IWAE with K = 32 on 2000
     held-out points. Measured: ≈ 4.9 nats at initialisation, ≈ 2.4 after training (the data
