@@ -52,6 +52,7 @@ class BenchConfig:
     n_train: int = 100_000
     n_test: int = 5000
     iwae_k: int = 256
+    entropy_samples: int = 200_000
     seed: int = 0
     threads: int = 1
     # NHF settings
@@ -78,6 +79,7 @@ QUICK = dict(
     hidden=16,
     encoder_hidden=16,
     grid=16,
+    entropy_samples=20_000,
     densities=("eight_gaussians", "two_moons"),
 )
 
@@ -220,7 +222,7 @@ def run(cfg: BenchConfig, figure: Path | None = None, log=print) -> dict:
     trained: dict = {}
     for dname in cfg.densities:
         d = get_density(dname)
-        ent = d.entropy()
+        ent = d.entropy(num_samples=cfg.entropy_samples)
         train_x = d.sample(cfg.n_train, seed=cfg.seed)
         test_x = d.sample(cfg.n_test, seed=cfg.seed + 10_000)
         res = {

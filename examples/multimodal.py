@@ -38,7 +38,7 @@ class MultimodalConfig:
     steps: int = 4000
     seed: int = 0
     prior: str = "soft_uniform"
-    prior_width: float = 6.0
+    prior_width: float = 1.0
     num_flows: int = 4
     steps_per_flow: int = 2
     dt: float = 0.25
@@ -49,9 +49,10 @@ class MultimodalConfig:
     n_test: int = 2000
     iwae_k: int = 256
     device: str = "cpu"
+    figure_resolution: int = 120
 
 
-QUICK = dict(steps=150, hidden=32, encoder_hidden=32, n_test=500, iwae_k=16)
+QUICK = dict(steps=150, hidden=32, encoder_hidden=32, n_test=500, iwae_k=16, figure_resolution=40)
 
 
 def build_model(cfg: MultimodalConfig) -> NHF:
@@ -120,7 +121,9 @@ def save_figure(model: NHF, cfg: MultimodalConfig, summary: dict, out: Path) -> 
         f"(IWAE K={cfg.iwae_k}; true entropy {summary['true_entropy']:.3f}), "
         f"{cfg.steps} steps, {cfg.prior} prior"
     )
-    fig = plot_nhf_panels(model, target, density.bounds, suptitle=title)
+    fig = plot_nhf_panels(
+        model, target, density.bounds, resolution=cfg.figure_resolution, suptitle=title
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.stem + ".tmp.png")
     fig.savefig(tmp, dpi=90)
@@ -192,6 +195,10 @@ def main(argv: list[str] | None = None) -> dict:
         steps=args.steps or cfg.steps,
     )
     model, summary = train(cfg, progress=not args.no_progress)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {"config": asdict(cfg), "state_dict": model.state_dict()}, args.out.with_suffix(".pt")
+    )
     out = save_figure(model, cfg, summary, args.out)
     record = {"config": asdict(cfg), **summary, "figure": str(out)}
     out.with_suffix(".json").write_text(json.dumps(record, indent=2))

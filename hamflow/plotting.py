@@ -257,9 +257,8 @@ def plot_nhf_panels(
     s0, _ = model.prior(min(num_samples, 400))
     q0, p0 = s0.to(ref).chunk(2, dim=-1)
     first = model.flows[0]
-    plot_leapfrog_step(
-        axes[4], first.hamiltonian, q0, p0, first.dt.to(ref), "5. single leapfrog step (flow 1)"
-    )
+    dt = first.dt.detach().to(ref) if isinstance(first.dt, Tensor) else first.dt
+    plot_leapfrog_step(axes[4], first.hamiltonian, q0, p0, dt, "5. single leapfrog step (flow 1)")
     axes[4].set_xlim(bounds)
     axes[4].set_ylim(bounds)
     plot_flow(axes[5], model.transport(q0, p0, return_all=True), bounds, "6. integrated flow")

@@ -3,9 +3,11 @@
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "multimodal.py"
 
@@ -14,8 +16,19 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "multimodal.py"
 def example():
     spec = importlib.util.spec_from_file_location("multimodal_example", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)
-    return module
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny 2-D models: a second thread gains nothing and stalls on a shared machine.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def test_quick_run_writes_figure(example, tmp_path, capsys):
