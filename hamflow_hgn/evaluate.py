@@ -1,0 +1,232 @@
+"""Evaluate a trained run: Table-1 MSE, per-step MSE (Fig. 6), learned energy, VPT, rollouts.
+
+API: :func:`evaluate`. CLI::
+
+    python -m hamflow_hgn.evaluate RUN [--data DIR] [--split test] [--max-sequences N]
+
+writes ``RUN/eval/metrics.json``, ``RUN/eval/metrics.md`` (Markdown table), ``mse_curve.png``
+and the rollout strips and GIFs of :mod:`hamflow_hgn.rollouts`.
+
+Metrics, per split, from the posterior mean of the initial state inferred from the protocol's
+input frames and rolled out for T steps (30 with the default 31 frames):
+
+- ``mse_x1e4``: per-sequence pixel MSE averaged over the protocol's target frames, then
+  mean ± std over sequences, times 1e4 (Table 1's format);
+- ``mse_curve``: the per-step MSE averaged over sequences (Fig. 6);
+- ``energy``: the learned H along each rollout: its mean and variance over time per sequence,
+  averaged over sequences (a symplectic rollout keeps the variance small, Fig. 6);
+- ``vpt``: valid prediction time, the first step whose MSE / mean(ground truth^2) exceeds
+  0.025 (T+1 when none does), mean ± std over sequences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint
+from .config import train_config_from_dict
+from .train import build_model, resolve_device
+
+__all__ = ["VPT_THRESHOLD", "load_run", "evaluate", "markdown_table", "main"]
+
+VPT_THRESHOLD = 0.025
+
+
+def load_run(run_dir: str | Path, data_dir: str | Path | None = None, device: str = "auto"):
+    """``(config, model, data_dir)`` of a run, with the weights of its last checkpoint."""
+    from .data import open_dataset
+
+    run = Path(run_dir)
+    cfg_path = run / "config.json"
+    if not cfg_path.is_file():
+        raise ValueError(f"run_dir: no config.json in {str(run)!r}; is it a training run?")
+    config = train_config_from_dict(json.loads(cfg_path.read_text()))
+    data = Path(data_dir) if data_dir is not None else Path(config.data)
+    if not (data / "metadata.json").is_file():
+        raise ValueError(f"data_dir: no dataset at {str(data)!r}; pass --data DIR")
+    dataset = open_dataset(data, "train")
+    _, model = build_model(config, dataset)
+    state = load_checkpoint(run / "checkpoint.pt")
+    model.load_state_dict(state["model"])
+    model.to(resolve_device(device))
+    model.eval()
+    return config, model, data
+
+
+def _summary(x: np.ndarray) -> dict[str, float]:
+    return {"mean": float(np.mean(x)), "std": float(np.std(x))}
+
+
+@torch.no_grad()
+def _evaluate_split(model, dataset, n: int, batch_size: int, device) -> dict[str, Any]:
+    cfg = model.config
+    targets = list(cfg.target_frames)
+    mse_rows, energy_rows, vpt = [], [], []
+    for start in range(0, n, batch_size):
+        idx = list(range(start, min(n, start + batch_size)))
+        images = dataset.render_batch(idx, device)
+        roll = model.rollout(images)
+        err = (roll.frames.float() - images).square().mean(dim=(2, 3, 4))  # (B, T+1)
+        mse_rows.append(err.cpu())
+        power = images.square().mean(dim=(2, 3, 4))
+        ratio = (err / power)[:, targets]
+        bad = ratio > VPT_THRESHOLD
+        first = torch.where(
+            bad.any(1), bad.float().argmax(1), torch.full_like(bad[:, 0], 0).long() + len(targets)
+        )
+        vpt.append(first.cpu())
+        if getattr(roll, "energy", None) is not None:
+            energy_rows.append(roll.energy.float().cpu())
+    mse = torch.cat(mse_rows).numpy()
+    per_seq = mse[:, targets].mean(1)
+    out: dict[str, Any] = {
+        "sequences": int(n),
+        "mse_x1e4": _summary(per_seq * 1e4),
+        "mse_curve": mse.mean(0).tolist(),
+        "vpt": _summary(torch.cat(vpt).numpy().astype(np.float64)),
+    }
+    if energy_rows:
+        energy = torch.cat(energy_rows).numpy().astype(np.float64)
+        out["energy"] = {
+            "mean": _summary(energy.mean(1)),
+            "variance": _summary(energy.var(1)),
+        }
+    return out
+
+
+def markdown_table(metrics: dict[str, Any]) -> str:
+    """Table 1's row format (MSE x1e4, mean ± std) plus VPT and energy variance per split.
+
+    Example:
+        >>> m = {"model": "hgn/leapfrog", "splits": {"test": {"mse_x1e4": {"mean": 1.0, "std": 0.5},
+        ...      "vpt": {"mean": 30.0, "std": 0.0}}}}
+        >>> print(markdown_table(m).splitlines()[2])
+        | hgn/leapfrog | test | 1.00 ± 0.50 | 30.0 ± 0.0 | – |
+    """
+    lines = [
+        "| model | split | MSE ×1e4 | VPT (steps) | energy variance along rollout |",
+        "|---|---|---|---|---|",
+    ]
+    for split, m in metrics["splits"].items():
+        e = m.get("energy")
+        ev = f"{e['variance']['mean']:.3g} ± {e['variance']['std']:.3g}" if e else "–"
+        lines.append(
+            f"| {metrics['model']} | {split} | {m['mse_x1e4']['mean']:.2f} ± "
+            f"{m['mse_x1e4']['std']:.2f} | {m['vpt']['mean']:.1f} ± {m['vpt']['std']:.1f} | {ev} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _plot_curves(metrics: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    for split, m in metrics["splits"].items():
+        ax.plot(m["mse_curve"], label=split)
+    ax.set_xlabel("rollout step")
+    ax.set_ylabel("pixel MSE")
+    ax.set_title(f"{metrics['model']}: per-step MSE (Fig. 6)", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def evaluate(
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    splits: Sequence[str] = ("train", "test"),
+    max_sequences: int | None = None,
+    *,
+    batch_size: int = 64,
+    device: str = "auto",
+    rollouts: int = 4,
+) -> dict[str, Any]:
+    """Compute the metrics of a run (see the module docstring) and write them to ``RUN/eval``.
+
+    ``rollouts`` test sequences are also drawn as PNG strips and GIFs (0 to skip). Returns the
+    metrics dict that is saved as ``metrics.json``.
+    """
+    from .data import open_dataset
+    from .rollouts import save_rollouts
+
+    if max_sequences is not None and (not isinstance(max_sequences, int) or max_sequences < 1):
+        raise ValueError(f"max_sequences: expected a positive int or None, got {max_sequences!r}")
+    config, model, data = load_run(run_dir, data_dir, device)
+    dev = next(model.parameters()).device
+    out_dir = Path(run_dir) / "eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mcfg = model.config
+    metrics: dict[str, Any] = {
+        "model": f"{config.model_name}/{mcfg.variant}",
+        "protocol": mcfg.protocol,
+        "rollout_steps": mcfg.frames - 1,
+        "target_frames": [mcfg.target_frames[0], mcfg.target_frames[-1]],
+        "vpt_threshold": VPT_THRESHOLD,
+        "data": str(data),
+        "splits": {},
+    }
+    for split in splits:
+        dataset = open_dataset(data, split)
+        n = len(dataset) if max_sequences is None else min(len(dataset), max_sequences)
+        metrics["splits"][split] = _evaluate_split(model, dataset, n, batch_size, dev)
+    _write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    _write_atomic(out_dir / "metrics.md", markdown_table(metrics))
+    _plot_curves(metrics, out_dir / "mse_curve.png")
+    if rollouts > 0:
+        split = "test" if "test" in splits else splits[0]
+        dataset = open_dataset(data, split)
+        images = dataset.render_batch(list(range(min(rollouts, len(dataset)))), dev)
+        save_rollouts(model, images, out_dir / "rollouts")
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status."""
+    p = argparse.ArgumentParser(prog="python -m hamflow_hgn.evaluate", description=__doc__)
+    p.add_argument("run", help="run directory written by python -m hamflow_hgn.train")
+    p.add_argument("--data", default=None, help="dataset directory (default: the run's)")
+    p.add_argument("--split", default=None, choices=["train", "test"], help="default: both")
+    p.add_argument("--max-sequences", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--rollouts", type=int, default=4, help="sequences to draw (0: none)")
+    args = p.parse_args(argv)
+    splits = (args.split,) if args.split else ("train", "test")
+    try:
+        metrics = evaluate(
+            args.run,
+            args.data,
+            splits,
+            args.max_sequences,
+            batch_size=args.batch_size,
+            device=args.device,
+            rollouts=args.rollouts,
+        )
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(markdown_table(metrics), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Rollout pictures: PNG strips (paper Fig. 7 and 8) and animated GIFs.
+
+:func:`save_rollouts` takes a trained model with HGN's rollout interface and a batch of
+sequences, and writes, for each kind of rollout, ``KIND.png`` (rows of frames, every few steps)
+and ``KIND_i.gif`` (one animation per sequence):
+
+- ``forward``: inferred initial state, rolled out with ``+dt`` (ground truth on the row above);
+- ``backward``: rolled forward to the last frame, then back with ``-dt`` (it should retrace the
+  sequence in reverse, since leapfrog is time-reversible);
+- ``double_speed`` / ``half_speed``: ``dt`` scaled by 2 and by 1/2;
+- ``samples``: initial states from the prior ``z ~ N(0, I)`` (Fig. 8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["to_uint8", "save_strip", "save_gif", "save_rollouts"]
+
+
+def to_uint8(frames: Tensor, scale: int = 1) -> np.ndarray:
+    """``(S, C, H, W)`` floats in [0, 1] to ``(S, H*scale, W*scale, 3)`` uint8 (nearest).
+
+    Example:
+        >>> to_uint8(torch.ones(2, 3, 4, 4), scale=2).shape
+        (2, 8, 8, 3)
+    """
+    x = frames.detach().float().clamp(0, 1).cpu()
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if scale > 1:
+        x = x.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
+    return (x.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def save_strip(
+    rows: Sequence[Tensor], labels: Sequence[str], path: str | Path, every: int = 1
+) -> Path:
+    """A PNG grid: one row per ``(S, C, H, W)`` tensor, every ``every``-th frame, labelled.
+
+    Example:
+        >>> import tempfile
+        >>> p = save_strip([torch.rand(4, 3, 8, 8)], ["model"], Path(tempfile.mkdtemp()) / "s.png")
+        >>> p.exists()
+        True
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    idx = list(range(0, rows[0].shape[0], every))
+    fig, axes = plt.subplots(
+        len(rows), len(idx), figsize=(0.8 * len(idx) + 1, 0.85 * len(rows)), squeeze=False
+    )
+    for r, (row, label) in enumerate(zip(rows, labels)):
+        imgs = to_uint8(row)
+        for c, t in enumerate(idx):
+            ax = axes[r][c]
+            if t < len(imgs):
+                ax.imshow(imgs[t], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"t={t}", fontsize=7)
+        axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    fig.tight_layout(pad=0.2)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_gif(frames: Tensor, path: str | Path, fps: float = 8.0, scale: int = 4) -> Path:
+    """An animated GIF of ``(S, C, H, W)`` frames, upscaled ``scale`` times (nearest)."""
+    from PIL import Image
+
+    images = [Image.fromarray(a) for a in to_uint8(frames, scale)]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return path
+
+
+@torch.no_grad()
+def save_rollouts(
+    model, images: Tensor, out_dir: str | Path, steps: int | None = None, every: int = 3
+) -> dict[str, list[Path]]:
+    """Write the forward, backward, double/half-speed and prior-sample rollouts of ``model``.
+
+    ``images`` is ``(B, T+1, C, H, W)``; one GIF is written per sequence and rollout kind.
+    Returns the written paths by kind. Kinds the model cannot do (no ``rollout_from`` or
+    ``sample``) are skipped.
+    """
+    out = Path(out_dir)
+    model.eval()
+    dt = model.config.dt
+    steps = images.shape[1] - 1 if steps is None else steps
+    truth = images.cpu()
+    runs: dict[str, tuple[list[Tensor], list[str]]] = {}
+    fwd = model.rollout(images, steps)
+    runs["forward"] = ([truth, fwd.frames.cpu()], ["truth", "model"])
+    if hasattr(model, "rollout_from"):
+        back = model.rollout_from(fwd.q[-1], fwd.p[-1], steps, dt=-dt)
+        reversed_truth = truth.flip(1)
+        runs["backward"] = ([reversed_truth, back.frames.cpu()], ["truth reversed", "model -dt"])
+    runs["double_speed"] = (
+        [truth, model.rollout(images, steps, dt=2 * dt).frames.cpu()],
+        ["truth", "model 2dt"],
+    )
+    runs["half_speed"] = (
+        [truth, model.rollout(images, steps, dt=dt / 2).frames.cpu()],
+        ["truth", "model dt/2"],
+    )
+    if hasattr(model, "sample"):
+        gen = torch.Generator().manual_seed(0)
+        sampled = model.sample(images.shape[0], steps, generator=gen).frames.cpu()
+        runs["samples"] = ([sampled], ["sample"])
+    written: dict[str, list[Path]] = {}
+    for kind, (rows, labels) in runs.items():
+        model_rows = rows[-1]
+        paths = []
+        strip_rows, strip_labels = [], []
+        for i in range(images.shape[0]):
+            for row, label in zip(rows, labels):
+                strip_rows.append(row[i])
+                strip_labels.append(f"{label} #{i}")
+            paths.append(save_gif(model_rows[i], out / f"{kind}_{i}.gif"))
+        paths.insert(0, save_strip(strip_rows, strip_labels, out / f"{kind}.png", every))
+        written[kind] = paths
+    return written
