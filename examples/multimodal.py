@@ -44,6 +44,7 @@ class MultimodalConfig:
     dt: float = 0.25
     hidden: int = 64
     encoder_hidden: int = 128
+    share_hamiltonian: bool = False
     batch: int = 256
     lr: float = 2e-3
     n_test: int = 2000
@@ -66,6 +67,7 @@ def build_model(cfg: MultimodalConfig) -> NHF:
         hidden=(cfg.hidden, cfg.hidden),
         encoder_hidden=(cfg.encoder_hidden,) * 2,
         prior=prior,
+        share_hamiltonian=cfg.share_hamiltonian,
     )
 
 
@@ -163,6 +165,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="soft_uniform",
         help="prior over (q, p): the paper's soft-uniform (default) or a Gaussian",
     )
+    p.add_argument(
+        "--share-hamiltonian",
+        action="store_true",
+        help="one Hamiltonian for every flow (as in HGN) instead of one per flow",
+    )
     p.add_argument("--quick", action="store_true", help="a small run (< 1 min), for smoke tests")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument(
@@ -192,6 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
         seed=args.seed,
         prior=args.prior,
         device=args.device,
+        share_hamiltonian=args.share_hamiltonian,
         steps=args.steps or cfg.steps,
     )
     model, summary = train(cfg, progress=not args.no_progress)

@@ -259,8 +259,6 @@ def plot_nhf_panels(
     first = model.flows[0]
     dt = first.dt.detach().to(ref) if isinstance(first.dt, Tensor) else first.dt
     plot_leapfrog_step(axes[4], first.hamiltonian, q0, p0, dt, "5. single leapfrog step (flow 1)")
-    axes[4].set_xlim(bounds)
-    axes[4].set_ylim(bounds)
     plot_flow(axes[5], model.transport(q0, p0, return_all=True), bounds, "6. integrated flow")
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
