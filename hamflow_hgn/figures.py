@@ -161,9 +161,11 @@ def figure7(
         images = open_dataset(root / "data" / system, split, verify=False).render_batch([0])
         steps = images.shape[1] - 1
         every = max(1, steps // 10)
-        rows = [("data", images[0])]
-        rows.append(("HGN forward", hgn.rollout(images, steps).frames[0]))
-        rows.append(("HGN backward", hgn.rollout(images, steps, dt=-dt).frames[0]))
+        fwd = hgn.rollout(images, steps)
+        back = hgn.rollout_from(fwd.q[-1], fwd.p[-1], steps, dt=-dt)  # from the last state
+        rows = [("data", images[0]), ("HGN forward", fwd.frames[0])]
+        rows.append(("data reversed", images[0].flip(0)))
+        rows.append(("HGN backward", back.frames[0]))
         rows.append(("HGN ×2 speed", hgn.rollout(images, steps, dt=2 * dt).frames[0]))
         rows.append(("HGN ×½ speed", hgn.rollout(images, steps, dt=dt / 2).frames[0]))
         if base is not None:

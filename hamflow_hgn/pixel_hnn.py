@@ -126,6 +126,11 @@ class PixelHNNConfig:
                 )
 
     @property
+    def variant(self) -> str:
+        """The kind, under the name HGN's config uses (evaluation labels runs ``model/variant``)."""
+        return self.kind
+
+    @property
     def integrator(self) -> str:
         """Latent rollouts use RK4, as the original PixelHNN (A.3)."""
         return "rk4"
@@ -338,6 +343,11 @@ class PixelHNN(nn.Module):
         self.check_images(images)
         z0 = self.encode(images[:, :2])
         return self.rollout_from_latent(z0, images.shape[1] - 1 if steps is None else steps, dt)
+
+    @torch.no_grad()
+    def rollout_from(self, q: Tensor, p: Tensor, steps: int, dt: float | None = None) -> Rollout:
+        """Roll out and decode from a latent state ``(q, p)``, each ``(B, latent_dim / 2)``."""
+        return self.rollout_from_latent(torch.cat([q, p], dim=-1), steps, dt)
 
     @torch.no_grad()
     def rollout_from_latent(self, z0: Tensor, steps: int, dt: float | None = None) -> Rollout:

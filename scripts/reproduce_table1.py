@@ -135,22 +135,23 @@ SCALES: dict[str, Scale] = {
         note="pipeline smoke test only",
         env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
     ),
-    # 2 shared CPU cores, well under an hour for the default selection: 16x16 frames, a
-    # 15-step unroll, narrow networks (width 16) and a few hundred steps.
+    # 2 shared CPU cores, under an hour for two systems with --jobs 2: 16x16 frames, a 15-step
+    # unroll, narrow networks (width 16) and a few hundred steps.
     "small": Scale(
         name="small",
         n_train=512,
         n_test=64,
         frames=16,
         size=16,
-        hgn_steps=1200,
+        hgn_steps=600,
         baseline_steps=1200,
         batch_size=16,
         eval_sequences=64,
         hgn_args=("--width", "16", "--lr", "1e-3"),
         baseline_args=("--width", "16", "--lr", "1e-3"),
         device_args=("--device", "cpu"),
-        note="16x16 frames, 15-step unroll, width-16 networks, 1200 steps, lr 1e-3",
+        note="16x16 frames, 15-step unroll, width-16 networks, lr 1e-3, HGN 600 steps, "
+        "PixelHNN 1200 steps (cheap, so it gets more)",
         # One thread per process: on shared, oversubscribed cores torch's default thread pool
         # made a training step 100x slower; --jobs 2 then uses both cores.
         env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
@@ -192,8 +193,36 @@ class Plan:
     def run_dir(self, system: str, model: str) -> Path:
         return self.root / "runs" / system / model
 
+    def eval_path(self, system: str, model: str) -> Path:
+        """What ``python -m hamflow_hgn.evaluate RUN`` writes (both splits)."""
+        return self.run_dir(system, model) / "eval" / "metrics.json"
+
     def metrics_path(self, system: str, model: str, split: str) -> Path:
+        """The built-in evaluator's file for one split (see ``--evaluator builtin``)."""
         return self.run_dir(system, model) / f"metrics_{split}.json"
+
+    def result(self, system: str, model: str, split: str) -> dict:
+        """``{"mse": (mean, std), "energy_mean", "energy_var"}`` (raw MSE), or ``{}``."""
+        cli = self.eval_path(system, model)
+        if cli.exists():
+            m = json.loads(cli.read_text()).get("splits", {}).get(split)
+            if m is None:
+                return {}
+            out = {"mse": (m["mse_x1e4"]["mean"] / 1e4, m["mse_x1e4"]["std"] / 1e4)}
+            if "energy" in m:
+                out["energy_mean"] = m["energy"]["mean"]["mean"]
+                out["energy_var"] = m["energy"]["variance"]["mean"]
+            return out
+        path = self.metrics_path(system, model, split)
+        mse = read_mse(path)
+        if mse is None:
+            return {}
+        m = read_metrics(path)
+        out = {"mse": mse}
+        for key in ("energy_mean", "energy_var"):
+            if key in m:
+                out[key] = m[key]
+        return out
 
 
 def python() -> str:
@@ -243,15 +272,14 @@ def build_plan(
                     + ["--batch-size", str(scale.batch_size), "--seed", "0"]
                     + list(extra)
                     + list(scale.device_args),
-                    run / "DONE",
+                    run / "metrics.csv",
                 )
             )
-            for split in ("test", "train"):
-                argv = [py, "-m", "hamflow_hgn.evaluate", str(run), "--data", str(data)]
-                argv += ["--split", split, "--out", str(plan.metrics_path(system, model, split))]
-                if scale.eval_sequences is not None:
-                    argv += ["--max-sequences", str(scale.eval_sequences)]
-                plan.steps.append(("evaluate", argv, plan.metrics_path(system, model, split)))
+            argv = [py, "-m", "hamflow_hgn.evaluate", str(run), "--data", str(data)]
+            if scale.eval_sequences is not None:
+                argv += ["--max-sequences", str(scale.eval_sequences)]
+            argv += ["--rollouts", "0", *scale.device_args]
+            plan.steps.append(("evaluate", argv, plan.eval_path(system, model)))
     return plan
 
 
@@ -274,29 +302,66 @@ def _launch(kind: str, argv: list[str]) -> list[str]:
     """
     if kind == "data":
         return [python(), *argv[1:]]
-    module = argv[2]
-    if kind == "evaluate" and (EVALUATOR == "builtin" or not _has_module(module)):
-        return [python(), __file__, "--fallback-evaluate", *argv[3:]]
-    return [python(), __file__, "--exec-module", module, *argv[3:]]
+    return [python(), __file__, "--exec-module", argv[2], *argv[3:]]
+
+
+def _fallback_argv(argv: list[str], split: str) -> list[str]:
+    """The built-in evaluator for one split of a planned ``hamflow_hgn.evaluate`` command."""
+    run = Path(argv[3])
+    out = [python(), __file__, "--fallback-evaluate", str(run), "--split", split]
+    out += ["--out", str(run / f"metrics_{split}.json")]
+    if "--max-sequences" in argv:
+        out += ["--max-sequences", argv[argv.index("--max-sequences") + 1]]
+    return out
+
+
+def _trained_steps(metrics_csv: Path) -> int:
+    """The last step logged by the trainer (0 when nothing was)."""
+    if not metrics_csv.exists():
+        return 0
+    lines = metrics_csv.read_text().strip().splitlines()
+    try:
+        return int(lines[-1].split(",")[0]) if len(lines) > 1 else 0
+    except ValueError:
+        return 0
+
+
+def is_done(kind: str, argv: list[str], marker: Path) -> bool:
+    """Whether a step's output exists: a train step is done when its last logged step is
+    ``--steps``; data and evaluation when their output file exists."""
+    if kind == "train":
+        return _trained_steps(marker) >= int(argv[argv.index("--steps") + 1])
+    if kind == "evaluate" and EVALUATOR == "builtin":
+        run = Path(argv[3])
+        return all((run / f"metrics_{s}.json").exists() for s in ("train", "test"))
+    return marker.exists()
 
 
 def _run_one(kind: str, argv: list[str], marker: Path, env: dict, log) -> dict:
     rec = {"kind": kind, "command": shlex.join(argv), "marker": str(marker)}
-    if marker.exists():
+    if kind == "train" and not is_done(kind, argv, marker):
+        if (marker.parent / "checkpoint.pt").exists():
+            argv = [*argv, "--resume"]  # an interrupted run continues where it stopped
+            rec["command"] = shlex.join(argv)
+    if is_done(kind, argv, marker):
         rec["status"] = "skipped (exists)"
         log(f"[skip] {rec['command']}")
         return rec
     log(f"[run ] {rec['command']}")
     start = time.time()
-    proc = subprocess.run(_launch(kind, argv), cwd=REPO, env=env)
+    if kind == "evaluate" and (EVALUATOR == "builtin" or not _has_module(argv[2])):
+        procs = [
+            subprocess.run(_fallback_argv(argv, split), cwd=REPO, env=env)
+            for split in ("test", "train")
+        ]
+        proc = max(procs, key=lambda p: p.returncode)
+    else:
+        proc = subprocess.run(_launch(kind, argv), cwd=REPO, env=env)
     rec["seconds"] = round(time.time() - start, 1)
     if proc.returncode != 0:
         rec["status"] = f"failed (exit {proc.returncode})"
         log(f"[FAIL] exit {proc.returncode} after {rec['seconds']} s: {rec['command']}")
         return rec
-    if kind == "train":
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"command": rec["command"], "seconds": rec["seconds"]}))
     rec["status"] = "ok"
     log(f"[done] {rec['seconds']} s: {rec['command']}")
     return rec
@@ -352,7 +417,7 @@ def _fallback_evaluate(args: list[str]) -> int:
     p.add_argument("--split", default="test")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--max-sequences", type=int, default=None)
-    a = p.parse_args(args)
+    a, _ = p.parse_known_args(args)
     from hamflow_hgn.figures import evaluate_split
 
     metrics = evaluate_split(a.run, a.split, a.max_sequences)
@@ -414,7 +479,7 @@ def table1_markdown(plan: Plan) -> str:
             for split in ("train", "test"):
                 ours = None
                 if system in plan.systems and model in plan.models:
-                    ours = read_mse(plan.metrics_path(system, model, split))
+                    ours = plan.result(system, model, split).get("mse")
                 cells.append(_cell(ours, PAPER_TABLE1[model][system][split]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -426,7 +491,7 @@ def comparison_lines(plan: Plan) -> list[str]:
     out = []
     for system in plan.systems:
         for model in plan.models:
-            ours = read_mse(plan.metrics_path(system, model, "test"))
+            ours = plan.result(system, model, "test").get("mse")
             if ours is None:
                 continue
             paper = PAPER_TABLE1[model][system]["test"][0]
@@ -435,16 +500,9 @@ def comparison_lines(plan: Plan) -> list[str]:
                 f"- {SYSTEM_TITLES[system]}, {MODELS[model][0]}: test {ours[0] * 1e4:.2f} vs the "
                 f"paper's {paper:g} (×{ratio:.2f})."
             )
-        hgn = [
-            (read_mse(plan.metrics_path(system, m, "test")), m)
-            for m in plan.models
-            if m not in BASELINES
-        ]
-        base = [
-            (read_mse(plan.metrics_path(system, m, "test")), m)
-            for m in plan.models
-            if m in BASELINES
-        ]
+        hgn = [(plan.result(system, m, "test").get("mse"), m) for m in plan.models]
+        base = [(v, m) for v, m in hgn if m in BASELINES]
+        hgn = [(v, m) for v, m in hgn if m not in BASELINES]
         hgn = [(v[0], m) for v, m in hgn if v is not None]
         base = [(v[0], m) for v, m in base if v is not None]
         if hgn and base:
@@ -464,8 +522,8 @@ def energy_lines(plan: Plan) -> list[str]:
     for system in plan.systems:
         stats = {}
         for model in plan.models:
-            m = read_metrics(plan.metrics_path(system, model, "test"))
-            var = m.get("energy_var", m.get("energy_variance"))
+            m = plan.result(system, model, "test")
+            var = m.get("energy_var")
             if var is not None:
                 stats[model] = (m.get("energy_mean", float("nan")), float(var))
         if not stats:
@@ -606,11 +664,11 @@ def main(argv: list[str] | None = None) -> int:
     scale = SCALES[args.scale]
     root = args.root or REPO / "runs" / f"table1_{scale.name}"
     models = tuple(m for m in MODELS if m in args.models)  # the paper's row order
-    systems = tuple(s for s in SYSTEMS if s in args.systems)
+    systems = tuple(dict.fromkeys(args.systems))  # run in the order given
     plan = build_plan(scale, root, systems, models, args.protocol)
     if args.dry_run:
         for kind, cmd, marker in plan.steps:
-            state = "done" if marker.exists() else "todo"
+            state = "done" if is_done(kind, cmd, marker) else "todo"
             print(f"# {kind} ({state})")
             print(shlex.join(cmd))
         return 0

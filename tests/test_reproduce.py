@@ -1,0 +1,181 @@
+"""scripts/reproduce_table1.py: the planned commands, resumability and the Table 1 assembly."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "reproduce_table1.py"
+
+
+@pytest.fixture(scope="module")
+def rt():
+    spec = importlib.util.spec_from_file_location("reproduce_table1", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def dry_run(rt, capsys, *args) -> list[str]:
+    assert rt.main([*args, "--dry-run"]) == 0
+    return [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+
+
+def test_dry_run_lists_the_expected_runs(rt, capsys, tmp_path):
+    cmds = dry_run(
+        rt,
+        capsys,
+        *("--scale", "small", "--root", str(tmp_path)),
+        *("--systems", "mass_spring", "--models", "hgn_leapfrog", "pixel_hnn_mlp"),
+    )
+    assert len(cmds) == 1 + 2 * 2  # data, then (train, evaluate) per model
+    argvs = [shlex.split(c) for c in cmds]
+    assert argvs[0][:3] == ["python", "-m", "hamflow_hgn.data"]
+    assert "--system" in argvs[0] and "mass_spring" in argvs[0]
+    trains = [a for a in argvs if a[2] == "hamflow_hgn.train"]
+    assert [a[a.index("--model") + 1] for a in trains] == ["pixel_hnn_mlp", "hgn"]  # paper order
+    assert trains[1][trains[1].index("--variant") + 1] == "leapfrog"
+    runs = {a[a.index("--out") + 1] for a in trains}
+    assert runs == {
+        str(tmp_path / "runs" / "mass_spring" / m) for m in ("hgn_leapfrog", "pixel_hnn_mlp")
+    }
+    evals = [a for a in argvs if a[2] == "hamflow_hgn.evaluate"]
+    assert {a[3] for a in evals} == runs  # both splits of every run
+    assert all(a[a.index("--data") + 1] == str(tmp_path / "data" / "mass_spring") for a in evals)
+
+
+def test_full_paper_plan(rt, capsys, tmp_path):
+    cmds = dry_run(rt, capsys, "--scale", "paper", "--root", str(tmp_path))
+    assert len(cmds) == 4 + 4 * 6 * 2  # 4 systems, 6 models, train + evaluate
+    text = "\n".join(cmds)
+    assert "--n-train 50000 --n-test 10000" in text
+    assert "--steps 15000" in text and "--device cuda" in text
+    for variant in ("leapfrog", "euler", "deterministic", "no_fpsi"):
+        assert text.count(f"--variant {variant}") == 4
+    assert text.count("--model pixel_hnn_conv") == 4
+
+
+def test_dry_run_marks_finished_work(rt, capsys, tmp_path):
+    args = ("--root", str(tmp_path), "--systems", "pendulum", "--models", "hgn_euler")
+    (tmp_path / "data" / "pendulum").mkdir(parents=True)
+    (tmp_path / "data" / "pendulum" / "metadata.json").write_text("{}")
+    assert rt.main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "# data (done)" in out and "# train (todo)" in out
+    run = tmp_path / "runs" / "pendulum" / "hgn_euler"
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text("step,loss\n10,1.0\n")  # interrupted at step 10
+    assert rt.main([*args, "--dry-run"]) == 0
+    assert "# train (todo)" in capsys.readouterr().out
+    steps = rt.SCALES["small"].hgn_steps
+    (run / "metrics.csv").write_text(f"step,loss\n10,1.0\n{steps},0.5\n")
+    assert rt.main([*args, "--dry-run"]) == 0
+    assert "# train (done)" in capsys.readouterr().out
+
+
+def test_cli_evaluation_format_is_read(rt, tmp_path):
+    plan = rt.build_plan(rt.SCALES["small"], tmp_path, ("two_body",), ("hgn_leapfrog",))
+    path = plan.eval_path("two_body", "hgn_leapfrog")
+    path.parent.mkdir(parents=True)
+    split = {
+        "mse_x1e4": {"mean": 12.5, "std": 3.0},
+        "energy": {"mean": {"mean": 2.0, "std": 0}, "variance": {"mean": 1e-5, "std": 0}},
+    }
+    path.write_text(json.dumps({"splits": {"test": split}}))
+    assert plan.result("two_body", "hgn_leapfrog", "test") == {
+        "mse": (12.5e-4, 3e-4),
+        "energy_mean": 2.0,
+        "energy_var": 1e-5,
+    }
+    text = rt.results_markdown(plan, "cmd", date="d", machine="m")
+    assert "**12.50 ± 3.00** (16.47 ± 7.15)" in text
+
+
+def test_paper_table_is_complete_and_matches_the_goals(rt):
+    table = rt.PAPER_TABLE1
+    assert set(table) == set(rt.MODELS)
+    for rows in table.values():
+        assert set(rows) == set(rt.SYSTEMS)
+        for cell in rows.values():
+            assert set(cell) == {"train", "test"}
+    leapfrog_test = {s: table["hgn_leapfrog"][s]["test"][0] for s in rt.SYSTEMS}
+    assert leapfrog_test == {
+        "mass_spring": 6.23,
+        "pendulum": 11.72,
+        "two_body": 16.47,
+        "three_body": 9.8,
+    }
+    assert table["pixel_hnn_conv"]["two_body"]["train"] == (7.3, 0.38)
+
+
+def fake_metrics(path: Path, mse: float, std: float, energy_var: float | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"mse_mean": mse, "mse_std": std, "energy_mean": 1.5}
+    if energy_var is not None:
+        data["energy_var"] = energy_var
+    path.write_text(json.dumps(data))
+
+
+def test_results_markdown_puts_ours_next_to_the_papers(rt, tmp_path):
+    plan = rt.build_plan(
+        rt.SCALES["small"],
+        tmp_path,
+        ("mass_spring",),
+        ("pixel_hnn_mlp", "hgn_euler", "hgn_leapfrog"),
+    )
+    fake_metrics(plan.metrics_path("mass_spring", "hgn_leapfrog", "test"), 5e-4, 1e-4, 2e-6)
+    fake_metrics(plan.metrics_path("mass_spring", "hgn_leapfrog", "train"), 3e-4, 0.5e-4, 2e-6)
+    fake_metrics(plan.metrics_path("mass_spring", "hgn_euler", "test"), 6e-4, 1e-4, 4e-5)
+    fake_metrics(plan.metrics_path("mass_spring", "pixel_hnn_mlp", "test"), 9.9e-3, 2e-4, 0.0)
+    text = rt.results_markdown(
+        plan, "python scripts/reproduce_table1.py --scale small", date="2026-11-22", machine="M"
+    )
+    assert "**5.00 ± 1.00** (6.23 ± 2.03)" in text  # leapfrog test: ours, then the paper's
+    assert "**3.00 ± 0.50** (3.84 ± 1.07)" in text  # leapfrog train
+    assert "**99.00 ± 2.00** (104.37 ± 52.51)" in text  # PixelHNN test
+    assert "— (11.72 ± 4.14)" in text  # pendulum was not run
+    row = next(line for line in text.splitlines() if line.startswith("| HGN (leapfrog)"))
+    assert row.count("**") == 4  # two numbers of ours (train, test), the rest dashes
+    assert "2026-11-22" in text and "Machine:** M" in text
+    assert "python scripts/reproduce_table1.py --scale small" in text
+    assert "`reconstruct`" in text
+    assert "test 5.00 vs the paper's 6.23 (×0.80)" in text
+    assert "ordering matches the paper" in text
+    assert "Euler / leapfrog variance: 20.0×" in text
+
+
+def test_ordering_failure_is_reported(rt, tmp_path):
+    plan = rt.build_plan(
+        rt.SCALES["small"], tmp_path, ("pendulum",), ("pixel_hnn_mlp", "hgn_leapfrog")
+    )
+    fake_metrics(plan.metrics_path("pendulum", "hgn_leapfrog", "test"), 5e-3, 1e-4)
+    fake_metrics(plan.metrics_path("pendulum", "pixel_hnn_mlp", "test"), 4e-3, 1e-4)
+    text = rt.results_markdown(plan, "cmd", date="d", machine="m")
+    assert "does NOT match the paper" in text
+
+
+def test_read_mse_accepts_the_evaluate_formats(rt, tmp_path):
+    p = tmp_path / "m.json"
+    for payload, expected in (
+        ({"mse_mean": 1.0, "mse_std": 2.0}, (1.0, 2.0)),
+        ({"mse": {"mean": 3.0, "std": 4.0}}, (3.0, 4.0)),
+        ({"metrics": {"mse": 5.0, "mse_std": 6.0}}, (5.0, 6.0)),
+    ):
+        p.write_text(json.dumps(payload))
+        assert rt.read_mse(p) == expected
+    assert rt.read_mse(tmp_path / "missing.json") is None
