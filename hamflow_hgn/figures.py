@@ -127,6 +127,7 @@ def figure6(
             ax.set_yscale("log")
             ax.legend(fontsize=7)
     fig.suptitle("Average pixel MSE per rollout step (legend: learned E = mean ± var·1e4)")
+    fig.tight_layout()
     return _save(fig, out), stats
 
 
@@ -177,7 +178,7 @@ def figure7(
         ax.set_yticks([h * i + h / 2 - 1 for i in range(len(rows))])
         ax.set_yticklabels([name for name, _ in rows], fontsize=8)
         ax.set_xticks([])
-        ax.set_title(f"{system}, {split} sequence 0 (every {every}th frame)")
+        ax.set_title(f"{system}, {split} sequence 0 (every {every} frames)")
     return _save(fig, out)
 
 
@@ -201,7 +202,7 @@ def figure8(root: Path, systems, out: Path, n_samples: int = 3, seed: int = 0) -
         strips = [_strip(f, every) for f in frames]
         ax.imshow(np.concatenate(strips))
         ax.set_axis_off()
-        ax.set_title(f"{system}: {n_samples} prior samples, every {every}th frame", fontsize=9)
+        ax.set_title(f"{system}: {n_samples} prior samples, every {every} frames", fontsize=9)
     return _save(fig, out)
 
 
