@@ -219,6 +219,8 @@ def _open_data(config: TrainConfig, split: str = "train"):
 
 def build_model(config: TrainConfig, dataset: Any) -> tuple[TrainConfig, nn.Module]:
     """Resolve the model config against the data (frames, size) and build the model."""
+    from . import baselines  # noqa: F401  (registers the PixelHNNs; imported late: it imports us)
+
     if config.model_name not in MODELS:
         raise ValueError(f"model: expected one of {sorted(MODELS)}, got {config.model_name!r}")
     data_cfg = dataset.config
@@ -504,4 +506,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the canonical module, not this ``__main__`` copy: registrations (e.g. the baselines)
+    # land in ``hamflow_hgn.train.MODELS``, which this copy's MODELS is not.
+    from hamflow_hgn.train import main as _main
+
+    sys.exit(_main())

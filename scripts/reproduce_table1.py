@@ -135,23 +135,23 @@ SCALES: dict[str, Scale] = {
         note="pipeline smoke test only",
         env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
     ),
-    # 2 shared CPU cores, under an hour for two systems with --jobs 2: 16x16 frames, a 15-step
-    # unroll, narrow networks (width 16) and a few hundred steps.
+    # 2 shared CPU cores, about 40 minutes for all four systems and six models with --jobs 2:
+    # 16x16 frames, a 15-step unroll, narrow networks (width 16), ~1000 steps.
     "small": Scale(
         name="small",
         n_train=512,
         n_test=64,
         frames=16,
         size=16,
-        hgn_steps=600,
-        baseline_steps=1200,
+        hgn_steps=1200,
+        baseline_steps=2000,
         batch_size=16,
         eval_sequences=64,
         hgn_args=("--width", "16", "--lr", "1e-3"),
         baseline_args=("--width", "16", "--lr", "1e-3"),
         device_args=("--device", "cpu"),
-        note="16x16 frames, 15-step unroll, width-16 networks, lr 1e-3, HGN 600 steps, "
-        "PixelHNN 1200 steps (cheap, so it gets more)",
+        note="16x16 frames, 15-step unroll, width-16 networks, lr 1e-3, HGN 1200 steps, "
+        "PixelHNN 2000 steps (a tenth of HGN's cost per step, so it gets more)",
         # One thread per process: on shared, oversubscribed cores torch's default thread pool
         # made a training step 100x slower; --jobs 2 then uses both cores.
         env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},

@@ -133,3 +133,21 @@ def test_non_finite_loss_stops_and_keeps_the_checkpoint(data_dir, tmp_path):
         MODELS.pop("nan_after_3")
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert state["step"] == 2 and torch.isfinite(state["model"]["w"])
+
+
+@pytest.mark.parametrize("model", ["pixel_hnn_mlp", "pixel_hnn_conv"])
+def test_baselines_train_and_evaluate_through_the_clis(data_dir, tmp_path, model):
+    """A fresh process: the CLIs must find the PixelHNNs without the caller importing them."""
+    run = tmp_path / model
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    train_cmd = [sys.executable, "-m", "hamflow_hgn.train", "--data", str(data_dir),
+                 "--out", str(run), "--model", model, "--width", "8", "--steps", "2",
+                 "--no-progress"]  # fmt: skip
+    proc = subprocess.run(train_cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert load_checkpoint(run / "checkpoint.pt")["config"]["model_name"] == model
+    eval_cmd = [sys.executable, "-m", "hamflow_hgn.evaluate", str(run), "--max-sequences", "4",
+                "--rollouts", "0", "--device", "cpu"]  # fmt: skip
+    proc = subprocess.run(eval_cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "eval" / "metrics.json").exists()
