@@ -23,6 +23,7 @@ import multiprocessing
 import shlex
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,12 @@ def generate(
     try:
         for split in simulate.SPLITS:
             files.update(_simulate_split(config, split, out, pool, progress))
+    except BrokenProcessPool as err:
+        raise RuntimeError(
+            f"generate: a worker process died (workers={workers}). Workers start with 'spawn', "
+            "which re-imports the calling script: put the call under "
+            "`if __name__ == \"__main__\":`, or pass workers=1"
+        ) from err
     finally:
         if pool is not None:
             pool.shutdown()

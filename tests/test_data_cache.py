@@ -176,3 +176,21 @@ def test_cli_end_to_end(tmp_path):
     assert torch.equal(ds.render_batch([0, 1]), stored)
     bad = subprocess.run(cmd[:-2] + ["--size", "4", "--out", str(out)], capture_output=True)
     assert bad.returncode != 0 and b"size: expected an int >= 8, got 4" in bad.stderr
+
+
+def test_unguarded_script_with_workers_gets_a_clear_error(tmp_path):
+    """'spawn' workers re-import the calling script; without a __main__ guard that must say so."""
+    n = simulate.CHUNK_SIZE + 1  # two chunks, so the process pool is used
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from hamflow_hgn.data import DataConfig, generate\n"
+        f"generate(DataConfig('mass_spring', n_train={n}, n_test=2, steps=3, size=8),\n"
+        f"         {str(tmp_path / 'out')!r}, workers=2, progress=False)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode != 0
+    assert "RuntimeError: generate: a worker process died" in proc.stderr
+    assert 'if __name__ == "__main__":' in proc.stderr
+    assert not (tmp_path / "out" / "metadata.json").exists()
