@@ -198,7 +198,7 @@ def generate(
         raise RuntimeError(
             f"generate: a worker process died (workers={workers}). Workers start with 'spawn', "
             "which re-imports the calling script: put the call under "
-            "`if __name__ == \"__main__\":`, or pass workers=1"
+            '`if __name__ == "__main__":`, or pass workers=1'
         ) from err
     finally:
         if pool is not None:
