@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 MACHINE = "2-core CPU dev machine, no GPU"
-DATE = "2026-11-22"
+DATE = _dt.date.today().isoformat()
 
 
 def machine_info() -> dict:

@@ -30,7 +30,6 @@ import contextlib
 import csv
 import dataclasses
 import json
-import math
 import os
 import signal
 import sys
@@ -411,11 +410,9 @@ def _train(config: TrainConfig, rank: int, world: int, local_rank: int) -> Path:
                 if logger is not None:
                     logger.log(step, logged, time.perf_counter() - t0)
                 if bar is not None:
-                    bar.set_postfix(
-                        loss=f"{logged.get('loss', math.nan):.4g}",
-                        mse=f"{logged.get('mse', math.nan):.3g}",
-                        kl=f"{logged.get('kl', math.nan):.3g}",
-                        geco_lambda=f"{logged.get('lambda', math.nan):.3g}",
+                    shown = {"loss": "loss", "mse": "mse", "kl": "kl", "geco_lambda": "lambda"}
+                    bar.set_postfix(  # only what the model reports (the baselines have no KL)
+                        {k: f"{logged[m]:.4g}" for k, m in shown.items() if m in logged}
                     )
             if bar is not None:
                 bar.update(1)
