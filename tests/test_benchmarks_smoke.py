@@ -69,6 +69,7 @@ def test_hgn_step_tiny_writes_json_and_one_docs_block(tmp_path):
     assert rows[0]["speedup_vs_baseline"] == 1.0
     assert all(r["step_s_median"] > 0 and r["sequences_per_s"] > 0 for r in rows)
     assert first["model"]["frames"] == 3
+    assert first["render_batch_s"] > 0 and 0 < first["render_share_of_step"] < 1
     text = docs.read_text()
     assert text.count("hgn_step:begin") == 1 and "| channels_last |" in text
 
