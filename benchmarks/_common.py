@@ -104,3 +104,18 @@ def match_params(build: Callable[[int], nn.Module], target: int, lo: int = 4, hi
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
+
+
+def update_markdown(path: Path, block: str, tag: str) -> None:
+    """Replace the ``<!-- tag:begin -->…<!-- tag:end -->`` block in ``path`` (append if absent)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    begin, end = f"<!-- {tag}:begin", f"<!-- {tag}:end -->"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

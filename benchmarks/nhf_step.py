@@ -30,8 +30,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_info, match_params, median, num_params, realnvp, write_json  # noqa: E402
-from toy_density import update_markdown  # noqa: E402
+from _common import (  # noqa: E402
+    machine_info,
+    match_params,
+    median,
+    num_params,
+    realnvp,
+    update_markdown,
+    write_json,
+)
 
 from hamflow import NHF, MLPEnergy  # noqa: E402
 from hamflow.toy import get_density  # noqa: E402

@@ -30,10 +30,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BASELINES, machine_info, match_params, num_params, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    BASELINES,
+    machine_info,
+    match_params,
+    num_params,
+    update_markdown,
+    write_json,
+)
 
 from hamflow import NHF  # noqa: E402
-from hamflow.toy import TOY_DENSITIES, get_density  # noqa: E402
+from hamflow.toy import BENCHMARK_DENSITIES, TOY_DENSITIES, get_density  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("nhf", "realnvp", "nsf")
@@ -43,7 +50,7 @@ MODELS = ("nhf", "realnvp", "nsf")
 class BenchConfig:
     """Everything that determines a run; saved into the JSON next to the results."""
 
-    densities: tuple[str, ...] = tuple(TOY_DENSITIES)
+    densities: tuple[str, ...] = BENCHMARK_DENSITIES
     models: tuple[str, ...] = MODELS
     steps: int = 3000
     seconds: float = 60.0
@@ -295,21 +302,6 @@ def markdown(out: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def update_markdown(path: Path, block: str, tag: str = "toy_density") -> None:
-    """Replace the ``<!-- tag:begin -->…<!-- tag:end -->`` block in ``path`` (append if absent)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    begin, end = f"<!-- {tag}:begin", f"<!-- {tag}:end -->"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = BenchConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -427,7 +419,7 @@ def main(argv: list[str] | None = None) -> dict:
     path = write_json(
         out_dir / ("toy_density_quick.json" if args.quick else "toy_density.json"), out
     )
-    update_markdown(md, markdown(out, command.strip()))
+    update_markdown(md, markdown(out, command.strip()), tag="toy_density")
     print(f"wrote {path}, {md} and {fig}")
     return out
 

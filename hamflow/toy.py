@@ -12,7 +12,12 @@ name                   what                                                     
 ``gaussian_mixture``   4 anisotropic Gaussians with unequal weights              exact
 ``ring_mixture``       2 concentric rings, radii 1 and 2 (normflows' spec)       exact
 ``two_moons``          normflows' ``TwoMoons`` energy                            numerical
+``grid_gaussians``     9 Gaussians, σ = 0.2, on a 3×3 grid of spacing 1.5         exact
 =====================  =======================================================  ============
+
+``grid_gaussians`` is **held out**: ``benchmarks/toy_density.py`` does not train on it
+(:data:`BENCHMARK_DENSITIES` lists what it does), so ``benchmarks/nhf_defaults.py`` can check
+NHF's defaults on a density they were not chosen on.
 
 ``two_moons`` is defined by an unnormalised energy with no closed-form normaliser; its
 ``ln Z`` is computed once by numerical integration on a fine grid (``exact`` is ``False``).
@@ -44,6 +49,8 @@ __all__ = [
     "TwoMoons",
     "Entropy",
     "TOY_DENSITIES",
+    "HELD_OUT",
+    "BENCHMARK_DENSITIES",
     "get_density",
 ]
 
@@ -319,9 +326,20 @@ TOY_DENSITIES: dict[str, ToyDensity] = {
         ),
         RingMixture("ring_mixture", radii=(1.0, 2.0), scale=0.125),
         TwoMoons("two_moons"),
+        GaussianMixture(
+            "grid_gaussians",
+            means=tuple((1.5 * i, 1.5 * j) for j in (-1, 0, 1) for i in (-1, 0, 1)),
+            covs=(((0.04, 0.0), (0.0, 0.04)),) * 9,
+        ),
     )
 }
 """The toy suite by name; see the module docstring for what each one is."""
+
+HELD_OUT: tuple[str, ...] = ("grid_gaussians",)
+"""Densities the toy benchmark never trains on (for checking defaults on unseen data)."""
+
+BENCHMARK_DENSITIES: tuple[str, ...] = tuple(n for n in TOY_DENSITIES if n not in HELD_OUT)
+"""The densities of ``benchmarks/toy_density.py``."""
 
 
 def get_density(name: str) -> ToyDensity:

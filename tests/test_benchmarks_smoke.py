@@ -79,3 +79,15 @@ def test_hgn_step_bad_arguments():
 
     with pytest.raises(SystemExit):
         hgn_step.parse_args(["--repeats", "0"])
+
+
+def test_nhf_defaults_quick(tmp_path):
+    import nhf_defaults
+
+    out = nhf_defaults.main(["--quick", "--out-dir", str(tmp_path)])
+    res = out["results"]["grid_gaussians"]
+    assert set(res["runs"]) == set(nhf_defaults.CANDIDATES)
+    assert all(math.isfinite(r[str(1e-3)]["test_nll"]) for r in res["runs"].values())
+    assert out["current_defaults"].keys() == {"dt", "learn_dt"}
+    md = (tmp_path / "benchmarks.md").read_text()
+    assert "nhf_defaults:begin" in md and "| grid_gaussians |" in md
