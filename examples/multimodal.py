@@ -42,6 +42,7 @@ class MultimodalConfig:
     num_flows: int = 4
     steps_per_flow: int = 2
     dt: float = 0.25
+    learn_dt: bool = False  # fixed, as in docs/img/multimodal.png (NHF's own default learns it)
     hidden: int = 64
     encoder_hidden: int = 128
     share_hamiltonian: bool = False
@@ -64,6 +65,7 @@ def build_model(cfg: MultimodalConfig) -> NHF:
         num_flows=cfg.num_flows,
         steps_per_flow=cfg.steps_per_flow,
         dt=cfg.dt,
+        learn_dt=cfg.learn_dt,
         hidden=(cfg.hidden, cfg.hidden),
         encoder_hidden=(cfg.encoder_hidden,) * 2,
         prior=prior,

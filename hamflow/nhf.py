@@ -32,13 +32,15 @@ class NHF(nn.Module):
 
     Defaults follow the paper: each flow has its own Hamiltonian ``K(p) + V(q)`` with softplus MLP
     energies ``[d, 128, 128, 1]``, integrated by leapfrog with ``steps_per_flow = 2``; the momentum
-    encoder is a Gaussian with ReLU MLPs ``[d, 128, 128, d]``.
+    encoder is a Gaussian with ReLU MLPs ``[d, 128, 128, d]``. The paper gives no step size; the
+    default ``dt = 0.5``, learned per flow, is what won ``benchmarks/nhf_defaults.py`` on a density
+    the toy benchmark never saw (docs/benchmarks.md).
 
     Args:
         dim: data dimension ``d`` (the phase space has ``2d``).
         num_flows: number of Hamiltonian flows in the stack.
         steps_per_flow: integrator steps per flow.
-        dt: step size of every flow.
+        dt: step size of every flow (its initial value when ``learn_dt``).
         hidden: hidden widths of the energy MLPs.
         encoder_hidden: hidden widths of the momentum encoder MLPs.
         prior: ``"normal"``, ``"soft_uniform"`` or any normflows ``BaseDistribution`` over
@@ -63,12 +65,12 @@ class NHF(nn.Module):
         dim: int,
         num_flows: int = 4,
         steps_per_flow: int = 2,
-        dt: float = 0.25,
+        dt: float = 0.5,
         hidden: Sequence[int] = (128, 128),
         encoder_hidden: Sequence[int] = (128, 128),
         prior: str | nf.distributions.BaseDistribution = "normal",
         kinetic: str = "mlp",
-        learn_dt: bool = False,
+        learn_dt: bool = True,
         share_hamiltonian: bool = False,
         integrator: str = "leapfrog",
     ) -> None:
