@@ -119,3 +119,18 @@ def update_markdown(path: Path, block: str, tag: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def publish(
+    name: str, out: dict, block: str, out_dir: Path, quick: bool, markdown: Path | None
+) -> tuple[Path, Path]:
+    """Write ``out`` to ``OUT_DIR/NAME[_quick].json`` and its Markdown block into ``markdown``.
+
+    ``markdown`` defaults to ``docs/benchmarks.md``, or ``OUT_DIR/benchmarks.md`` for a quick
+    run (so smoke tests never touch the docs). Returns both paths.
+    """
+    path = write_json(Path(out_dir) / (f"{name}_quick.json" if quick else f"{name}.json"), out)
+    root = Path(__file__).resolve().parents[1]
+    md = markdown or (Path(out_dir) / "benchmarks.md" if quick else root / "docs" / "benchmarks.md")
+    update_markdown(md, block, tag=name)
+    return path, md

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_info, update_markdown, write_json  # noqa: E402
+from _common import machine_info, publish  # noqa: E402
 
 from hamflow import NHF  # noqa: E402
 from hamflow.toy import HELD_OUT, TOY_DENSITIES, get_density  # noqa: E402
@@ -167,13 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
         "command": f"python benchmarks/nhf_defaults.py {argv_s}".strip(),
     }
-    path = write_json(
-        args.out_dir / ("nhf_defaults_quick.json" if args.quick else "nhf_defaults.json"), out
-    )
-    md = args.markdown or (
-        args.out_dir / "benchmarks.md" if args.quick else ROOT / "docs" / "benchmarks.md"
-    )
-    update_markdown(md, markdown(out), tag="nhf_defaults")
+    path, md = publish("nhf_defaults", out, markdown(out), args.out_dir, args.quick, args.markdown)
     print(f"wrote {path} and {md}")
     return out
 

@@ -35,9 +35,8 @@ from _common import (  # noqa: E402
     match_params,
     median,
     num_params,
+    publish,
     realnvp,
-    update_markdown,
-    write_json,
 )
 
 from hamflow import NHF, MLPEnergy  # noqa: E402
@@ -204,13 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"closed form speed-up over autograd = {res['speedup_closed_form_over_autograd']:.2f}x "
         "(goal >= 2x)"
     )
-    path = write_json(
-        args.out_dir / ("nhf_step_quick.json" if args.quick else "nhf_step.json"), out
-    )
-    md = args.markdown or (
-        args.out_dir / "benchmarks.md" if args.quick else ROOT / "docs" / "benchmarks.md"
-    )
-    update_markdown(md, markdown(out), tag="nhf_step")
+    path, md = publish("nhf_step", out, markdown(out), args.out_dir, args.quick, args.markdown)
     print(f"wrote {path} and {md}")
     return out
 

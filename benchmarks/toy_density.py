@@ -35,8 +35,7 @@ from _common import (  # noqa: E402
     machine_info,
     match_params,
     num_params,
-    update_markdown,
-    write_json,
+    publish,
 )
 
 from hamflow import NHF  # noqa: E402
@@ -416,10 +415,7 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
         "figure": str(fig),
     }
-    path = write_json(
-        out_dir / ("toy_density_quick.json" if args.quick else "toy_density.json"), out
-    )
-    update_markdown(md, markdown(out, command.strip()), tag="toy_density")
+    path, md = publish("toy_density", out, markdown(out, command.strip()), out_dir, args.quick, md)
     print(f"wrote {path}, {md} and {fig}")
     return out
 
