@@ -193,16 +193,25 @@ def figure8(root: Path, systems, out: Path, n_samples: int = 3, seed: int = 0) -
     rows = [s for s in systems if "hgn_leapfrog" in _runs(root, s, ("hgn_leapfrog",))]
     if not rows:
         return None
-    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.6 * n_samples * len(rows)), squeeze=False)
-    for ax, system in zip(axes[:, 0], rows):
+    images, titles = [], []
+    for system in rows:
         model, _, _ = load_run(root / "runs" / system / "hgn_leapfrog")
         gen = torch.Generator().manual_seed(seed)
         frames = model.sample(n_samples, generator=gen).frames
         every = max(1, (frames.shape[1] - 1) // 10)
-        strips = [_strip(f, every) for f in frames]
-        ax.imshow(np.concatenate(strips))
+        images.append(np.concatenate([_strip(f, every) for f in frames]))
+        titles.append(f"{system}: {n_samples} prior samples, every {every} frames")
+    # Size each panel by its image's aspect, so the strips are not padded with white space.
+    width = 10.0
+    heights = [width * img.shape[0] / img.shape[1] + 0.35 for img in images]
+    fig, axes = plt.subplots(
+        len(rows), 1, figsize=(width, sum(heights)), squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )  # fmt: skip
+    for ax, img, title in zip(axes[:, 0], images, titles):
+        ax.imshow(img)
         ax.set_axis_off()
-        ax.set_title(f"{system}: {n_samples} prior samples, every {every} frames", fontsize=9)
+        ax.set_title(title, fontsize=9)
     return _save(fig, out)
 
 
