@@ -179,3 +179,20 @@ def test_read_mse_accepts_the_evaluate_formats(rt, tmp_path):
         p.write_text(json.dumps(payload))
         assert rt.read_mse(p) == expected
     assert rt.read_mse(tmp_path / "missing.json") is None
+
+
+def test_latent_scale_diagnostic_reports_mse_and_state_size(tmp_path):
+    from hamflow_hgn.data import DataConfig, generate
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "hgn_latent_scale.py"
+    spec = importlib.util.spec_from_file_location("hgn_latent_scale", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = generate(DataConfig("pendulum", 8, 2, steps=4, size=8), tmp_path, workers=1,
+                    progress=False)  # fmt: skip
+    rows = module.main(["--data", str(data), "--steps", "4", "--every", "2", "--width", "4",
+                        "--batch-size", "2"])  # fmt: skip
+    assert [r["step"] for r in rows] == [1, 2, 4]
+    assert all(r["mse"] > 0 and r["q0"] > 0 and r["p0"] > 0 for r in rows)
+    with pytest.raises(SystemExit):
+        module.main(["--data", str(data), "--lr", "0"])
