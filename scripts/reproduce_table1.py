@@ -135,8 +135,9 @@ SCALES: dict[str, Scale] = {
         note="pipeline smoke test only",
         env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
     ),
-    # 2 shared CPU cores, about 40 minutes for all four systems and six models with --jobs 2:
-    # 16x16 frames, a 15-step unroll, narrow networks (width 16), ~1000 steps.
+    # 2 CPU cores with --jobs 2: all four systems and six models in about an hour (measured
+    # 2026-11-24 with other jobs sharing the cores); 16x16 frames, a 15-step unroll, narrow
+    # networks (width 16), 1200 HGN steps.
     "small": Scale(
         name="small",
         n_train=512,

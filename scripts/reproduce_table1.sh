@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce Table 1 and Fig. 6-8 of the HGN paper; see scripts/reproduce_table1.py --help.
-#   scripts/reproduce_table1.sh --scale small --jobs 2     # 2-CPU dev machine, < 1 hour
+#   scripts/reproduce_table1.sh --scale small --jobs 2     # 2-CPU dev machine, about an hour
 #   scripts/reproduce_table1.sh --scale paper              # one GPU: 50 000 sequences, 15 000 steps
 set -euo pipefail
 cd "$(dirname "$0")/.."
