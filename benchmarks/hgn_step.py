@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import resource
 import statistics
@@ -30,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import update_markdown  # noqa: E402
+from _common import update_markdown, write_json  # noqa: E402
 
 from hamflow_hgn.config import ModelConfig, config_to_dict
 from hamflow_hgn.model import HGN
@@ -91,8 +90,10 @@ def render_seconds(args: argparse.Namespace, device: torch.device, repeats: int 
     return statistics.median(times[1:])
 
 
-def measure(options: list[str], args: argparse.Namespace, device: torch.device) -> list[dict]:
-    """Warm every option up, then time them round-robin; one row per option."""
+def measure(
+    options: list[str], args: argparse.Namespace, device: torch.device
+) -> tuple[list[dict], dict]:
+    """Warm every option up, then time them round-robin: one row per option, and peak memory."""
     clock = time.process_time if device.type == "cpu" else time.perf_counter
     steps, rows = {}, {}
     for option in options:
@@ -224,10 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
         "render_share_of_step": share,
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(args.out)
+    write_json(args.out, result)
     print(f"rendering one batch: {render_s * 1e3:.2f} ms, {100 * share:.2f} % of a baseline step")
     print(f"wrote {args.out}")
     if not args.no_docs:

@@ -6,7 +6,7 @@ speed, and from fresh prior samples (paper Fig. 7 and 8). It prints the test MSE
 "always predict the mean training image" reference and how exactly the backward rollout
 returns to the initial latent state, and saves PNG strips and GIFs.
 
-    python examples/pendulum_hgn.py                      # ~5 min on 2 CPU cores
+    python examples/pendulum_hgn.py                      # ~6 min on 2 CPU cores
     python examples/pendulum_hgn.py --system mass_spring --steps 3000
     python examples/pendulum_hgn.py --quick              # < 1 min smoke run
 
@@ -16,13 +16,13 @@ Running it again with the same ``--out`` resumes the training from its checkpoin
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
 from hamflow_hgn.config import ModelConfig, TrainConfig
 from hamflow_hgn.data import DataConfig, generate, open_dataset
+from hamflow_hgn.datasets.store import write_json
 from hamflow_hgn.evaluate import load_run
 from hamflow_hgn.rollouts import save_rollouts
 from hamflow_hgn.systems import SYSTEMS
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     paths = save_rollouts(model, images[:2], args.out / "rollouts")
     record["figures"] = {kind: [str(p) for p in ps] for kind, ps in paths.items()}
-    (args.out / "summary.json").write_text(json.dumps(record, indent=2))
+    write_json(args.out / "summary.json", record)  # atomic
     print(f"{args.system}: test MSE {record['test_mse']:.5f} after {steps} steps "
           f"(mean training image: {record['mean_image_mse']:.5f})")  # fmt: skip
     print(f"forward then backward {images.shape[1] - 1} steps returns q0 to within "

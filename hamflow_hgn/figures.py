@@ -38,7 +38,6 @@ LABELS = {
 
 def load_run(run: str | Path, device: str = "cpu") -> tuple[nn.Module, Any, Any]:
     """``(model, train_config, train_dataset)`` of a finished run, in eval mode."""
-    from . import baselines  # noqa: F401  (registers the PixelHNNs)
     from .checkpoint import load_checkpoint
     from .config import train_config_from_dict
     from .data import open_dataset
