@@ -1,6 +1,6 @@
 """Bad input gets a ValueError (or TypeError) naming the argument and the value received.
 
-DESIGN.md, "Errors": wrong trailing dimension, odd phase-space width, a non-finite value,
+The conventions: wrong trailing dimension, odd phase-space width, a non-finite value,
 ``dt == 0``, ``steps < 1``, an unknown integrator name (listing the known ones). Never NaN.
 """
 

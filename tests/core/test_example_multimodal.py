@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "multimodal.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "multimodal.py"
 
 
 @pytest.fixture(scope="module")
