@@ -34,7 +34,7 @@ def test_multiplier_rises_above_tolerance_and_falls_below():
 
 def test_moving_average_and_update_follow_the_formula():
     tol, alpha, speed, lam = 0.2, 0.9, 0.3, 2.0
-    geco = GECO(tolerance=tol, alpha=alpha, speed=speed, lambda_init=lam)
+    geco = GECO(tolerance=tol, alpha=alpha, speed=speed, lambda_init=lam, max_log_step=None)
     constraints = [1.0, 0.5, -0.3, 0.25, 0.05]
     ma = None
     for c in constraints:
@@ -72,15 +72,19 @@ def test_loss_gradient_is_lambda_times_constraint_gradient():
 
 
 def test_multiplier_is_clamped():
-    geco = GECO(tolerance=0.0, alpha=0.0, speed=10.0, lambda_init=1.0, lambda_max=5.0)
+    kw = dict(tolerance=0.0, alpha=0.0, speed=10.0, lambda_init=1.0, max_log_step=None)
+    geco = GECO(**kw, lambda_max=5.0)
     for _ in range(3):
         geco(torch.tensor(0.0), torch.tensor(10.0))
         geco.step()
     assert geco.multiplier == pytest.approx(5.0)
-    geco = GECO(tolerance=0.0, alpha=0.0, speed=10.0, lambda_init=1.0, lambda_min=0.5)
+    assert geco.at_clamp
+    geco = GECO(**kw, lambda_min=0.5)
+    assert not geco.at_clamp
     geco(torch.tensor(0.0), torch.tensor(-10.0))
     geco.step()
     assert geco.multiplier == pytest.approx(0.5)
+    assert geco.at_clamp
 
 
 def test_follows_constraint_dtype():
@@ -131,6 +135,10 @@ def test_step_before_forward_raises():
         ({"tolerance": 0.1, "lambda_init": 0.0}, "lambda_init"),
         ({"tolerance": 0.1, "lambda_init": 2.0, "lambda_max": 1.0}, "lambda_init"),
         ({"tolerance": 0.1, "lambda_init": 1.0, "lambda_min": 2.0}, "lambda_init"),
+        ({"tolerance": 0.1, "lambda_max": math.inf}, "lambda_max"),
+        ({"tolerance": 0.1, "max_log_step": 0.0}, "max_log_step"),
+        ({"tolerance": 0.1, "max_log_step": -0.1}, "max_log_step"),
+        ({"tolerance": 0.1, "max_log_step": math.nan}, "max_log_step"),
     ],
 )
 def test_bad_arguments_raise(kwargs, argument):
@@ -138,3 +146,100 @@ def test_bad_arguments_raise(kwargs, argument):
         GECO(**kwargs)
     bad = kwargs.get(argument, next(iter(kwargs.values())))
     assert repr(bad) in str(info.value) or str(bad) in str(info.value)
+
+
+def _hgn_start(geco, steps=10, constraint=170.0):
+    """Feed GECO what HGN gives it at the start of training: MSE/κ ≈ 0.17/1e-3 = 170."""
+    history = []
+    for _ in range(steps):
+        geco(objective=torch.tensor(50.0), constraint=torch.tensor(constraint))
+        geco.step()
+        history.append(geco.multiplier)
+    return history
+
+
+def test_default_multiplier_stays_off_its_cap_at_the_start_of_hgn_training():
+    # Issue 10: with the unbounded update, MSE/κ ≈ 170 multiplies λ by e^1.7 ≈ 5.4 per step,
+    # so λ reached its cap of 1e6 by step 10 and the KL weight 1/λ was 1e-6 for the whole run.
+    geco = GECO(tolerance=1.0)  # HGN's use: constraint MSE/κ against a tolerance of one
+    history = _hgn_start(geco)
+    assert not geco.at_clamp
+    assert history[-1] == pytest.approx(math.exp(10 * 0.02), rel=1e-9)  # δ per step, no more
+    assert all(b > a for a, b in zip(history, history[1:]))  # still rising: the sign is right
+    # with a short moving average it turns back within a few steps once the constraint is met
+    geco = GECO(tolerance=1.0, alpha=0.5)
+    _hgn_start(geco)
+    after = _hgn_start(geco, steps=20, constraint=0.5)
+    assert all(b < a for a, b in zip(after[10:], after[11:])), after
+
+
+def test_paper_setting_still_reaches_the_cap_by_step_ten():
+    # the paper's configuration (unbounded multiplicative update) stays reproducible
+    geco = GECO(tolerance=1.0, max_log_step=None)
+    history = _hgn_start(geco)
+    assert history[1] == pytest.approx(math.exp(0.01 * 169.0) ** 2, rel=1e-6)
+    assert geco.at_clamp and geco.multiplier == pytest.approx(1e6)
+
+
+def test_bounded_update_follows_the_formula():
+    tol, alpha, speed, delta, lam = 0.2, 0.5, 0.3, 0.05, 2.0
+    geco = GECO(tol, alpha=alpha, speed=speed, lambda_init=lam, max_log_step=delta)
+    ma = None
+    for c in (1.0, 0.3, -2.0, -2.0, 0.21):
+        geco(torch.tensor(0.0, dtype=torch.float64), torch.tensor(c, dtype=torch.float64))
+        geco.step()
+        ma = (c - tol) if ma is None else alpha * ma + (1 - alpha) * (c - tol)
+        lam *= math.exp(max(-delta, min(delta, speed * ma)))
+        assert geco.multiplier == pytest.approx(lam, rel=1e-12)
+
+
+def _state(geco):
+    return {k: v.clone() for k, v in geco.state_dict().items()}, geco._pending
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_constraint_is_refused_and_leaves_the_state_untouched(bad):
+    geco, twin = GECO(tolerance=0.1, alpha=0.5), GECO(tolerance=0.1, alpha=0.5)
+    for g in (geco, twin):
+        g(torch.tensor(0.0), torch.tensor(0.7))
+        g.step()
+    geco(torch.tensor(0.0), torch.tensor(0.4))  # a pending, valid call
+    before, pending = _state(geco)
+    with pytest.raises(ValueError, match=r"constraint: expected a finite value.*unchanged"):
+        geco(torch.tensor(0.0), torch.tensor(bad, requires_grad=True))
+    after, pending_after = _state(geco)
+    assert pending_after is pending
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+    geco.step()  # the valid call's update goes through, as if the bad one never happened
+    twin(torch.tensor(0.0), torch.tensor(0.4))
+    twin.step()
+    assert geco.multiplier == twin.multiplier
+    assert float(geco.constraint_ma) == float(twin.constraint_ma)
+
+
+def test_non_finite_first_constraint_is_refused():
+    geco = GECO(tolerance=0.1)
+    with pytest.raises(ValueError, match="finite"):
+        geco(torch.tensor(0.0), torch.tensor(math.nan))
+    assert not bool(geco.initialized) and geco.multiplier == 1.0
+    with pytest.raises(RuntimeError, match="step"):
+        geco.step()  # nothing is pending
+
+
+@pytest.mark.parametrize("shape", [(4,), (1, 3), (0,)])
+def test_per_example_constraint_is_refused(shape):
+    geco = GECO(tolerance=0.1)
+    with pytest.raises(
+        ValueError, match=r"constraint: expected a scalar.*\.mean\(\).*" + str(shape[0])
+    ):
+        geco(torch.tensor(0.0), torch.full(shape, 0.5))
+    assert geco._pending is None and not bool(geco.initialized)
+
+
+def test_single_element_constraint_is_accepted_and_non_tensor_refused():
+    geco = GECO(tolerance=0.1)
+    loss = geco(torch.tensor(1.0), torch.tensor([0.5]))
+    assert loss.shape == ()
+    with pytest.raises(TypeError, match="constraint"):
+        GECO(tolerance=0.1)(torch.tensor(0.0), 0.5)
