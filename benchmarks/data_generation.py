@@ -24,9 +24,8 @@ from pathlib import Path
 
 import torch
 
-from hamflow_hgn.data import DataConfig, generate, open_dataset
-from hamflow_hgn.render import render
-from hamflow_hgn.systems import get_system
+from hamflow_hgn.data import DataConfig, generate, get_system, open_dataset
+from hamflow_hgn.data.render import render
 
 
 def bench_generation(config: DataConfig, workers: int) -> dict:

@@ -21,11 +21,10 @@ from pathlib import Path
 import torch
 
 from hamflow_hgn.config import ModelConfig, TrainConfig
-from hamflow_hgn.data import DataConfig, generate, open_dataset
-from hamflow_hgn.datasets.store import write_json
-from hamflow_hgn.evaluate import load_run
+from hamflow_hgn.data import SYSTEMS, DataConfig, generate, open_dataset
+from hamflow_hgn.io import write_json
 from hamflow_hgn.rollouts import save_rollouts
-from hamflow_hgn.systems import SYSTEMS
+from hamflow_hgn.runs import load_run
 from hamflow_hgn.train import train
 
 FULL = {"n_train": 512, "n_test": 32, "frames": 16, "size": 16, "width": 16, "steps": 1500}
@@ -68,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     )  # fmt: skip
     train(config)
 
-    _, model, _ = load_run(run_dir, data_dir, device=args.device)
+    model = load_run(run_dir, data_dir, device=args.device).model
     device = next(model.parameters()).device
     test = open_dataset(data_dir, "test", expect=data_cfg)
     train_set = open_dataset(data_dir, "train", expect=data_cfg)

@@ -3,9 +3,8 @@
 A checkpoint is one ``torch.save`` file holding ``format_version``, ``step``, ``config`` (the
 resolved :class:`~hamflow_hgn.config.TrainConfig` as a dict), ``model`` (including the GECO
 buffers), ``optimizer`` and ``rng`` (torch, numpy, python, CUDA if any, the data sampler's and
-the reparametrisation noise's generators). It is written to a temporary name in the same folder
-and moved into place with ``os.replace``, so a run killed at any moment leaves either the old or
-the new checkpoint, never a torn one.
+the reparametrisation noise's generators). It is written atomically (:mod:`hamflow_hgn.io`), so
+a run killed at any moment leaves either the old or the new checkpoint, never a torn one.
 
 Example:
     >>> import tempfile, torch
@@ -17,14 +16,14 @@ Example:
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from .io import save_torch
 
 __all__ = [
     "FORMAT_VERSION",
@@ -45,18 +44,7 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` (plus the format version) atomically to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format_version": FORMAT_VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_torch(path, {"format_version": FORMAT_VERSION, **state})
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

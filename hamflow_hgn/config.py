@@ -26,7 +26,10 @@ __all__ = [
     "VARIANTS",
     "PROTOCOLS",
     "AMP_MODES",
+    "PIXEL_HNN_KINDS",
+    "DT",
     "ModelConfig",
+    "PixelHNNConfig",
     "TrainConfig",
     "config_to_dict",
     "model_config_from_dict",
@@ -49,6 +52,15 @@ PROTOCOLS: dict[str, str] = {
 """Input/target protocols, by name."""
 
 AMP_MODES: tuple[str, ...] = ("none", "bf16")
+
+PIXEL_HNN_KINDS: dict[str, str] = {
+    "mlp": "PixelHNN as in Greydanus et al.: MLP encoder and decoder (HNN in Table 1)",
+    "conv": "PixelHNN with HGN's conv encoder and decoder (HNN (conv) in Table 1)",
+}
+"""The two PixelHNN baselines of Table 1, by ``kind``."""
+
+DT: float = 0.125
+"""Time between frames of the paper's data, and HGN's integrator step (A.1, A.4)."""
 
 
 def _power_of_two(n: int) -> bool:
@@ -99,7 +111,7 @@ class ModelConfig:
     frames: int = 31
     image_size: int = 32
     channels: int = 3
-    dt: float = 0.125
+    dt: float = DT
     state_channels: int = 16
     latent_size: int = 4
     encoder_widths: tuple[int, ...] = (32, 64, 64, 64, 64, 64, 64)
@@ -214,6 +226,78 @@ class ModelConfig:
         )
         widths.update(overrides)
         return cls(**widths)
+
+
+@dataclass(frozen=True)
+class PixelHNNConfig(ModelConfig):
+    """The PixelHNN baseline (paper A.3): HGN's :class:`ModelConfig` plus the PixelHNN fields.
+
+    Frames, image size, protocol, target frames and the conv variant's network widths are the
+    inherited HGN fields (and checked the same way); ``variant`` and the HGN-only fields are
+    ignored. Build one from a run's HGN config with :meth:`from_model`.
+
+    Attributes:
+        kind: ``"mlp"`` or ``"conv"`` (see :data:`PIXEL_HNN_KINDS`).
+        latent_dim: size of ``z = (q, p)``: the true phase-space size (2, 2, 8, 12).
+        dt: latent time per frame, used by the finite differences and by rollouts (the
+            original code uses one frame = one time unit, so 1.0 here, not HGN's 0.125).
+        hidden: width of the MLP encoder/decoder hidden layers (200).
+        mlp_layers: linear layers of the MLP encoder and of the decoder (4).
+        hnn_hidden: hidden widths of the HNN (two layers of 200 tanh units).
+        lambda_hnn, lambda_wd: the weights of Eq. 15 (0.1 and 1e-5).
+        pairs_per_batch: ``(X_t, X_{t+1})`` pairs drawn from each batch of sequences
+            (64, the paper's minibatch); ``0`` uses every pair.
+
+    Example:
+        >>> cfg = PixelHNNConfig.from_model("conv", ModelConfig.reduced(8, image_size=16), 12)
+        >>> cfg.latent_dim, cfg.encoder_widths[0], cfg.image_size, cfg.dt, cfg.integrator
+        (12, 8, 16, 1.0, 'rk4')
+    """
+
+    kind: str = "mlp"
+    latent_dim: int = 2
+    dt: float = 1.0
+    hidden: int = 200
+    mlp_layers: int = 4
+    hnn_hidden: tuple[int, ...] = (200, 200)
+    lambda_hnn: float = 0.1
+    lambda_wd: float = 1e-5
+    pairs_per_batch: int = 64
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "hnn_hidden", tuple(int(w) for w in self.hnn_hidden))
+        _check_choice("kind", self.kind, PIXEL_HNN_KINDS)
+        if not isinstance(self.latent_dim, int) or self.latent_dim < 2 or self.latent_dim % 2:
+            raise ValueError(f"latent_dim: expected an even integer >= 2, got {self.latent_dim!r}")
+        if self.frames < 3:
+            raise ValueError(
+                f"frames: expected an integer >= 3 (two consecutive pairs), got {self.frames!r}"
+            )
+        if self.protocol == "predict" and self.predict_k < 2:
+            raise ValueError(
+                f"predict_k: expected 2 <= k < frames={self.frames}, got {self.predict_k!r}"
+            )
+        _check_positive_int("mlp_layers", self.mlp_layers, 2)
+        _check_positive_int("hidden", self.hidden)
+        _check_positive_int("pairs_per_batch", self.pairs_per_batch, 0)
+
+    @classmethod
+    def from_model(cls, kind: str, model: ModelConfig, state_dim: int) -> PixelHNNConfig:
+        """The PixelHNN of a run's HGN config (frames, size, protocol, widths) and state size."""
+        shared = {f.name: getattr(model, f.name) for f in dataclasses.fields(ModelConfig)}
+        shared.pop("dt")  # HGN's integrator step is not PixelHNN's time per frame
+        return cls(**shared, kind=kind, latent_dim=int(state_dim))
+
+    @property
+    def integrator(self) -> str:
+        """Latent rollouts use RK4, as the original PixelHNN (A.3)."""
+        return "rk4"
+
+    @property
+    def input_frames(self) -> tuple[int, ...]:
+        """The frames a rollout is inferred from: the first pair."""
+        return (0, 1)
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,6 @@ input frames and rolled out for T steps (30 with the default 31 frames):
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,34 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
-from .config import train_config_from_dict
-from .train import build_model, resolve_device
+from .io import save_figure, write_json, write_text
+from .models import row_name
+from .runs import EVAL, load_run
 
-__all__ = ["VPT_THRESHOLD", "load_run", "evaluate", "markdown_table", "main"]
+__all__ = ["VPT_THRESHOLD", "evaluate_split", "evaluate", "markdown_table", "main"]
 
 VPT_THRESHOLD = 0.025
-
-
-def load_run(run_dir: str | Path, data_dir: str | Path | None = None, device: str = "auto"):
-    """``(config, model, data_dir)`` of a run, with the weights of its last checkpoint."""
-    from .data import open_dataset
-
-    run = Path(run_dir)
-    cfg_path = run / "config.json"
-    if not cfg_path.is_file():
-        raise ValueError(f"run_dir: no config.json in {str(run)!r}; is it a training run?")
-    config = train_config_from_dict(json.loads(cfg_path.read_text()))
-    data = Path(data_dir) if data_dir is not None else Path(config.data)
-    if not (data / "metadata.json").is_file():
-        raise ValueError(f"data_dir: no dataset at {str(data)!r}; pass --data DIR")
-    dataset = open_dataset(data, "train")
-    _, model = build_model(config, dataset)
-    state = load_checkpoint(run / "checkpoint.pt")
-    model.load_state_dict(state["model"])
-    model.to(resolve_device(device))
-    model.eval()
-    return config, model, data
 
 
 def _summary(x: np.ndarray) -> dict[str, float]:
@@ -67,8 +44,17 @@ def _summary(x: np.ndarray) -> dict[str, float]:
 
 
 @torch.no_grad()
-def _evaluate_split(model, dataset, n: int, batch_size: int, device) -> dict[str, Any]:
+def evaluate_split(
+    model, dataset, n: int | None = None, batch_size: int = 64, device=None
+) -> dict[str, Any]:
+    """The metrics of one split (see the module docstring) on its first ``n`` sequences.
+
+    ``device`` defaults to the model's. This is the one evaluator: the CLI, the figures and
+    the reproduction script all score runs with it.
+    """
     cfg = model.config
+    n = len(dataset) if n is None else min(int(n), len(dataset))
+    device = next(model.parameters()).device if device is None else device
     targets = list(cfg.target_frames)
     mse_rows, energy_rows, vpt = [], [], []
     for start in range(0, n, batch_size):
@@ -107,10 +93,10 @@ def markdown_table(metrics: dict[str, Any]) -> str:
     """Table 1's row format (MSE x1e4, mean ± std) plus VPT and energy variance per split.
 
     Example:
-        >>> m = {"model": "hgn/leapfrog", "splits": {"test": {"mse_x1e4": {"mean": 1.0, "std": 0.5},
+        >>> m = {"model": "hgn_leapfrog", "splits": {"test": {"mse_x1e4": {"mean": 1.0, "std": 0.5},
         ...      "vpt": {"mean": 30.0, "std": 0.0}}}}
         >>> print(markdown_table(m).splitlines()[2])
-        | hgn/leapfrog | test | 1.00 ± 0.50 | 30.0 ± 0.0 | – |
+        | hgn_leapfrog | test | 1.00 ± 0.50 | 30.0 ± 0.0 | – |
     """
     lines = [
         "| model | split | MSE ×1e4 | VPT (steps) | energy variance along rollout |",
@@ -140,14 +126,7 @@ def _plot_curves(metrics: dict[str, Any], path: Path) -> None:
     ax.set_title(f"{metrics['model']}: per-step MSE (Fig. 6)", fontsize=9)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=120)
 
 
 def evaluate(
@@ -170,13 +149,12 @@ def evaluate(
 
     if max_sequences is not None and (not isinstance(max_sequences, int) or max_sequences < 1):
         raise ValueError(f"max_sequences: expected a positive int or None, got {max_sequences!r}")
-    config, model, data = load_run(run_dir, data_dir, device)
+    config, model, _, data = load_run(run_dir, data_dir, device)
     dev = next(model.parameters()).device
-    out_dir = Path(run_dir) / "eval"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(run_dir) / EVAL
     mcfg = model.config
     metrics: dict[str, Any] = {
-        "model": f"{config.model_name}/{mcfg.variant}",
+        "model": row_name(config),
         "protocol": mcfg.protocol,
         "rollout_steps": mcfg.frames - 1,
         "target_frames": [mcfg.target_frames[0], mcfg.target_frames[-1]],
@@ -186,10 +164,9 @@ def evaluate(
     }
     for split in splits:
         dataset = open_dataset(data, split)
-        n = len(dataset) if max_sequences is None else min(len(dataset), max_sequences)
-        metrics["splits"][split] = _evaluate_split(model, dataset, n, batch_size, dev)
-    _write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
-    _write_atomic(out_dir / "metrics.md", markdown_table(metrics))
+        metrics["splits"][split] = evaluate_split(model, dataset, max_sequences, batch_size, dev)
+    write_json(out_dir / "metrics.json", metrics, sort_keys=False)
+    write_text(out_dir / "metrics.md", markdown_table(metrics))
     _plot_curves(metrics, out_dir / "mse_curve.png")
     if rollouts > 0:
         split = "test" if "test" in splits else splits[0]

@@ -7,8 +7,9 @@
   double-speed and half-speed rollouts, and the baseline's forward rollout.
 * :func:`figure8`: rollouts from prior samples of a trained HGN, for every system.
 
-Runs are the folders written by ``python -m hamflow_hgn.train`` (``config.json`` and
-``checkpoint.pt``); :func:`load_run` rebuilds any registered model from one.
+Runs are the folders written by ``python -m hamflow_hgn.train``, read with
+:func:`hamflow_hgn.runs.load_run`; the curves and energies are computed by
+:func:`hamflow_hgn.evaluate.evaluate_split`, the same evaluator as Table 1's.
 
 References:
     Toth et al., "Hamiltonian Generative Networks", ICLR 2020, Fig. 6, 7, 8.
@@ -16,76 +17,36 @@ References:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-__all__ = ["load_run", "rollout_stats", "figure6", "figure7", "figure8", "make_all"]
+from .data.render import frame_strip
+from .evaluate import evaluate_split
+from .io import save_figure, write_json
+from .models import TABLE1_ROWS
+from .runs import CHECKPOINT, load_run
 
-LABELS = {
-    "pixel_hnn_mlp": "HNN",
-    "pixel_hnn_conv": "HNN (conv)",
-    "hgn_euler": "HGN (Euler)",
-    "hgn_deterministic": "HGN (determ)",
-    "hgn_no_fpsi": "HGN (no f_psi)",
-    "hgn_leapfrog": "HGN (leapfrog)",
-}
+__all__ = ["figure6", "figure7", "figure8", "make_all"]
+
+LABELS = {name: row.label for name, row in TABLE1_ROWS.items()}
 
 
-def load_run(run: str | Path, device: str = "cpu") -> tuple[nn.Module, Any, Any]:
-    """``(model, train_config, train_dataset)`` of a finished run, in eval mode."""
-    from .checkpoint import load_checkpoint
-    from .config import train_config_from_dict
-    from .data import open_dataset
-    from .train import build_model
-
-    run = Path(run)
-    state = load_checkpoint(run / "checkpoint.pt", map_location=device)
-    config = train_config_from_dict(json.loads((run / "config.json").read_text()))
-    dataset = open_dataset(config.data, "train", verify=False)
-    config, model = build_model(config, dataset)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), config, dataset
-
-
-@torch.no_grad()
-def rollout_stats(model: nn.Module, images: torch.Tensor, dt: float | None = None) -> dict:
-    """Per-step MSE ``(T+1,)`` and the learned-energy mean and variance along rollouts.
-
-    The variance is taken over time for each sequence, then averaged over sequences.
-    """
-    out = model.rollout(images, images.shape[1] - 1, dt=dt)
-    per_step = (out.frames.float() - images.float()).square().mean(dim=(0, 2, 3, 4))
-    energy = out.energy.double()
-    return {
-        "mse_per_step": per_step.tolist(),
-        "mse": float(per_step.mean()),
-        "energy_mean": float(energy.mean()),
-        "energy_var": float(energy.var(dim=1, unbiased=False).mean()),
-    }
+def _model(run: Path):
+    return load_run(run, device="cpu", verify=False).model
 
 
 def _runs(root: Path, system: str, models) -> dict[str, Path]:
     return {
         m: root / "runs" / system / m
         for m in models
-        if (root / "runs" / system / m / "checkpoint.pt").is_file()
+        if (root / "runs" / system / m / CHECKPOINT).is_file()
     }
 
 
 def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def figure6(
@@ -109,17 +70,16 @@ def figure6(
         data_dir = root / "data" / system
         for c, split in enumerate(("train", "test")):
             ds = open_dataset(data_dir, split, verify=False)
-            images = ds.render_batch(range(min(n_sequences, len(ds))))
             ax = axes[r, c]
             for model_name, run in _runs(root, system, models).items():
-                model, _, _ = load_run(run)
-                s = rollout_stats(model, images)
+                s = evaluate_split(_model(run), ds, n_sequences)
                 stats[system].setdefault(model_name, {})[split] = s
+                energy = s.get("energy", {"mean": {"mean": np.nan}, "variance": {"mean": np.nan}})
                 label = (
-                    f"{LABELS.get(model_name, model_name)}: "
-                    f"E={s['energy_mean']:.2g}±{s['energy_var'] * 1e4:.2g}"
+                    f"{LABELS.get(model_name, model_name)}: E={energy['mean']['mean']:.2g}"
+                    f"±{energy['variance']['mean'] * 1e4:.2g}"
                 )
-                ax.plot(np.array(s["mse_per_step"]) * 1e4, label=label)
+                ax.plot(np.array(s["mse_curve"]) * 1e4, label=label)
             ax.set_title(f"{system} ({split})")
             ax.set_xlabel("rollout step")
             ax.set_ylabel("pixel MSE ×1e4")
@@ -128,14 +88,6 @@ def figure6(
     fig.suptitle("Average pixel MSE per rollout step (legend: learned E = mean ± var·1e4)")
     fig.tight_layout()
     return _save(fig, out), stats
-
-
-def _strip(frames: torch.Tensor, every: int) -> np.ndarray:
-    """``(T+1, C, H, W)`` to one image row of every ``every``-th frame, 1-px white gaps."""
-    sel = frames[::every].clamp(0, 1)
-    pad = torch.ones(sel.shape[0], sel.shape[1], sel.shape[2], 1)
-    row = torch.cat([sel, pad], -1).permute(2, 0, 3, 1).reshape(sel.shape[2], -1, sel.shape[1])
-    return row.numpy()
 
 
 @torch.no_grad()
@@ -153,8 +105,8 @@ def figure7(
     runs = _runs(root, system, ("hgn_leapfrog", baseline))
     if "hgn_leapfrog" not in runs:
         return None
-    hgn, _, _ = load_run(runs["hgn_leapfrog"])
-    base = load_run(runs[baseline])[0] if baseline in runs else None
+    hgn = _model(runs["hgn_leapfrog"])
+    base = _model(runs[baseline]) if baseline in runs else None
     dt = hgn.config.dt
     fig, axes = plt.subplots(2, 1, figsize=(10, 7))
     for ax, split in zip(axes, ("train", "test")):
@@ -170,7 +122,7 @@ def figure7(
         rows.append(("HGN ×½ speed", hgn.rollout(images, steps, dt=dt / 2).frames[0]))
         if base is not None:
             rows.append((f"{LABELS[baseline]} forward", base.rollout(images, steps).frames[0]))
-        strips = [_strip(f, every) for _, f in rows]
+        strips = [frame_strip(f, every) for _, f in rows]
         gap = np.ones((2, strips[0].shape[1], strips[0].shape[2]))
         ax.imshow(np.concatenate([x for s in strips for x in (s, gap)][:-1]))
         h = strips[0].shape[0] + 2
@@ -194,11 +146,11 @@ def figure8(root: Path, systems, out: Path, n_samples: int = 3, seed: int = 0) -
         return None
     images, titles = [], []
     for system in rows:
-        model, _, _ = load_run(root / "runs" / system / "hgn_leapfrog")
+        model = _model(root / "runs" / system / "hgn_leapfrog")
         gen = torch.Generator().manual_seed(seed)
         frames = model.sample(n_samples, generator=gen).frames
         every = max(1, (frames.shape[1] - 1) // 10)
-        images.append(np.concatenate([_strip(f, every) for f in frames]))
+        images.append(np.concatenate([frame_strip(f, every) for f in frames]))
         titles.append(f"{system}: {n_samples} prior samples, every {every} frames")
     # Size each panel by its image's aspect, so the strips are not padded with white space.
     width = 10.0
@@ -231,47 +183,5 @@ def make_all(root: str | Path, systems, models, img_dir: str | Path) -> tuple[li
     p8 = figure8(root, systems, img_dir / "results_fig8_samples.png")
     if p8 is not None:
         paths.append(p8)
-    (root / "figure_stats.json").write_text(json.dumps(stats, indent=1))
+    write_json(root / "figure_stats.json", stats, indent=1)
     return paths, stats
-
-
-@torch.no_grad()
-def evaluate_split(
-    run: str | Path, split: str = "test", max_sequences: int | None = None, batch: int = 32
-) -> dict:
-    """Table-1 metrics of a run on one split, computed the same way for every model.
-
-    The pixel MSE covers the protocol's target frames of a full-length rollout inferred by the
-    model (``config.target_frames``); per-sequence values give the mean and std. Also returns
-    the per-step MSE curve and the learned-energy statistics of Fig. 6.
-    """
-    from .data import open_dataset
-
-    model, config, _ = load_run(run)
-    ds = open_dataset(config.data, split, verify=False)
-    n = len(ds) if max_sequences is None else min(max_sequences, len(ds))
-    targets = list(model.config.target_frames)
-    per_seq, per_step, e_mean, e_var = [], [], [], []
-    for start in range(0, n, batch):
-        images = ds.render_batch(range(start, min(n, start + batch)))
-        out = model.rollout(images, images.shape[1] - 1)
-        err = (out.frames.float() - images.float()).square().mean(dim=(2, 3, 4))  # (B, T+1)
-        per_seq.append(err[:, targets].mean(1))
-        per_step.append(err)
-        energy = out.energy.double()
-        e_mean.append(energy.mean(1))
-        e_var.append(energy.var(dim=1, unbiased=False))
-    mse = torch.cat(per_seq).double()
-    return {
-        "run": str(run),
-        "split": split,
-        "sequences": n,
-        "protocol": model.config.protocol,
-        "target_frames": [targets[0], targets[-1]],
-        "mse_mean": float(mse.mean()),
-        "mse_std": float(mse.std(unbiased=False)),
-        "mse_per_step": torch.cat(per_step).mean(0).tolist(),
-        "energy_mean": float(torch.cat(e_mean).mean()),
-        "energy_var": float(torch.cat(e_var).mean()),
-        "evaluator": "hamflow_hgn.figures.evaluate_split",
-    }

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .io import atomic_path, save_figure
+
 __all__ = ["to_uint8", "save_strip", "save_gif", "save_rollouts"]
 
 
@@ -70,11 +72,7 @@ def save_strip(
                 ax.set_title(f"t={t}", fontsize=7)
         axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
     fig.tight_layout(pad=0.2)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def save_gif(frames: Tensor, path: str | Path, fps: float = 8.0, scale: int = 4) -> Path:
@@ -82,10 +80,12 @@ def save_gif(frames: Tensor, path: str | Path, fps: float = 8.0, scale: int = 4)
     from PIL import Image
 
     images = [Image.fromarray(a) for a in to_uint8(frames, scale)]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-    return path
+    with atomic_path(path) as tmp:
+        images[0].save(
+            tmp, format="GIF", save_all=True, append_images=images[1:],
+            duration=int(1000 / fps), loop=0,
+        )  # fmt: skip
+    return Path(path)
 
 
 @torch.no_grad()

@@ -7,41 +7,24 @@ directory. CLI (a thin layer over it)::
         [--steps N] [--batch-size 16] [--device auto] [--amp bf16] [--compile] [--resume]
     torchrun --nproc-per-node 4 -m hamflow_hgn.train --data DIR --out RUN ...
 
-**Models.** :data:`MODELS` maps a name to a factory ``(config, dataset) -> nn.Module``. The
-module is called as ``module(images, step, noise=..., reduce=...) -> (loss, metrics)`` (its
-``forward``, so DDP hooks run; HGN also names it ``loss``), may define ``after_step()`` (run after
-each optimiser step) and ``rollout(images, steps, dt=...)`` for evaluation. Register a baseline
-with :func:`register_model`; the loop does not change.
-
-**Data.** Each step draws the *global* batch of ``batch_size * world_size`` indices from one
-seeded generator (a fresh permutation per epoch, identical on every rank); rank ``r`` renders its
-own slice on its device with ``SequenceDataset.render_batch``. The reparametrisation noise is
-drawn the same way. So N ranks with batch B see exactly what one process with batch N*B sees.
-
-**Files in the run directory.** ``config.json`` (resolved config), ``metrics.csv`` (and
-TensorBoard events when ``tensorboard`` is installed), ``checkpoint.pt`` (every
-``checkpoint_every`` steps and at the end; see :mod:`hamflow_hgn.checkpoint`).
+The models come from :data:`hamflow_hgn.models.MODELS`; the shared batches and noise that make
+N ranks equal one process from :mod:`hamflow_hgn.distributed`; the files of the run directory
+are described in :mod:`hamflow_hgn.runs`. Nothing else in the package imports this module.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
-import dataclasses
-import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import nn
 
 from .checkpoint import (
     CheckpointError,
@@ -58,150 +41,29 @@ from .config import (
     config_diff,
     config_to_dict,
 )
-from .model import HGN
+from .distributed import (
+    IndexSampler,
+    SharedNoise,
+    init_distributed,
+    mean_over_ranks,
+    resolve_device,
+    shutdown_distributed,
+)
+from .io import write_json
+from .models import build_model
+from .runs import CHECKPOINT, CONFIG, MetricsLogger
 
-__all__ = [
-    "MODELS",
-    "ModelFactory",
-    "register_model",
-    "IndexSampler",
-    "SharedNoise",
-    "NonFiniteLossError",
-    "resolve_device",
-    "build_model",
-    "train",
-    "main",
-]
+__all__ = ["NonFiniteLossError", "StepCallback", "train", "config_from_args", "main"]
 
-ModelFactory = Callable[[TrainConfig, Any], nn.Module]
-KILL_ENV = "HAMFLOW_TEST_KILL_AT_STEP"
-"""Test hook: when set, the process SIGKILLs itself right after finishing that step."""
-CSV_FIELDS = ("step", "loss", "mse", "kl", "kl_weight", "lambda", "seconds")
-
-
-def _hgn_factory(config: TrainConfig, dataset: Any) -> nn.Module:
-    return HGN(config.model)
-
-
-MODELS: dict[str, ModelFactory] = {"hgn": _hgn_factory}
-"""Trainable models by name (``--model``)."""
-
-
-def register_model(name: str, factory: ModelFactory) -> None:
-    """Make ``factory`` trainable as ``--model name`` (see the module docstring)."""
-    MODELS[name] = factory
+StepCallback = Callable[[int], None]
+"""``on_step(step)``: called after each finished step (its checkpoint, if any, written)."""
 
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-# -- data and noise shared across ranks ----------------------------------------------------
-
-
-class IndexSampler:
-    """Global batches of sequence indices from a seeded generator, epoch by epoch.
-
-    Example:
-        >>> s = IndexSampler(10, seed=0)
-        >>> a = s.next(4); state = s.state_dict(); b = s.next(4)
-        >>> s.load_state_dict(state); bool((s.next(4) == b).all()), len(set(a.tolist()))
-        (True, 4)
-    """
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n = int(n)
-        self.generator = torch.Generator().manual_seed(int(seed))
-        self.perm = torch.randperm(self.n, generator=self.generator)
-        self.pos = 0
-
-    def next(self, count: int) -> Tensor:
-        out = []
-        while count > 0:
-            if self.pos >= self.n:
-                self.perm = torch.randperm(self.n, generator=self.generator)
-                self.pos = 0
-            take = min(count, self.n - self.pos)
-            out.append(self.perm[self.pos : self.pos + take])
-            self.pos += take
-            count -= take
-        return torch.cat(out)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "perm": self.perm.clone(), "pos": self.pos}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"].cpu())
-        self.perm = state["perm"].cpu().clone()
-        self.pos = int(state["pos"])
-
-
-class SharedNoise:
-    """Standard-normal noise for the global batch from a generator shared by every rank.
-
-    Called with this rank's shape ``(B, ...)``, it draws ``(world * B, ...)`` and returns rows
-    ``rank * B : (rank + 1) * B``, so DDP reproduces a single-process run exactly.
-    """
-
-    def __init__(self, seed: int, device: torch.device, rank: int = 0, world: int = 1) -> None:
-        self.generator = torch.Generator(device=device).manual_seed(int(seed) + 1)
-        self.rank, self.world, self.device = rank, world, device
-
-    def __call__(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
-        b = shape[0]
-        full = torch.randn(
-            (b * self.world, *shape[1:]), generator=self.generator, device=self.device
-        )
-        return full[self.rank * b : (self.rank + 1) * b].to(device=device, dtype=dtype)
-
-
-# -- devices and processes -----------------------------------------------------------------
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` is CUDA when present (``cuda:LOCAL_RANK`` under torchrun), else the CPU.
-
-    Example:
-        >>> resolve_device("cpu")
-        device(type='cpu')
-    """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device: {name!r} requested but CUDA is not available; use 'cpu'")
-        return torch.device(name if ":" in name else f"cuda:{local_rank}")
-    return torch.device(name)
-
-
-def _init_distributed(device_name: str) -> tuple[int, int, int]:
-    """``(rank, world, local_rank)``; starts the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_name.startswith("cuda") or (
-        device_name == "auto" and torch.cuda.is_available()
-    )
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return rank, world, local_rank
-
-
-def _mean_over_ranks(world: int) -> Callable[[Tensor], Tensor]:
-    def reduce(x: Tensor) -> Tensor:
-        if world == 1:
-            return x
-        y = x.detach().clone()
-        dist.all_reduce(y)
-        return y / world
-
-    return reduce
-
-
-# -- run directory ------------------------------------------------------------------------
+# -- data ----------------------------------------------------------------------------------
 
 
 def _open_data(config: TrainConfig, split: str = "train"):
@@ -216,55 +78,6 @@ def _open_data(config: TrainConfig, split: str = "train"):
     return open_dataset(path, split)
 
 
-def build_model(config: TrainConfig, dataset: Any) -> tuple[TrainConfig, nn.Module]:
-    """Resolve the model config against the data (frames, size) and build the model."""
-    from . import baselines  # noqa: F401  (registers the PixelHNNs; imported late: it imports us)
-
-    if config.model_name not in MODELS:
-        raise ValueError(f"model: expected one of {sorted(MODELS)}, got {config.model_name!r}")
-    data_cfg = dataset.config
-    model_cfg = dataclasses.replace(config.model, frames=data_cfg.steps, image_size=data_cfg.size)
-    config = dataclasses.replace(config, model=model_cfg)
-    return config, MODELS[config.model_name](config, dataset)
-
-
-class _Logger:
-    """CSV (+ optional TensorBoard) metrics on rank 0."""
-
-    def __init__(self, run: Path, keep_until: int | None) -> None:
-        self.path = run / "metrics.csv"
-        rows: list[dict[str, str]] = []
-        if keep_until is not None and self.path.exists():
-            with self.path.open() as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= keep_until]
-        with self.path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, CSV_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-        self.file = self.path.open("a", newline="")
-        self.writer = csv.DictWriter(self.file, CSV_FIELDS)
-        self.tb = None
-        with contextlib.suppress(Exception):
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(run / "tensorboard"))
-
-    def log(self, step: int, metrics: dict[str, float], seconds: float) -> None:
-        row = {k: metrics.get(k, float("nan")) for k in CSV_FIELDS[1:-1]}
-        self.writer.writerow(
-            {"step": step, **{k: repr(v) for k, v in row.items()}, "seconds": seconds}
-        )
-        self.file.flush()
-        if self.tb is not None:
-            for k, v in row.items():
-                self.tb.add_scalar(f"train/{k}", v, step)
-
-    def close(self) -> None:
-        self.file.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
 def _oom_types() -> tuple[type[BaseException], ...]:
     types = [torch.cuda.OutOfMemoryError]
     if hasattr(torch, "OutOfMemoryError"):
@@ -275,7 +88,7 @@ def _oom_types() -> tuple[type[BaseException], ...]:
 # -- the loop ------------------------------------------------------------------------------
 
 
-def train(config: TrainConfig) -> Path:
+def train(config: TrainConfig, *, on_step: StepCallback | None = None) -> Path:
     """Train ``config.model_name`` on ``config.data``; return the run directory.
 
     Runs single-process, or as one rank of a torchrun job (``WORLD_SIZE > 1``: DDP, backend
@@ -283,17 +96,18 @@ def train(config: TrainConfig) -> Path:
     from ``RUN/checkpoint.pt`` exactly (same next losses on the CPU) and refuses a different
     configuration, listing the differences. Raises :class:`NonFiniteLossError` on a NaN/inf loss
     (the last good checkpoint is kept) and a ``RuntimeError`` naming the setting to lower on
-    GPU out-of-memory.
+    GPU out-of-memory. ``on_step`` is called after every step (tests use it to kill a run).
     """
-    rank, world, local_rank = _init_distributed(config.device)
+    rank, world, local_rank = init_distributed(config.device)
     try:
-        return _train(config, rank, world, local_rank)
+        return _train(config, rank, world, local_rank, on_step)
     finally:
-        if world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        shutdown_distributed(world)
 
 
-def _train(config: TrainConfig, rank: int, world: int, local_rank: int) -> Path:
+def _train(
+    config: TrainConfig, rank: int, world: int, local_rank: int, on_step: StepCallback | None
+) -> Path:
     device = resolve_device(config.device, local_rank)
     dataset = _open_data(config)
     torch.manual_seed(config.seed)
@@ -303,7 +117,7 @@ def _train(config: TrainConfig, rank: int, world: int, local_rank: int) -> Path:
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     run = Path(config.out)
-    ckpt_path = run / "checkpoint.pt"
+    ckpt_path = run / CHECKPOINT
     n_data = len(dataset)
     if config.max_train_sequences is not None:
         n_data = min(n_data, config.max_train_sequences)
@@ -332,10 +146,7 @@ def _train(config: TrainConfig, rank: int, world: int, local_rank: int) -> Path:
             "continue it, or choose another --out"
         )
     if rank == 0:
-        run.mkdir(parents=True, exist_ok=True)
-        tmp = run / "config.json.tmp"
-        tmp.write_text(json.dumps(cfg_dict, indent=2))
-        os.replace(tmp, run / "config.json")
+        write_json(run / CONFIG, cfg_dict, sort_keys=False)
 
     net: nn.Module = model
     if world > 1:
@@ -346,10 +157,9 @@ def _train(config: TrainConfig, rank: int, world: int, local_rank: int) -> Path:
         )
     if config.compile:
         net = torch.compile(net)
-    reduce = _mean_over_ranks(world)
+    reduce = mean_over_ranks(world)
     use_amp = config.amp == "bf16"
     after_step = getattr(model, "after_step", None)
-    kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
 
     def checkpoint(step: int) -> None:
         if rank == 0:
@@ -367,7 +177,7 @@ def _train(config: TrainConfig, rank: int, world: int, local_rank: int) -> Path:
         if world > 1:
             dist.barrier()
 
-    logger = _Logger(run, keep_until=start) if rank == 0 else None
+    logger = MetricsLogger(run, keep_until=start) if rank == 0 else None
     bar = None
     if rank == 0 and config.progress:
         from tqdm.auto import tqdm
@@ -418,8 +228,8 @@ def _train(config: TrainConfig, rank: int, world: int, local_rank: int) -> Path:
                 bar.update(1)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 checkpoint(step)
-            if step == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
+            if on_step is not None:
+                on_step(step)
     finally:
         if bar is not None:
             bar.close()
@@ -503,8 +313,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the canonical module, not this ``__main__`` copy: registrations (e.g. the baselines)
-    # land in ``hamflow_hgn.train.MODELS``, which this copy's MODELS is not.
-    from hamflow_hgn.train import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

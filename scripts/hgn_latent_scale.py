@@ -17,7 +17,7 @@ import torch
 
 from hamflow_hgn.config import VARIANTS, ModelConfig
 from hamflow_hgn.data import open_dataset
-from hamflow_hgn.model import HGN
+from hamflow_hgn.models.hgn import HGN
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -1,8 +1,9 @@
 """PixelHNN, the baseline of Table 1: an autoencoder with an HNN in its latent space (A.3).
 
 A pair of consecutive frames ``X_t = (x_t, x_{t+1})`` is encoded to a flat latent
-``z_t = (q_t, p_t)`` of the true phase-space size (2, 2, 8, 12); an :class:`~hamflow_hgn.hnn.HNN`
-(two hidden layers of 200 tanh units) learns ``H(z)``. The loss is Eq. 15::
+``z_t = (q_t, p_t)`` of the true phase-space size (2, 2, 8, 12); an
+:class:`~hamflow_hgn.models.hnn.HNN` (two hidden layers of 200 tanh units) learns ``H(z)``.
+The loss is Eq. 15::
 
     L = L_AE + L_CC + 0.1 L_HNN + 1e-5 L_WD
 
@@ -14,11 +15,11 @@ A pair of consecutive frames ``X_t = (x_t, x_{t+1})`` is encoded to a flat laten
 
 Two variants: ``kind="mlp"`` (the original: encoder and decoder MLPs of 4 layers, 200 ReLU
 units) and ``kind="conv"`` (HGN's convolutional encoder and decoder from
-:mod:`hamflow_hgn.networks`, joined to the flat latent by one linear layer on each side).
+:mod:`hamflow_hgn.models.networks`, joined to the flat latent by one linear layer on each side).
 
 Rollouts encode the first pair ``(x_0, x_1)``, integrate the latent with the core's RK4 and
 decode the first frame of every decoded pair, so a rollout of ``T`` steps gives frames
-``0..T`` just like :meth:`hamflow_hgn.model.HGN.rollout`, and is scored by the same code.
+``0..T`` just like :meth:`hamflow_hgn.models.hgn.HGN.rollout`, and is scored by the same code.
 
 References:
     Toth et al., "Hamiltonian Generative Networks", ICLR 2020, A.3, Eq. 12–15.
@@ -27,138 +28,15 @@ References:
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
-from .config import PROTOCOLS
+from ..config import PIXEL_HNN_KINDS, PixelHNNConfig
+from .base import Rollout
 from .hnn import HNN, hnn_loss
-from .model import Rollout
-from .networks import Decoder, Encoder
+from .networks import Decoder, Encoder, mlp
 
 __all__ = ["PIXEL_HNN_KINDS", "PixelHNNConfig", "PixelHNN", "pixel_hnn_losses"]
-
-PIXEL_HNN_KINDS: dict[str, str] = {
-    "mlp": "PixelHNN as in Greydanus et al.: MLP encoder and decoder (HNN in Table 1)",
-    "conv": "PixelHNN with HGN's conv encoder and decoder (HNN (conv) in Table 1)",
-}
-
-
-@dataclass(frozen=True)
-class PixelHNNConfig:
-    """The PixelHNN architecture and loss weights; defaults are those of paper A.3.
-
-    Attributes:
-        kind: ``"mlp"`` or ``"conv"`` (see :data:`PIXEL_HNN_KINDS`).
-        latent_dim: size of ``z = (q, p)``: the true phase-space size (2, 2, 8, 12).
-        frames: frames per sequence, ``T + 1`` (set from the data by training).
-        image_size, channels: frame shape.
-        protocol: ``"reconstruct"`` or ``"predict"``; only selects which rollout frames are
-            scored (:attr:`target_frames`). The model always starts from frames 0 and 1.
-        predict_k: frames the HGN encoder sees under ``"predict"`` (targets start there).
-        dt: latent time per frame, used by the finite differences and by rollouts (the
-            original code uses one frame = one time unit).
-        hidden: width of the MLP encoder/decoder hidden layers (200).
-        mlp_layers: linear layers of the MLP encoder and of the decoder (4).
-        hnn_hidden: hidden widths of the HNN (two layers of 200 tanh units).
-        lambda_hnn, lambda_wd: the weights of Eq. 15 (0.1 and 1e-5).
-        pairs_per_batch: ``(X_t, X_{t+1})`` pairs drawn from each batch of sequences
-            (64, the paper's minibatch); ``0`` uses every pair.
-        encoder_widths, latent_channels, decoder_width, state_channels, latent_size: the
-            conv variant's HGN networks (A.1 defaults).
-    """
-
-    kind: str = "mlp"
-    latent_dim: int = 2
-    frames: int = 31
-    image_size: int = 32
-    channels: int = 3
-    protocol: str = "reconstruct"
-    predict_k: int = 5
-    dt: float = 1.0
-    hidden: int = 200
-    mlp_layers: int = 4
-    hnn_hidden: tuple[int, ...] = (200, 200)
-    lambda_hnn: float = 0.1
-    lambda_wd: float = 1e-5
-    pairs_per_batch: int = 64
-    encoder_widths: tuple[int, ...] = (32, 64, 64, 64, 64, 64, 64)
-    latent_channels: int = 48
-    decoder_width: int = 64
-    state_channels: int = 16
-    latent_size: int = 4
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "encoder_widths", tuple(int(w) for w in self.encoder_widths))
-        object.__setattr__(self, "hnn_hidden", tuple(int(w) for w in self.hnn_hidden))
-        if self.kind not in PIXEL_HNN_KINDS:
-            raise ValueError(f"kind: expected one of {sorted(PIXEL_HNN_KINDS)}, got {self.kind!r}")
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(
-                f"protocol: expected one of {sorted(PROTOCOLS)}, got {self.protocol!r}"
-            )
-        if not isinstance(self.latent_dim, int) or self.latent_dim < 2 or self.latent_dim % 2:
-            raise ValueError(f"latent_dim: expected an even integer >= 2, got {self.latent_dim!r}")
-        if not isinstance(self.frames, int) or self.frames < 3:
-            raise ValueError(
-                f"frames: expected an integer >= 3 (two consecutive pairs), got {self.frames!r}"
-            )
-        if self.protocol == "predict" and not 2 <= self.predict_k < self.frames:
-            raise ValueError(
-                f"predict_k: expected 2 <= k < frames={self.frames}, got {self.predict_k!r}"
-            )
-        if self.mlp_layers < 2:
-            raise ValueError(f"mlp_layers: expected an integer >= 2, got {self.mlp_layers!r}")
-        if not (math.isfinite(self.dt) and self.dt > 0):
-            raise ValueError(f"dt: expected a positive finite number, got {self.dt!r}")
-        if self.pairs_per_batch < 0:
-            raise ValueError(
-                f"pairs_per_batch: expected an integer >= 0, got {self.pairs_per_batch!r}"
-            )
-        if self.kind == "conv":
-            ratio = self.image_size // self.latent_size
-            if ratio * self.latent_size != self.image_size or ratio < 2 or ratio & (ratio - 1):
-                raise ValueError(
-                    f"image_size: expected latent_size={self.latent_size} times a power of two "
-                    f">= 2, got {self.image_size!r}"
-                )
-
-    @property
-    def variant(self) -> str:
-        """The kind, under the name HGN's config uses (evaluation labels runs ``model/variant``)."""
-        return self.kind
-
-    @property
-    def integrator(self) -> str:
-        """Latent rollouts use RK4, as the original PixelHNN (A.3)."""
-        return "rk4"
-
-    @property
-    def n_upsample(self) -> int:
-        return int(round(math.log2(self.image_size // self.latent_size)))
-
-    @property
-    def input_frames(self) -> tuple[int, ...]:
-        """The frames a rollout is inferred from: the first pair."""
-        return (0, 1)
-
-    @property
-    def target_frames(self) -> tuple[int, ...]:
-        """The frames the Table-1 MSE is computed on (same rule as HGN's config)."""
-        if self.protocol == "predict":
-            return tuple(range(self.predict_k, self.frames))
-        return tuple(range(self.frames))
-
-
-def _mlp(widths: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(widths) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
 
 
 class _ConvEncoder(nn.Module):
@@ -215,7 +93,7 @@ class PixelHNN(nn.Module):
 
     Calling the module on ``images (B, T+1, C, H, W)`` returns the Eq. 15 loss and detached
     metrics (``loss``, ``ae``, ``cc``, ``hnn``, ``wd`` and ``mse``, the per-pixel error of the
-    pair reconstruction); :meth:`rollout` returns a :class:`hamflow_hgn.model.Rollout`.
+    pair reconstruction); :meth:`rollout` returns a :class:`hamflow_hgn.models.base.Rollout`.
 
     Example:
         >>> cfg = PixelHNNConfig(kind="mlp", latent_dim=2, frames=4, image_size=8, hidden=16,
@@ -238,8 +116,8 @@ class PixelHNN(nn.Module):
         self.config = c = config
         if c.kind == "mlp":
             n_in = 2 * c.channels * c.image_size**2
-            self.encoder = _mlp([n_in] + [c.hidden] * (c.mlp_layers - 1) + [c.latent_dim])
-            self.decoder = _mlp([c.latent_dim] + [c.hidden] * (c.mlp_layers - 1) + [n_in])
+            self.encoder = mlp([n_in] + [c.hidden] * (c.mlp_layers - 1) + [c.latent_dim])
+            self.decoder = mlp([c.latent_dim] + [c.hidden] * (c.mlp_layers - 1) + [n_in])
         else:
             self.encoder = _ConvEncoder(c)
             self.decoder = _ConvDecoder(c)

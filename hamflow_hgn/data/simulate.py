@@ -14,7 +14,7 @@ import math
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from ..systems import PhysicalSystem, get_system
+from .systems import PhysicalSystem, get_system
 
 __all__ = [
     "SPLITS",
@@ -64,7 +64,7 @@ def integrate(
     by ``sqrt(K * state_dim)``: then every single component meets ``rtol = atol = tol``.
 
     Example:
-        >>> from hamflow_hgn.systems import get_system
+        >>> from hamflow_hgn.data.systems import get_system
         >>> ms = get_system("mass_spring")
         >>> x = integrate(ms, np.array([[1.0, 0.0]]), np.array([0.0, math.pi / 2]))
         >>> np.round(x[0, -1], 6).tolist()  # omega = sqrt(k/m) = 2: half a period later

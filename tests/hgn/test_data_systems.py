@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from hamflow_hgn.datasets.simulate import (
+from hamflow_hgn.data.simulate import (
     draw_initial,
     integrate,
     sequence_rng,
     simulate_chunk,
 )
-from hamflow_hgn.systems import SYSTEMS, get_system
+from hamflow_hgn.data.systems import SYSTEMS, get_system
 
 NAMES = sorted(SYSTEMS)
 

@@ -1,4 +1,5 @@
-"""The four HGN networks of paper Sec. 3.2 and A.1: encoder, f_psi, energies, decoder.
+"""The four HGN networks of paper Sec. 3.2 and A.1 (encoder, f_psi, energies, decoder) and
+the MLP builder the baselines share.
 
 Shapes with the A.1 defaults (32x32 RGB, T+1 = 31 frames, reconstruct protocol):
 
@@ -22,7 +23,35 @@ from torch import Tensor, nn
 
 from hamflow import Energy
 
-__all__ = ["Encoder", "StateTransform", "ConvEnergy", "ResidualUpBlock", "Decoder"]
+__all__ = ["Encoder", "StateTransform", "ConvEnergy", "ResidualUpBlock", "Decoder", "mlp"]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+    "relu": nn.ReLU,
+}
+
+
+def mlp(widths: Sequence[int], activation: str = "relu") -> nn.Sequential:
+    """Linear layers ``widths[0] -> ... -> widths[-1]`` with ``activation`` between them.
+
+    Example:
+        >>> mlp([4, 8, 2], "tanh")
+        Sequential(
+          (0): Linear(in_features=4, out_features=8, bias=True)
+          (1): Tanh()
+          (2): Linear(in_features=8, out_features=2, bias=True)
+        )
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    widths = [int(w) for w in widths]
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
 
 
 def _he_init(module: nn.Module) -> None:

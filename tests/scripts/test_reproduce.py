@@ -7,20 +7,27 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "reproduce_table1.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "reproduce_table1.py"
 
 
 @pytest.fixture(scope="module")
 def rt():
+    """The CLI's ``main`` with the names of ``scripts/table1`` (paper, plan, report)."""
     spec = importlib.util.spec_from_file_location("reproduce_table1", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    spec.loader.exec_module(module)  # puts scripts/ on sys.path
+    from table1 import paper, plan, report
+
+    names = {**vars(paper), **vars(plan), **vars(report)}
+    return SimpleNamespace(
+        **{k: v for k, v in names.items() if not k.startswith("__")}, main=module.main
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +115,7 @@ def test_cli_evaluation_format_is_read(rt, tmp_path):
 
 def test_paper_table_is_complete_and_matches_the_goals(rt):
     table = rt.PAPER_TABLE1
-    assert set(table) == set(rt.MODELS)
+    assert set(table) == set(rt.ROWS)
     for rows in table.values():
         assert set(rows) == set(rt.SYSTEMS)
         for cell in rows.values():
@@ -123,11 +130,15 @@ def test_paper_table_is_complete_and_matches_the_goals(rt):
     assert table["pixel_hnn_conv"]["two_body"]["train"] == (7.3, 0.38)
 
 
-def fake_metrics(path: Path, mse: float, std: float, energy_var: float | None = None) -> None:
+def fake_metrics(plan, system, model, split, mse, std, energy_var=None) -> None:
+    """Add one split to a run's ``eval/metrics.json`` in the evaluate CLI's format."""
+    path = plan.eval_path(system, model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"mse_mean": mse, "mse_std": std, "energy_mean": 1.5}
+    data = json.loads(path.read_text()) if path.exists() else {"splits": {}}
+    m = {"mse_x1e4": {"mean": mse * 1e4, "std": std * 1e4}}
     if energy_var is not None:
-        data["energy_var"] = energy_var
+        m["energy"] = {"mean": {"mean": 1.5, "std": 0}, "variance": {"mean": energy_var, "std": 0}}
+    data["splits"][split] = m
     path.write_text(json.dumps(data))
 
 
@@ -138,10 +149,10 @@ def test_results_markdown_puts_ours_next_to_the_papers(rt, tmp_path):
         ("mass_spring",),
         ("pixel_hnn_mlp", "hgn_euler", "hgn_leapfrog"),
     )
-    fake_metrics(plan.metrics_path("mass_spring", "hgn_leapfrog", "test"), 5e-4, 1e-4, 2e-6)
-    fake_metrics(plan.metrics_path("mass_spring", "hgn_leapfrog", "train"), 3e-4, 0.5e-4, 2e-6)
-    fake_metrics(plan.metrics_path("mass_spring", "hgn_euler", "test"), 6e-4, 1e-4, 4e-5)
-    fake_metrics(plan.metrics_path("mass_spring", "pixel_hnn_mlp", "test"), 9.9e-3, 2e-4, 0.0)
+    fake_metrics(plan, "mass_spring", "hgn_leapfrog", "test", 5e-4, 1e-4, 2e-6)
+    fake_metrics(plan, "mass_spring", "hgn_leapfrog", "train", 3e-4, 0.5e-4, 2e-6)
+    fake_metrics(plan, "mass_spring", "hgn_euler", "test", 6e-4, 1e-4, 4e-5)
+    fake_metrics(plan, "mass_spring", "pixel_hnn_mlp", "test", 9.9e-3, 2e-4, 0.0)
     text = rt.results_markdown(
         plan, "python scripts/reproduce_table1.py --scale small", date="2026-11-22", machine="M"
     )
@@ -163,28 +174,16 @@ def test_ordering_failure_is_reported(rt, tmp_path):
     plan = rt.build_plan(
         rt.SCALES["small"], tmp_path, ("pendulum",), ("pixel_hnn_mlp", "hgn_leapfrog")
     )
-    fake_metrics(plan.metrics_path("pendulum", "hgn_leapfrog", "test"), 5e-3, 1e-4)
-    fake_metrics(plan.metrics_path("pendulum", "pixel_hnn_mlp", "test"), 4e-3, 1e-4)
+    fake_metrics(plan, "pendulum", "hgn_leapfrog", "test", 5e-3, 1e-4)
+    fake_metrics(plan, "pendulum", "pixel_hnn_mlp", "test", 4e-3, 1e-4)
     text = rt.results_markdown(plan, "cmd", date="d", machine="m")
     assert "does NOT match the paper" in text
-
-
-def test_read_mse_accepts_the_evaluate_formats(rt, tmp_path):
-    p = tmp_path / "m.json"
-    for payload, expected in (
-        ({"mse_mean": 1.0, "mse_std": 2.0}, (1.0, 2.0)),
-        ({"mse": {"mean": 3.0, "std": 4.0}}, (3.0, 4.0)),
-        ({"metrics": {"mse": 5.0, "mse_std": 6.0}}, (5.0, 6.0)),
-    ):
-        p.write_text(json.dumps(payload))
-        assert rt.read_mse(p) == expected
-    assert rt.read_mse(tmp_path / "missing.json") is None
 
 
 def test_latent_scale_diagnostic_reports_mse_and_state_size(tmp_path):
     from hamflow_hgn.data import DataConfig, generate
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "hgn_latent_scale.py"
+    path = Path(__file__).resolve().parents[2] / "scripts" / "hgn_latent_scale.py"
     spec = importlib.util.spec_from_file_location("hgn_latent_scale", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

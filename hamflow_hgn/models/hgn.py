@@ -10,9 +10,7 @@ or float64 with autocast disabled, so bf16 AMP only touches the encoder and deco
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -20,42 +18,17 @@ from torch import Tensor, nn
 from hamflow import GECO, SeparableHamiltonian
 from hamflow.integrators import rollout as core_rollout
 
-from .config import ModelConfig
+from ..config import ModelConfig
+from .base import NoiseFn, ReduceFn, Rollout, standard_noise
 from .networks import ConvEnergy, Decoder, Encoder, StateTransform
 
-__all__ = ["HGN", "Rollout", "NoiseFn", "ReduceFn", "standard_noise"]
-
-NoiseFn = Callable[[tuple[int, ...], torch.dtype, torch.device], Tensor]
-"""``noise(shape, dtype, device)``: standard normal samples (the trainer makes them DDP-exact)."""
-ReduceFn = Callable[[Tensor], Tensor]
-"""``reduce(x)``: the mean of a detached scalar over every process (identity on one process)."""
-
-
-def standard_noise(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Default :data:`NoiseFn`: ``torch.randn`` from the global generator."""
-    return torch.randn(shape, dtype=dtype, device=device)
+__all__ = ["HGN"]
 
 
 def _no_autocast(device_type: str):
     if torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type, enabled=False)
     return nullcontext()
-
-
-@dataclass
-class Rollout:
-    """The result of :meth:`HGN.rollout` / :meth:`HGN.sample`.
-
-    Attributes:
-        frames: decoded images ``(B, S+1, C, H, W)``, the initial state first.
-        q, p: latent states ``(S+1, B, state_channels, 4, 4)``.
-        energy: the learned ``H(q_t, p_t)``, ``(B, S+1)``.
-    """
-
-    frames: Tensor
-    q: Tensor
-    p: Tensor
-    energy: Tensor
 
 
 class HGN(nn.Module):

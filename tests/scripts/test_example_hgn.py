@@ -10,7 +10,7 @@ import torch
 
 from hamflow_hgn.checkpoint import load_checkpoint
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pendulum_hgn.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pendulum_hgn.py"
 
 
 @pytest.fixture(scope="module")

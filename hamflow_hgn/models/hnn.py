@@ -29,6 +29,8 @@ from hamflow import MLPHamiltonian
 from hamflow.hamiltonians import Hamiltonian
 from hamflow.integrators import rollout as core_rollout
 
+from .networks import mlp
+
 __all__ = [
     "HNN",
     "MLPVectorField",
@@ -178,16 +180,8 @@ class MLPVectorField(_StateModel):
         super().__init__()
         if int(state_dim) < 2 or int(state_dim) % 2:
             raise ValueError(f"state_dim: expected an even integer >= 2, got {state_dim!r}")
-        acts = {"tanh": nn.Tanh, "softplus": nn.Softplus, "relu": nn.ReLU}
-        if activation not in acts:
-            raise ValueError(f"activation: expected one of {sorted(acts)}, got {activation!r}")
         self.state_dim = int(state_dim)
-        widths = [self.state_dim, *[int(h) for h in hidden]]
-        layers: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(a, b), acts[activation]()]
-        layers.append(nn.Linear(widths[-1], self.state_dim))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp([self.state_dim, *hidden, self.state_dim], activation)
 
     def time_derivative(self, x: Tensor) -> Tensor:
         _check_state_dim(x, self.state_dim)
@@ -280,7 +274,7 @@ class StateCheckConfig:
 
 
 def _simulate(system, n: int, steps: int, dt: float, seed: int) -> np.ndarray:
-    from .datasets.simulate import integrate
+    from ..data.simulate import integrate
 
     rng = np.random.default_rng(seed)
     x0 = np.stack([system.sample_initial(rng) for _ in range(n)])
@@ -294,7 +288,7 @@ def state_space_check(config: StateCheckConfig = StateCheckConfig()) -> dict:
     states and the mean relative drift of the *true* energy along ``rollout_steps`` RK4 steps
     from held-out initial states (lower is better for both).
     """
-    from .systems import get_system
+    from ..data.systems import get_system
 
     torch.manual_seed(config.seed)
     system = get_system(config.system)

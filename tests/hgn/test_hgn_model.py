@@ -5,8 +5,8 @@ import torch
 
 from hamflow.hamiltonians import autograd_grad
 from hamflow_hgn.config import PROTOCOLS, VARIANTS, ModelConfig
-from hamflow_hgn.model import HGN
-from hamflow_hgn.networks import ConvEnergy
+from hamflow_hgn.models.hgn import HGN
+from hamflow_hgn.models.networks import ConvEnergy
 
 FRAMES, SIZE = 7, 16
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from hamflow_hgn.datasets.simulate import simulate_chunk
-from hamflow_hgn.render import BACKGROUND, EDGE_FRACTION, alpha_masks, render, world_to_pixel
-from hamflow_hgn.systems import SYSTEMS, get_system
+from hamflow_hgn.data.render import BACKGROUND, EDGE_FRACTION, alpha_masks, render, world_to_pixel
+from hamflow_hgn.data.simulate import simulate_chunk
+from hamflow_hgn.data.systems import SYSTEMS, get_system
 
 NAMES = sorted(SYSTEMS)
 

@@ -1,15 +1,10 @@
-"""HGN datasets: simulate the four systems, cache the states, render image sequences on demand.
+"""Open a generated dataset: its config, the checked state files, image sequences on demand.
 
-States are the truth: :func:`generate` stores clean and noisy phase-space trajectories
-(float32, tens of MB at paper scale) and :class:`SequenceDataset` renders the frames when
-asked, on the CPU or on the training GPU (:meth:`SequenceDataset.render_batch`). Images are
-quantised to 8 bits, exactly as ``--materialize`` stores them, so both paths agree bit for bit.
-
-CLI::
-
-    python -m hamflow_hgn.data --system pendulum --n-train 50000 --n-test 10000 \\
-        --size 32 --steps 31 --seed 0 --out data/pendulum [--materialize]
-    python -m hamflow_hgn.data --preview docs/img      # one strip per system
+States are the truth: :func:`~hamflow_hgn.data.generation.generate` stores clean and noisy
+phase-space trajectories (float32, tens of MB at paper scale) and :class:`SequenceDataset`
+renders the frames when asked, on the CPU or on the training GPU
+(:meth:`SequenceDataset.render_batch`). Images are quantised to 8 bits, exactly as
+:func:`materialize` stores them, so both paths agree bit for bit.
 
 References:
     Toth et al., "Hamiltonian Generative Networks", ICLR 2020, Sec. 4 (datasets) and A.4.
@@ -17,14 +12,10 @@ References:
 
 from __future__ import annotations
 
-import argparse
 import math
-import multiprocessing
 import shlex
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +23,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .datasets import simulate, store
-from .datasets.store import DatasetError
-from .render import BACKGROUND, EDGE_FRACTION, render
-from .systems import SYSTEMS, PhysicalSystem, get_system
+from ..config import DT
+from ..io import write_json
+from . import simulate, store
+from .render import render
+from .store import DatasetError
+from .systems import PhysicalSystem, get_system
 
 __all__ = [
     "DataConfig",
     "DatasetError",
     "SequenceDataset",
-    "generate",
     "open_dataset",
     "materialize",
     "make_loader",
     "render_states",
-    "preview",
-    "main",
 ]
 
 
@@ -77,7 +67,7 @@ class DataConfig:
     n_test: int = 10_000
     steps: int = 31
     size: int = 32
-    dt: float = 0.125
+    dt: float = DT
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -104,125 +94,10 @@ class DataConfig:
         return shlex.join(args + ["--out", str(out_dir)])
 
 
-def _regenerate(config: DataConfig | None, out_dir: Path) -> str:
+def regenerate_hint(config: DataConfig | None, out_dir: Path) -> str:
     if config is None:
         return "Regenerate with: python -m hamflow_hgn.data --system NAME ... --out " + str(out_dir)
     return f"Regenerate with: {config.command(out_dir)}"
-
-
-def _system_record(system: PhysicalSystem) -> dict[str, Any]:
-    return {
-        "name": system.name,
-        "n_bodies": system.n_bodies,
-        "state_dim": system.state_dim,
-        "noise_std": system.noise_std,
-        "extent": system.extent,
-        "disc_radius": system.disc_radius,
-        "colors": [list(c) for c in system.colors],
-        "background": list(BACKGROUND),
-        "edge_fraction": EDGE_FRACTION,
-    }
-
-
-def _simulate_split(
-    config: DataConfig, split: str, out_dir: Path, pool: ProcessPoolExecutor | None, progress: bool
-) -> dict[str, dict[str, Any]]:
-    system = get_system(config.system)
-    n = config.count(split)
-    shape = (n, config.steps, system.state_dim)
-    chunks = [(s, min(s + simulate.CHUNK_SIZE, n)) for s in range(0, n, simulate.CHUNK_SIZE)]
-    args = [(config.system, split, a, b, config.seed, config.steps, config.dt) for a, b in chunks]
-    names = {"clean": f"{split}_clean.npy", "noisy": f"{split}_noisy.npy"}
-    bar = tqdm(total=n, desc=f"{config.system} {split}", unit="seq", disable=not progress)
-    with (
-        store.array_file(out_dir / names["clean"], shape, "float32") as clean,
-        store.array_file(out_dir / names["noisy"], shape, "float32") as noisy,
-    ):
-        if pool is not None:
-            results = pool.map(simulate.simulate_chunk, *zip(*args))
-        else:
-            results = (simulate.simulate_chunk(*a) for a in args)
-        _collect(results, chunks, clean, noisy, bar)
-    bar.close()
-    return {
-        name: {
-            "shape": list(shape),
-            "dtype": "float32",
-            "sha256": store.file_sha256(out_dir / name),
-        }
-        for name in names.values()
-    }
-
-
-def _collect(results, chunks, clean: np.ndarray, noisy: np.ndarray, bar) -> None:
-    for (start, stop), (c, z) in zip(chunks, results):
-        clean[start:stop] = c
-        noisy[start:stop] = z
-        bar.update(stop - start)
-
-
-def generate(
-    config: DataConfig,
-    out_dir: str | Path,
-    workers: int = 2,
-    progress: bool = True,
-    materialize_images: bool = False,
-) -> Path:
-    """Simulate ``config`` with ``solve_ivp`` and write its states (and metadata) to ``out_dir``.
-
-    Results do not depend on ``workers``: every sequence's randomness comes from
-    ``(seed, split, index)`` and chunks have a fixed size. Files are written atomically;
-    ``metadata.json`` is written last, so an interrupted run leaves no openable dataset.
-
-    Example:
-        >>> import tempfile
-        >>> cfg = DataConfig("mass_spring", n_train=3, n_test=2, steps=4, size=8)
-        >>> out = generate(cfg, tempfile.mkdtemp(), workers=1, progress=False)
-        >>> open_dataset(out, "test", expect=cfg).states.shape
-        (2, 4, 2)
-    """
-    _need_int("workers", workers, 1)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / store.METADATA).unlink(missing_ok=True)
-    files: dict[str, dict[str, Any]] = {}
-    n_chunks = math.ceil(max(config.n_train, config.n_test) / simulate.CHUNK_SIZE)
-    pool = None
-    if workers > 1 and n_chunks > 1:
-        ctx = multiprocessing.get_context("spawn")  # safe with torch's threads in the parent
-        pool = ProcessPoolExecutor(workers, mp_context=ctx)
-    try:
-        for split in simulate.SPLITS:
-            files.update(_simulate_split(config, split, out, pool, progress))
-    except BrokenProcessPool as err:
-        raise RuntimeError(
-            f"generate: a worker process died (workers={workers}). Workers start with 'spawn', "
-            "which re-imports the calling script: put the call under "
-            '`if __name__ == "__main__":`, or pass workers=1'
-        ) from err
-    finally:
-        if pool is not None:
-            pool.shutdown()
-    cfg = asdict(config)
-    meta = {
-        "format_version": store.FORMAT_VERSION,
-        "config": cfg,
-        "system": _system_record(get_system(config.system)),
-        "integrator": {
-            "solver": f"scipy.integrate.solve_ivp({simulate.METHOD})",
-            "per_component_rtol_atol": simulate.TOL,
-            "chunk_size": simulate.CHUNK_SIZE,
-            "screen_substeps": simulate.SCREEN_SUBSTEPS,
-        },
-        "files": files,
-        "content_hash": store.content_hash(cfg, files),
-        "command": config.command(out),
-        "images": {},
-    }
-    store.write_json(out / store.METADATA, meta)
-    if materialize_images:
-        materialize(out, progress=progress)
-    return out
 
 
 def _quantize(images: torch.Tensor) -> torch.Tensor:
@@ -239,7 +114,7 @@ def render_states(states: torch.Tensor, system: PhysicalSystem, size: int) -> to
     This is the one rendering path of the datasets (on-the-fly, batched and materialised).
 
     Example:
-        >>> from hamflow_hgn.systems import get_system
+        >>> from hamflow_hgn.data.systems import get_system
         >>> img = render_states(torch.zeros(2, 2), get_system("pendulum"), 8)
         >>> img.shape, bool(((img * 255).round() == img * 255).all())
         (torch.Size([2, 3, 8, 8]), True)
@@ -314,21 +189,22 @@ def open_dataset(
 
     Example:
         >>> import tempfile
+        >>> from hamflow_hgn.data import generate
         >>> cfg = DataConfig("pendulum", n_train=2, n_test=1, steps=3, size=8)
         >>> out = generate(cfg, tempfile.mkdtemp(), workers=1, progress=False)
         >>> open_dataset(out, expect=DataConfig("pendulum", 2, 1, steps=3, size=8, seed=1))
         Traceback (most recent call last):
         ...
-        hamflow_hgn.datasets.store.DatasetError: ...: seed: stored 0, expected 1. Regenerate...
+        hamflow_hgn.data.store.DatasetError: ...: seed: stored 0, expected 1. Regenerate...
     """
     out = Path(out_dir)
     if split not in simulate.SPLITS:
         raise ValueError(f"split: expected one of {list(simulate.SPLITS)}, got {split!r}")
-    meta = store.read_metadata(out, _regenerate(expect, out))
+    meta = store.read_metadata(out, regenerate_hint(expect, out))
     try:
         config = DataConfig(**meta["config"])
     except (TypeError, ValueError) as err:
-        regen = _regenerate(expect, out)
+        regen = regenerate_hint(expect, out)
         raise DatasetError(f"{out}: invalid stored config ({err}). {regen}") from err
     if expect is not None and expect != config:
         diffs = [
@@ -336,8 +212,10 @@ def open_dataset(
             for f in fields(DataConfig)
             if getattr(config, f.name) != getattr(expect, f.name)
         ]
-        raise DatasetError(f"{out} does not match: {'; '.join(diffs)}. {_regenerate(expect, out)}")
-    regen = _regenerate(config, out)
+        raise DatasetError(
+            f"{out} does not match: {'; '.join(diffs)}. {regenerate_hint(expect, out)}"
+        )
+    regen = regenerate_hint(config, out)
     arrays = {
         kind: store.load_checked(out, name, meta["files"][name], regen, verify)
         for kind, name in (("noisy", f"{split}_noisy.npy"), ("clean", f"{split}_clean.npy"))
@@ -350,13 +228,14 @@ def materialize(out_dir: str | Path, batch: int = 256, progress: bool = True) ->
 
     Example:
         >>> import tempfile
+        >>> from hamflow_hgn.data import generate
         >>> cfg = DataConfig("pendulum", n_train=2, n_test=1, steps=3, size=8)
         >>> out = generate(cfg, tempfile.mkdtemp(), workers=1, progress=False)
         >>> [p.name for p in materialize(out, progress=False)]
         ['train_images.npy', 'test_images.npy']
     """
     out = Path(out_dir)
-    meta = store.read_metadata(out, _regenerate(None, out))
+    meta = store.read_metadata(out, regenerate_hint(None, out))
     written = []
     for split in simulate.SPLITS:
         ds = open_dataset(out, split)
@@ -368,7 +247,7 @@ def materialize(out_dir: str | Path, batch: int = 256, progress: bool = True) ->
                 images[start : idx.stop] = _quantize(ds.render_batch(list(idx))).numpy()
         meta["images"][name] = {"shape": list(shape), "dtype": "uint8"}
         written.append(out / name)
-    store.write_json(out / store.METADATA, meta)
+    write_json(out / store.METADATA, meta)
     return written
 
 
@@ -410,63 +289,3 @@ def make_loader(
     """
     _need_int("batch_size", batch_size, 1)
     return _BatchLoader(dataset, batch_size, shuffle, device, seed)
-
-
-def preview(img_dir: str | Path, frames: int = 10, every: int = 3, size: int = 64) -> list[Path]:
-    """Write ``data_<system>.png``: ``frames`` frames (every ``every``-th) of one sequence each.
-
-    The sequence is train index 0 of seed 0, with noise, rendered at ``size`` px.
-    """
-    import matplotlib.pyplot as plt
-
-    out = Path(img_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, system in SYSTEMS.items():
-        steps = (frames - 1) * every + 1
-        _, noisy = simulate.simulate_chunk(name, "train", 0, 1, 0, steps, 0.125)
-        images = render_states(torch.from_numpy(noisy[0, ::every]), system, size)
-        pad = torch.ones(frames, 3, size, 2)
-        strip = torch.cat([images, pad], -1).permute(2, 0, 3, 1).reshape(size, -1, 3)
-        path = out / f"data_{name}.png"
-        with store.atomic_path(path) as tmp:
-            plt.imsave(tmp, strip[:, :-2].numpy(), format="png")
-        paths.append(path)
-    return paths
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command-line entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m hamflow_hgn.data", description=__doc__)
-    d = DataConfig("pendulum")
-    parser.add_argument("--system", choices=sorted(SYSTEMS))
-    parser.add_argument("--n-train", type=int, default=d.n_train)
-    parser.add_argument("--n-test", type=int, default=d.n_test)
-    parser.add_argument("--steps", type=int, default=d.steps, help="frames per sequence (T+1)")
-    parser.add_argument("--size", type=int, default=d.size)
-    parser.add_argument("--dt", type=float, default=d.dt)
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--materialize", action="store_true", help="also write uint8 images")
-    parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--preview", type=Path, metavar="DIR", help="write data_<system>.png")
-    args = parser.parse_args(argv)
-    if args.preview is not None:
-        for path in preview(args.preview):
-            print(path)
-        return
-    if args.system is None or args.out is None:
-        parser.error("--system and --out are required (or use --preview DIR)")
-    try:
-        config = DataConfig(
-            args.system, args.n_train, args.n_test, args.steps, args.size, args.dt, args.seed
-        )
-    except ValueError as err:
-        parser.error(str(err))
-    out = generate(config, args.out, args.workers, not args.no_progress, args.materialize)
-    print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    main()

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from hamflow_hgn import data
-from hamflow_hgn.data import DataConfig, DatasetError, generate, make_loader, open_dataset
-from hamflow_hgn.datasets import simulate
-from hamflow_hgn.systems import get_system
+from hamflow_hgn.data import DataConfig, DatasetError, generate, make_loader, open_dataset, simulate
+from hamflow_hgn.data.systems import get_system
 
 CFG = DataConfig("two_body", n_train=7, n_test=3, steps=6, size=16, seed=0)
 FILES = ["train_clean.npy", "train_noisy.npy", "test_clean.npy", "test_noisy.npy"]

@@ -10,14 +10,14 @@ A dataset directory holds::
     train_images.npy       optional (--materialize): (n, steps, 3, size, size) uint8
     test_images.npy
 
-Every file is written under a temporary name and renamed into place; ``metadata.json`` last.
+Every file is written under a temporary name and renamed into place (:mod:`hamflow_hgn.io`);
+``metadata.json`` last.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from ..io import atomic_path
+
 __all__ = [
     "FORMAT_VERSION",
     "METADATA",
     "DatasetError",
     "array_file",
-    "atomic_path",
-    "write_json",
     "file_sha256",
     "content_hash",
     "read_metadata",
@@ -47,20 +47,6 @@ class DatasetError(ValueError):
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; rename it onto ``path`` if the block succeeds."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-@contextmanager
 def array_file(path: Path, shape: tuple[int, ...], dtype: str) -> Iterator[np.memmap]:
     """A writable ``.npy`` memory map at a temporary name, renamed onto ``path`` on success."""
     with atomic_path(path) as tmp:
@@ -70,12 +56,6 @@ def array_file(path: Path, shape: tuple[int, ...], dtype: str) -> Iterator[np.me
             array.flush()
         finally:
             del array
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as stable, sorted JSON, atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def file_sha256(path: Path) -> str:

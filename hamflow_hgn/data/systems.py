@@ -1,7 +1,7 @@
 """The four physical systems of the HGN paper: Hamiltonian, vector field, initial states.
 
 Each system is one small frozen dataclass deriving from :class:`PhysicalSystem`. A flat state
-vector is ``cat([q, p])`` with ``q`` first (see ``DESIGN.md``). Everything here is numpy only
+vector is ``cat([q, p])`` with ``q`` first (as in :mod:`hamflow`). Everything here is numpy only
 (no torch), so simulation workers start fast; :meth:`PhysicalSystem.positions` also accepts
 torch tensors, so the renderer can compute body positions on the training device.
 

@@ -17,7 +17,8 @@ from torch import nn
 from hamflow_hgn.checkpoint import CheckpointError, load_checkpoint
 from hamflow_hgn.config import ModelConfig, TrainConfig
 from hamflow_hgn.data import DataConfig, generate, open_dataset
-from hamflow_hgn.train import KILL_ENV, MODELS, NonFiniteLossError, register_model, train
+from hamflow_hgn.models import MODELS, register_model
+from hamflow_hgn.train import NonFiniteLossError, train
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +82,21 @@ def losses_mse(run) -> dict[int, float]:
 def test_kill_and_resume_gives_the_same_losses(data_dir, tmp_path):
     full = train(config(data_dir, tmp_path / "full", steps=8, checkpoint_every=4))
     killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "hamflow_hgn.train", "--data", str(data_dir), "--out",
-           str(killed), "--width", "16", "--steps", "8", "--checkpoint-every", "4",
-           "--log-every", "1", "--no-progress"]  # fmt: skip
-    env = {**os.environ, KILL_ENV: "6", "OMP_NUM_THREADS": "1"}
+    # A fresh process that trains through the public API and SIGKILLs itself after step 6.
+    code = (
+        "import os, signal, sys, torch\n"
+        "from hamflow_hgn.config import ModelConfig, TrainConfig\n"
+        "from hamflow_hgn.train import train\n"
+        "torch.set_num_threads(1)\n"
+        "def kill(step):\n"
+        "    if step == 6:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "cfg = TrainConfig(data=sys.argv[1], out=sys.argv[2], model=ModelConfig.reduced(16),\n"
+        "                  steps=8, checkpoint_every=4, log_every=1, progress=False)\n"
+        "train(cfg, on_step=kill)\n"
+    )
+    cmd = [sys.executable, "-c", code, str(data_dir), str(killed)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert load_checkpoint(killed / "checkpoint.pt")["step"] == 4  # steps 5-6 are lost

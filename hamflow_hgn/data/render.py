@@ -15,11 +15,12 @@ References:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .systems import PhysicalSystem
 
-__all__ = ["BACKGROUND", "EDGE_FRACTION", "render", "world_to_pixel", "alpha_masks"]
+__all__ = ["BACKGROUND", "EDGE_FRACTION", "render", "world_to_pixel", "alpha_masks", "frame_strip"]
 
 BACKGROUND: tuple[float, float, float] = (0.9, 0.9, 0.88)
 """Canvas colour (non-black, so a dark disc and an empty frame differ)."""
@@ -45,7 +46,7 @@ def world_to_pixel(positions: torch.Tensor, system: PhysicalSystem, size: int) -
     """Map world xy to continuous pixel coordinates ``(col, row)``; pixel centres are at k + 0.5.
 
     Example:
-        >>> from hamflow_hgn.systems import get_system
+        >>> from hamflow_hgn.data.systems import get_system
         >>> world_to_pixel(torch.zeros(1, 2), get_system("pendulum"), 32).tolist()
         [[16.0, 16.0]]
     """
@@ -59,7 +60,7 @@ def alpha_masks(positions: torch.Tensor, system: PhysicalSystem, size: int) -> t
     """Opacity of each body's disc, ``[..., n_bodies, size, size]`` float32 in [0, 1].
 
     Example:
-        >>> from hamflow_hgn.systems import get_system
+        >>> from hamflow_hgn.data.systems import get_system
         >>> a = alpha_masks(torch.zeros(1, 2), get_system("pendulum"), 32)
         >>> a.shape, float(a[0, 16, 16]), float(a[0, 0, 0])
         (torch.Size([1, 32, 32]), 1.0, 0.0)
@@ -85,7 +86,7 @@ def render(positions: torch.Tensor, system: PhysicalSystem, size: int = 32) -> t
     Output is float32 in [0, 1], on the device of ``positions``, deterministic for given input.
 
     Example:
-        >>> from hamflow_hgn.systems import get_system
+        >>> from hamflow_hgn.data.systems import get_system
         >>> pend = get_system("pendulum")
         >>> states = torch.tensor([[0.3, 0.0], [0.5, 0.1]])  # two frames
         >>> img = render(pend.positions(states), pend, 32)
@@ -103,3 +104,17 @@ def render(positions: torch.Tensor, system: PhysicalSystem, size: int = 32) -> t
     weights = alpha / alpha.sum(-3, keepdim=True).clamp_(min=1.0)
     image = (weights.unsqueeze(-3) * shift).sum(-4)  # [..., 3, H, W]
     return image.add_(background.view(3, 1, 1))
+
+
+def frame_strip(frames: torch.Tensor, every: int = 1, gap: int = 1) -> np.ndarray:
+    """Every ``every``-th frame of ``(S, C, H, W)`` in one ``(H, W', C)`` row, white gaps between.
+
+    Example:
+        >>> frame_strip(torch.zeros(5, 3, 8, 8), every=2, gap=1).shape  # frames 0, 2, 4
+        (8, 26, 3)
+    """
+    sel = frames[::every].detach().float().clamp(0, 1).cpu()
+    s, c, h, _ = sel.shape
+    pad = torch.ones(s, c, h, gap)
+    row = torch.cat([sel, pad], -1).permute(2, 0, 3, 1).reshape(h, -1, c)
+    return row[:, : row.shape[1] - gap].numpy()

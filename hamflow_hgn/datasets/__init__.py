@@ -1,1 +1,0 @@
-"""Internals of :mod:`hamflow_hgn.data`: simulation workers and the on-disk format."""

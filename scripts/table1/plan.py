@@ -1,0 +1,278 @@
+"""The reproduction plan: scales, the commands per system and model, and running them.
+
+Every run goes through the public CLIs, so the numbers are comparable line by line::
+
+    python -m hamflow_hgn.data      --system S ... --out ROOT/data/S
+    python -m hamflow_hgn.train     --data ROOT/data/S --out ROOT/runs/S/MODEL --model ...
+    python -m hamflow_hgn.evaluate  ROOT/runs/S/MODEL --data ROOT/data/S
+
+Work whose output exists is skipped, so an interrupted reproduction resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .paper import BASELINES, ROWS
+
+__all__ = ["REPO", "Scale", "SCALES", "Plan", "build_plan", "is_done", "run_plan"]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big a reproduction is: data sizes, frames, training steps and extra CLI flags."""
+
+    name: str
+    n_train: int
+    n_test: int
+    frames: int  # T + 1
+    size: int
+    hgn_steps: int
+    baseline_steps: int
+    batch_size: int
+    eval_sequences: int | None  # None: the whole split
+    hgn_args: tuple[str, ...] = ()
+    baseline_args: tuple[str, ...] = ()
+    device_args: tuple[str, ...] = ()
+    note: str = ""
+    env: dict = field(default_factory=dict)  # environment of every command
+
+
+SCALES: dict[str, Scale] = {
+    # A smoke test of the whole pipeline (seconds; the numbers mean nothing).
+    "tiny": Scale(
+        name="tiny",
+        n_train=16,
+        n_test=8,
+        frames=6,
+        size=16,
+        hgn_steps=3,
+        baseline_steps=3,
+        batch_size=4,
+        eval_sequences=8,
+        hgn_args=("--width", "8", "--lr", "1e-3", "--no-progress"),
+        baseline_args=("--width", "8", "--lr", "1e-3", "--no-progress"),
+        device_args=("--device", "cpu"),
+        note="pipeline smoke test only",
+        env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    ),
+    # 2 CPU cores with --jobs 2: all four systems and six models in about an hour (measured
+    # 2026-11-24 with other jobs sharing the cores); 16x16 frames, a 15-step unroll, narrow
+    # networks (width 16), 1200 HGN steps.
+    "small": Scale(
+        name="small",
+        n_train=512,
+        n_test=64,
+        frames=16,
+        size=16,
+        hgn_steps=1200,
+        baseline_steps=2000,
+        batch_size=16,
+        eval_sequences=64,
+        hgn_args=("--width", "16", "--lr", "1e-3"),
+        baseline_args=("--width", "16", "--lr", "1e-3"),
+        device_args=("--device", "cpu"),
+        note="16x16 frames, 15-step unroll, width-16 networks, lr 1e-3, HGN 1200 steps, "
+        "PixelHNN 2000 steps (a tenth of HGN's cost per step, so it gets more)",
+        # One thread per process: on shared, oversubscribed cores torch's default thread pool
+        # made a training step 100x slower; --jobs 2 then uses both cores.
+        env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    ),
+    # The paper: 50 000 / 10 000 sequences of 31 frames at 32x32 (Sec. 4, A.1), HGN at
+    # lr 1.5e-4 with batch 16, PixelHNN at lr 1e-3 with 64 pairs per step, ~15 000 steps (A.3).
+    "paper": Scale(
+        name="paper",
+        n_train=50_000,
+        n_test=10_000,
+        frames=31,
+        size=32,
+        hgn_steps=15_000,
+        baseline_steps=15_000,
+        batch_size=16,
+        eval_sequences=None,
+        hgn_args=("--lr", "1.5e-4"),
+        baseline_args=("--lr", "1e-3"),
+        device_args=("--device", "cuda"),
+        note="the paper's data sizes and step counts (one GPU)",
+    ),
+}
+
+
+@dataclass
+class Plan:
+    """The commands of one reproduction, with the paths they produce."""
+
+    scale: Scale
+    root: Path
+    systems: tuple[str, ...]
+    models: tuple[str, ...]
+    protocol: str = "reconstruct"
+    steps: list[tuple[str, list[str], Path]] = field(default_factory=list)
+
+    def data_dir(self, system: str) -> Path:
+        return self.root / "data" / system
+
+    def run_dir(self, system: str, model: str) -> Path:
+        return self.root / "runs" / system / model
+
+    def eval_path(self, system: str, model: str) -> Path:
+        """What ``python -m hamflow_hgn.evaluate RUN`` writes (both splits)."""
+        return self.run_dir(system, model) / "eval" / "metrics.json"
+
+    def result(self, system: str, model: str, split: str) -> dict:
+        """``{"mse": (mean, std), "energy_mean", "energy_var"}`` (raw MSE), or ``{}``.
+
+        Read from the evaluate CLI's ``metrics.json``, the only evaluation format.
+        """
+        path = self.eval_path(system, model)
+        if not path.exists():
+            return {}
+        m = json.loads(path.read_text()).get("splits", {}).get(split)
+        if m is None:
+            return {}
+        out = {"mse": (m["mse_x1e4"]["mean"] / 1e4, m["mse_x1e4"]["std"] / 1e4)}
+        if "energy" in m:
+            out["energy_mean"] = m["energy"]["mean"]["mean"]
+            out["energy_var"] = m["energy"]["variance"]["mean"]
+        return out
+
+
+def python() -> str:
+    return (
+        sys.executable
+        if os.environ.get("REPRODUCE_PYTHON") is None
+        else os.environ["REPRODUCE_PYTHON"]
+    )
+
+
+def build_plan(
+    scale: Scale,
+    root: Path,
+    systems: tuple[str, ...],
+    models: tuple[str, ...],
+    protocol: str = "reconstruct",
+) -> Plan:
+    """Every command, in order: data per system, then per model train and evaluate (both splits).
+
+    Each step is ``(kind, argv, done_marker)``; a step whose marker exists is skipped.
+    """
+    plan = Plan(scale, root, systems, models, protocol)
+    py = "python"
+    for system in systems:
+        data = plan.data_dir(system)
+        plan.steps.append(
+            (
+                "data",
+                [py, "-m", "hamflow_hgn.data", "--system", system]
+                + ["--n-train", str(scale.n_train), "--n-test", str(scale.n_test)]
+                + ["--steps", str(scale.frames), "--size", str(scale.size), "--seed", "0"]
+                + ["--out", str(data), "--no-progress"],
+                data / "metadata.json",
+            )
+        )
+        for model in models:
+            run = plan.run_dir(system, model)
+            is_baseline = model in BASELINES
+            steps = scale.baseline_steps if is_baseline else scale.hgn_steps
+            extra = scale.baseline_args if is_baseline else scale.hgn_args
+            plan.steps.append(
+                (
+                    "train",
+                    [py, "-m", "hamflow_hgn.train", "--data", str(data), "--out", str(run)]
+                    + list(ROWS[model].train_args)
+                    + ["--protocol", protocol, "--steps", str(steps)]
+                    + ["--batch-size", str(scale.batch_size), "--seed", "0"]
+                    + list(extra)
+                    + list(scale.device_args),
+                    run / "metrics.csv",
+                )
+            )
+            argv = [py, "-m", "hamflow_hgn.evaluate", str(run), "--data", str(data)]
+            if scale.eval_sequences is not None:
+                argv += ["--max-sequences", str(scale.eval_sequences)]
+            argv += ["--rollouts", "0", *scale.device_args]
+            plan.steps.append(("evaluate", argv, plan.eval_path(system, model)))
+    return plan
+
+
+def _trained_steps(metrics_csv: Path) -> int:
+    """The last step logged by the trainer (0 when nothing was)."""
+    if not metrics_csv.exists():
+        return 0
+    lines = metrics_csv.read_text().strip().splitlines()
+    try:
+        return int(lines[-1].split(",")[0]) if len(lines) > 1 else 0
+    except ValueError:
+        return 0
+
+
+def is_done(kind: str, argv: list[str], marker: Path) -> bool:
+    """Whether a step's output exists: a train step is done when its last logged step is
+    ``--steps``; data and evaluation when their output file exists."""
+    if kind == "train":
+        return _trained_steps(marker) >= int(argv[argv.index("--steps") + 1])
+    return marker.exists()
+
+
+def _run_one(kind: str, argv: list[str], marker: Path, env: dict, log) -> dict:
+    rec = {"kind": kind, "command": shlex.join(argv), "marker": str(marker)}
+    if kind == "train" and not is_done(kind, argv, marker):
+        if (marker.parent / "checkpoint.pt").exists():
+            argv = [*argv, "--resume"]  # an interrupted run continues where it stopped
+            rec["command"] = shlex.join(argv)
+    if is_done(kind, argv, marker):
+        rec["status"] = "skipped (exists)"
+        log(f"[skip] {rec['command']}")
+        return rec
+    log(f"[run ] {rec['command']}")
+    start = time.time()
+    proc = subprocess.run([python(), *argv[1:]], cwd=REPO, env=env)
+    rec["seconds"] = round(time.time() - start, 1)
+    if proc.returncode != 0:
+        rec["status"] = f"failed (exit {proc.returncode})"
+        log(f"[FAIL] exit {proc.returncode} after {rec['seconds']} s: {rec['command']}")
+        return rec
+    rec["status"] = "ok"
+    log(f"[done] {rec['seconds']} s: {rec['command']}")
+    return rec
+
+
+def run_plan(plan: Plan, jobs: int = 1, log=print) -> list[dict]:
+    """Run the steps whose outputs are missing; return a record per step (skipped or run).
+
+    Data generation runs first; then each (system, model) chain (train, evaluate test, evaluate
+    train) runs in order, ``jobs`` chains at a time. A failed train skips its evaluations.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **plan.scale.env)
+    records = [_run_one(k, a, m, env, log) for k, a, m in plan.steps if k == "data"]
+    chains: list[list[tuple[str, list[str], Path]]] = []
+    for step in plan.steps:
+        if step[0] == "train":
+            chains.append([step])
+        elif step[0] == "evaluate":
+            chains[-1].append(step)
+
+    def run_chain(chain) -> list[dict]:
+        out = []
+        for kind, argv, marker in chain:
+            if out and out[-1]["status"].startswith("failed"):
+                out.append({"kind": kind, "command": shlex.join(argv), "status": "not run"})
+                continue
+            out.append(_run_one(kind, argv, marker, env, log))
+        return out
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for chain_records in pool.map(run_chain, chains):
+            records += chain_records
+    return records

@@ -1,0 +1,278 @@
+"""Assembling the results page: Table 1 next to the paper's, the comparison, Fig. 6-8.
+
+Everything is read from the runs' ``eval/metrics.json`` (written by ``python -m
+hamflow_hgn.evaluate``) and from the figures of :mod:`hamflow_hgn.figures`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+from pathlib import Path
+
+from hamflow_hgn.data import open_dataset
+from hamflow_hgn.io import write_json
+
+from .paper import BASELINES, PAPER_TABLE1, ROWS, SYSTEM_TITLES, SYSTEMS
+from .plan import Plan
+
+__all__ = [
+    "table1_markdown",
+    "comparison_lines",
+    "energy_lines",
+    "mean_image_lines",
+    "hnn_check_lines",
+    "run_hnn_check",
+    "results_markdown",
+    "make_figures",
+]
+
+
+def _cell(ours: tuple[float, float] | None, paper: tuple[float, float]) -> str:
+    p = f"{paper[0]:g} ± {paper[1]:g}"
+    if ours is None:
+        return f"— ({p})"
+    mean, std = ours[0] * 1e4, ours[1] * 1e4
+    o = f"{mean:.2f}" if std != std else f"{mean:.2f} ± {std:.2f}"
+    return f"**{o}** ({p})"
+
+
+def table1_markdown(plan: Plan) -> str:
+    """Table 1 in the paper's layout: ours in bold, the paper's in brackets, both x 1e4."""
+    head = "| Model | " + " | ".join(
+        f"{SYSTEM_TITLES[s]} train | {SYSTEM_TITLES[s]} test" for s in SYSTEMS
+    )
+    lines = [head + " |", "|---" * (1 + 2 * len(SYSTEMS)) + "|"]
+    for model, (label, _) in ROWS.items():
+        cells = [label]
+        for system in SYSTEMS:
+            for split in ("train", "test"):
+                ours = None
+                if system in plan.systems and model in plan.models:
+                    ours = plan.result(system, model, split).get("mse")
+                cells.append(_cell(ours, PAPER_TABLE1[model][system][split]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def comparison_lines(plan: Plan) -> list[str]:
+    """Where we differ from the paper: ours / paper for each HGN test number we have, and the
+    ordering check (best HGN vs best PixelHNN) per system."""
+    out = []
+    for system in plan.systems:
+        for model in plan.models:
+            ours = plan.result(system, model, "test").get("mse")
+            if ours is None:
+                continue
+            paper = PAPER_TABLE1[model][system]["test"][0]
+            ratio = ours[0] * 1e4 / paper
+            out.append(
+                f"- {SYSTEM_TITLES[system]}, {ROWS[model].label}: test {ours[0] * 1e4:.2f} vs the "
+                f"paper's {paper:g} (×{ratio:.2f})."
+            )
+        hgn = [(plan.result(system, m, "test").get("mse"), m) for m in plan.models]
+        base = [(v, m) for v, m in hgn if m in BASELINES]
+        hgn = [(v, m) for v, m in hgn if m not in BASELINES]
+        hgn = [(v[0], m) for v, m in hgn if v is not None]
+        base = [(v[0], m) for v, m in base if v is not None]
+        if hgn and base:
+            h, b = min(hgn), min(base)
+            verdict = "matches the paper" if h[0] < b[0] else "does NOT match the paper"
+            out.append(
+                f"- **Ordering, {SYSTEM_TITLES[system]}:** best HGN ({ROWS[h[1]].label}, "
+                f"{h[0] * 1e4:.2f}) vs best PixelHNN ({ROWS[b[1]].label}, {b[0] * 1e4:.2f}): "
+                f"ratio {b[0] / h[0]:.1f}×; the ordering {verdict}."
+            )
+    return out
+
+
+def energy_lines(plan: Plan) -> list[str]:
+    """Fig. 6's energy statistic: mean ± variance of the learned H along test rollouts."""
+    out = []
+    for system in plan.systems:
+        stats = {}
+        for model in plan.models:
+            m = plan.result(system, model, "test")
+            var = m.get("energy_var")
+            if var is not None:
+                stats[model] = (m.get("energy_mean", float("nan")), float(var))
+        if not stats:
+            continue
+        parts = [
+            f"{ROWS[k].label}: E = {mu:.3g} ± {var * 1e4:.3g}" for k, (mu, var) in stats.items()
+        ]
+        line = f"- {SYSTEM_TITLES[system]}: " + "; ".join(parts)
+        if "hgn_leapfrog" in stats and "hgn_euler" in stats and stats["hgn_leapfrog"][1] > 0:
+            ratio = stats["hgn_euler"][1] / stats["hgn_leapfrog"][1]
+            line += f". Euler / leapfrog variance: {ratio:.1f}× (paper: about 10×)."
+        out.append(line)
+    return out
+
+
+def mean_image_lines(plan: Plan, max_sequences: int = 256) -> list[str]:
+    """The MSE of always predicting the training set's mean image: the level a model that
+    "learned to reconstruct a constant average image" (paper, Fig. 6 caption) reaches."""
+    lines = []
+    for system in plan.systems:
+        data = plan.data_dir(system)
+        if not (data / "metadata.json").exists():
+            continue
+        train = open_dataset(data, "train", verify=False)
+        test = open_dataset(data, "test", verify=False)
+        mean = train.render_batch(range(min(max_sequences, len(train)))).mean(dim=(0, 1))
+        n = len(test) if plan.scale.eval_sequences is None else plan.scale.eval_sequences
+        images = test.render_batch(range(min(n, len(test), max_sequences)))
+        mse = float((images - mean).square().mean())
+        lines.append(
+            f"- Reference, {SYSTEM_TITLES[system]}: always predicting the training mean image "
+            f"scores {mse * 1e4:.2f} on test."
+        )
+    return lines
+
+
+def hnn_check_lines(root: Path) -> list[str]:
+    """The HNN-on-states sanity check (paper Sec. 4), when ``--hnn-check`` wrote it."""
+    path = root / "hnn_state_check.json"
+    if not path.exists():
+        return []
+    checks = json.loads(path.read_text())
+    lines = [
+        "## HNN on ground-truth states (the paper's sanity check, Sec. 4 and A.3)",
+        "",
+        "HNN and the plain-MLP vector-field baseline of Greydanus et al., trained on clean",
+        "states with finite-difference targets (`hamflow_hgn.models.hnn.state_space_check`);",
+        "errors on held-out states; energy drift = mean |E_true(x_t) − E_true(x_0)| /",
+        "|E_true(x_0)| along RK4 rollouts from held-out initial states. Lower is better.",
+        "",
+        "| system | train steps | rollout steps | HNN field error | MLP field error "
+        "| HNN energy drift | MLP energy drift |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in checks:
+        cfg, h, m = c["config"], c["hnn"], c["mlp"]
+        lines.append(
+            f"| {cfg['system']} | {cfg['train_steps']} | {cfg['rollout_steps']} | "
+            f"{h['field_rel_error']:.3f} | {m['field_rel_error']:.3f} | "
+            f"{h['energy_drift']:.4f} | {m['energy_drift']:.4f} |"
+        )
+    return [*lines, ""]
+
+
+def run_hnn_check(root: Path, systems=("mass_spring", "pendulum", "two_body")) -> None:
+    """Run :func:`hamflow_hgn.models.hnn.state_space_check` per system.
+
+    The results go to ``ROOT/hnn_state_check.json``.
+    """
+    import torch
+
+    from hamflow_hgn.models.hnn import StateCheckConfig, state_space_check
+
+    torch.set_num_threads(1)
+    out = [state_space_check(StateCheckConfig(system=s)) for s in systems]
+    write_json(root / "hnn_state_check.json", out, sort_keys=False, indent=1)
+
+
+def machine_description() -> str:
+    return os.environ.get(
+        "REPRODUCE_MACHINE", f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    )
+
+
+def results_markdown(
+    plan: Plan,
+    command: str,
+    *,
+    date: str | None = None,
+    machine: str | None = None,
+    figures: list[str] = (),
+    records: list[dict] = (),
+    notes: list[str] = (),
+) -> str:
+    """The whole of ``docs/results.md``."""
+    scale = plan.scale
+    date = date or _dt.date.today().isoformat()
+    machine = machine or machine_description()
+    lines = [
+        "# Results: Table 1 and Fig. 6–8 of the HGN paper",
+        "",
+        "Produced by `scripts/reproduce_table1.py` from the runs it trained; nothing in this page",
+        "is typed by hand except the paper's numbers (transcribed from Table 1 into the script).",
+        "",
+        f"- **Command:** `{command}`",
+        f"- **Machine:** {machine}",
+        f"- **Date:** {date}",
+        f"- **Scale:** `{scale.name}` ({scale.note}): {scale.n_train} train / {scale.n_test} "
+        f"test sequences of {scale.frames} frames at {scale.size}×{scale.size}; "
+        f"HGN {scale.hgn_steps} steps, PixelHNN {scale.baseline_steps} steps, batch "
+        f"{scale.batch_size}; evaluated on "
+        + (
+            "the whole split."
+            if scale.eval_sequences is None
+            else f"the first {scale.eval_sequences} sequences of each split."
+        ),
+        f"- **Protocol:** `{plan.protocol}` for every number below "
+        + (
+            "(the encoder sees all T+1 frames and the MSE covers all of them, Eq. 4)."
+            if plan.protocol == "reconstruct"
+            else "(the encoder sees the first k frames; the MSE covers the frames after them)."
+        ),
+        f"- **Systems run:** {', '.join(plan.systems)}; **models run:** {', '.join(plan.models)}.",
+        "",
+        "## Table 1",
+        "",
+        "Average pixel MSE over the unroll, ×1e4, mean ± std over sequences. **Ours** in bold,",
+        "the paper's (Toth et al. 2019, Table 1; 30-step unroll, 32×32, 50 000 sequences) in",
+        "brackets. A dash marks a run not made at this scale. HNN is PixelHNN with MLPs (A.3).",
+        "",
+        table1_markdown(plan),
+        "",
+        "## Where we differ from the paper",
+        "",
+        *comparison_lines(plan),
+        *mean_image_lines(plan),
+        *notes,
+        "",
+        *hnn_check_lines(plan.root),
+        "## Energy along rollouts (Fig. 6 legend)",
+        "",
+        "Learned Hamiltonian along test rollouts as μ ± σ²·1e4 (the paper's legend format): the",
+        "mean, and the variance over time averaged over sequences (the paper shows one rollout).",
+        "",
+        *(energy_lines(plan) or ["- no energy statistics were recorded by the evaluation."]),
+        "",
+        "## Figures",
+        "",
+    ]
+    for fig in figures:
+        lines += [f"![{Path(fig).stem}](img/{Path(fig).name})", ""]
+    if not figures:
+        lines += ["No figures were produced (see the run log).", ""]
+    lines += [
+        "## Paper scale",
+        "",
+        "On a machine with one GPU, the whole of Table 1 (4 systems × 6 models, 50 000 / 10 000",
+        "sequences, 15 000 steps; resumable) is one command:",
+        "",
+        "```bash",
+        "scripts/reproduce_table1.sh --scale paper --root /path/with/space --hnn-check",
+        "```",
+        "",
+    ]
+    if records:
+        lines += ["## Run log", "", "| step | status | seconds | command |", "|---|---|---|---|"]
+        for r in records:
+            lines.append(
+                f"| {r['kind']} | {r['status']} | {r.get('seconds', '')} | `{r['command']}` |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def make_figures(plan: Plan, img_dir: Path) -> list[str]:
+    """Fig. 6, 7 and 8 from the trained runs (whatever exists); paths written."""
+    from hamflow_hgn import figures
+
+    paths, _ = figures.make_all(plan.root, plan.systems, plan.models, img_dir)
+    return [str(p) for p in paths]
