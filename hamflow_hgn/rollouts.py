@@ -1,8 +1,9 @@
 """Rollout pictures: PNG strips (paper Fig. 7 and 8) and animated GIFs.
 
 :func:`save_rollouts` takes a trained model with HGN's rollout interface and a batch of
-sequences, and writes, for each kind of rollout, ``KIND.png`` (rows of frames, every few steps)
-and ``KIND_i.gif`` (one animation per sequence):
+sequences, and writes, for each kind of rollout, ``KIND.png`` (rows of frames, every few steps,
+the truth's row above the model's) and ``KIND_i.gif`` (one animation per sequence, the truth on
+the left and the model on the right):
 
 - ``forward``: inferred initial state, rolled out with ``+dt`` (ground truth on the row above);
 - ``backward``: rolled forward to the last frame, then back with ``-dt`` (it should retrace the
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from .io import atomic_path, save_figure
 
-__all__ = ["to_uint8", "save_strip", "save_gif", "save_rollouts"]
+__all__ = ["to_uint8", "save_strip", "beside", "save_gif", "save_rollouts"]
 
 
 def to_uint8(frames: Tensor, scale: int = 1) -> np.ndarray:
@@ -75,6 +76,18 @@ def save_strip(
     return save_figure(fig, path, dpi=100)
 
 
+def beside(truth: Tensor, model: Tensor) -> Tensor:
+    """``(S, C, H, W)`` truth and model frames side by side, a white column between them.
+
+    Example:
+        >>> beside(torch.zeros(5, 3, 8, 8), torch.ones(5, 3, 8, 8)).shape
+        torch.Size([5, 3, 8, 17])
+    """
+    s = min(truth.shape[0], model.shape[0])
+    gap = torch.ones_like(model[:s, ..., :1])
+    return torch.cat([truth[:s].to(model), gap, model[:s]], dim=-1)
+
+
 def save_gif(frames: Tensor, path: str | Path, fps: float = 8.0, scale: int = 4) -> Path:
     """An animated GIF of ``(S, C, H, W)`` frames, upscaled ``scale`` times (nearest)."""
     from PIL import Image
@@ -94,7 +107,8 @@ def save_rollouts(
 ) -> dict[str, list[Path]]:
     """Write the forward, backward, double/half-speed and prior-sample rollouts of ``model``.
 
-    ``images`` is ``(B, T+1, C, H, W)``; one GIF is written per sequence and rollout kind.
+    ``images`` is ``(B, T+1, C, H, W)``; one GIF is written per sequence and rollout kind,
+    truth beside model (prior samples: the model alone).
     Returns the written paths by kind. Kinds the model cannot do (no ``rollout_from`` or
     ``sample``) are skipped.
     """
@@ -131,7 +145,8 @@ def save_rollouts(
             for row, label in zip(rows, labels):
                 strip_rows.append(row[i])
                 strip_labels.append(f"{label} #{i}")
-            paths.append(save_gif(model_rows[i], out / f"{kind}_{i}.gif"))
+            gif = beside(rows[0][i], model_rows[i]) if len(rows) > 1 else model_rows[i]
+            paths.append(save_gif(gif, out / f"{kind}_{i}.gif"))
         paths.insert(0, save_strip(strip_rows, strip_labels, out / f"{kind}.png", every))
         written[kind] = paths
     return written

@@ -7,8 +7,10 @@ import torch
 from PIL import Image
 
 from hamflow_hgn.config import ModelConfig, TrainConfig
-from hamflow_hgn.data import DataConfig, generate
-from hamflow_hgn.evaluate import evaluate, main
+from hamflow_hgn.data import DataConfig, generate, open_dataset
+from hamflow_hgn.data.render import BACKGROUND
+from hamflow_hgn.evaluate import VPT_THRESHOLD, evaluate, evaluate_split, main
+from hamflow_hgn.models.base import Rollout
 from hamflow_hgn.train import train
 
 
@@ -42,6 +44,7 @@ def test_evaluate_writes_metrics_and_rollouts(run_dir):
         assert m["mse_x1e4"]["mean"] > 0 and m["mse_x1e4"]["std"] >= 0
         assert 0 <= m["vpt"]["mean"] <= 6
         assert m["energy"]["variance"]["mean"] >= 0
+        assert m["energy"]["relative_std"]["mean"] >= 0
     out = run_dir / "eval"
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert "MSE ×1e4" in (out / "metrics.md").read_text()
@@ -49,7 +52,9 @@ def test_evaluate_writes_metrics_and_rollouts(run_dir):
     for kind in ("forward", "backward", "double_speed", "half_speed", "samples"):
         assert (out / "rollouts" / f"{kind}.png").exists()
         gif = Image.open(out / "rollouts" / f"{kind}_1.gif")
-        assert gif.size == (64, 64) and gif.n_frames >= 1  # PIL merges identical frames
+        # truth | white column | model, 4x upscaled; prior samples have no truth beside them
+        width = 64 if kind == "samples" else 4 * (16 + 1 + 16)
+        assert gif.size == (width, 64) and gif.n_frames >= 1  # PIL merges identical frames
 
 
 def test_evaluate_cli_one_split(run_dir, capsys):
@@ -66,3 +71,40 @@ def test_evaluate_errors(tmp_path, run_dir):
         evaluate(run_dir, data_dir=tmp_path / "missing")
     with pytest.raises(ValueError, match="max_sequences: expected a positive int"):
         evaluate(run_dir, max_sequences=0)
+
+
+class _Painter(torch.nn.Module):
+    """A stand-in model whose rollout draws fixed frames (a blank background, or the truth)."""
+
+    def __init__(self, frames, config):
+        super().__init__()
+        self.frames, self.config, self.w = frames, config, torch.nn.Parameter(torch.zeros(()))
+
+    def rollout(self, images):
+        return Rollout(self.frames(images), None, None, torch.ones(images.shape[:2]))
+
+
+@pytest.fixture(scope="module")
+def pendulum_test(tmp_path_factory):
+    cfg = DataConfig("pendulum", n_train=2, n_test=8, steps=6, size=16)
+    root = generate(cfg, tmp_path_factory.mktemp("vpt"), workers=1, progress=False)
+    return open_dataset(root, "test")
+
+
+def test_vpt_of_a_blank_background_model_is_zero_and_of_a_perfect_one_full(pendulum_test):
+    # Issue 10: normalised by mean(truth^2) ≈ 0.8 on the light background, a model that draws no
+    # pendulum at all scored the full VPT. Normalised by the truth's variance it scores 0.
+    config = ModelConfig.reduced(8, frames=6, image_size=16)
+    background = torch.tensor(BACKGROUND).view(1, 1, 3, 1, 1)
+    blank = _Painter(lambda x: background.expand_as(x).clone(), config)
+    m = evaluate_split(blank, pendulum_test)
+    assert m["vpt"] == {"mean": 0.0, "std": 0.0}
+    # the old normaliser would have called the blank model valid for every step
+    images = pendulum_test.render_batch(range(8))
+    err = (background - images).square().mean(dim=(2, 3, 4))
+    assert bool((err / images.square().mean(dim=(2, 3, 4)) < VPT_THRESHOLD).all())
+    assert evaluate_split(_Painter(lambda x: x.clone(), config), pendulum_test)["vpt"] == {
+        "mean": 6.0,
+        "std": 0.0,
+    }
+    assert evaluate_split(blank, pendulum_test)["energy"]["relative_std"]["mean"] == 0.0
