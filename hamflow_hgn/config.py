@@ -306,6 +306,8 @@ class TrainConfig:
 
     ``batch_size`` is per process; under DDP the effective batch is
     ``batch_size * world_size``. The fields in :attr:`RESUMABLE` may differ on ``--resume``.
+    ``allow_other_data`` lets a resume continue on a dataset other than the checkpoint's;
+    ``threads`` sets torch's intra-op threads (``None``: torch's default).
 
     Example:
         >>> cfg = TrainConfig(data="DATA", out="RUN", steps=10)
@@ -330,9 +332,22 @@ class TrainConfig:
     max_train_sequences: int | None = None
     progress: bool = True
     resume: bool = False
+    allow_other_data: bool = False
+    threads: int | None = None
 
     RESUMABLE = frozenset(
-        {"steps", "device", "checkpoint_every", "log_every", "progress", "resume", "out", "data"}
+        {
+            "steps",
+            "device",
+            "checkpoint_every",
+            "log_every",
+            "progress",
+            "resume",
+            "out",
+            "data",
+            "allow_other_data",
+            "threads",
+        }
     )
 
     def __post_init__(self) -> None:
@@ -351,6 +366,8 @@ class TrainConfig:
             raise ValueError(f"lr: expected a positive finite number, got {self.lr!r}")
         if self.max_train_sequences is not None:
             _check_positive_int("max_train_sequences", self.max_train_sequences)
+        if self.threads is not None:
+            _check_positive_int("threads", self.threads)
 
 
 def config_to_dict(config: ModelConfig | TrainConfig) -> dict[str, Any]:

@@ -26,7 +26,6 @@ input frames and rolled out for T steps (30 with the default 31 frames):
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +48,10 @@ __all__ = [
 ]
 
 VPT_THRESHOLD = 0.025
+BATCH_SIZE = 64
+"""Sequences evaluated at once (``--batch-size``)."""
+ROLLOUTS = 4
+"""Test sequences drawn as rollout strips and GIFs (``--rollouts``)."""
 
 
 def foreground_power(images: torch.Tensor) -> torch.Tensor:
@@ -168,21 +171,25 @@ def evaluate(
     splits: Sequence[str] = ("train", "test"),
     max_sequences: int | None = None,
     *,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     device: str = "auto",
-    rollouts: int = 4,
+    rollouts: int = ROLLOUTS,
+    allow_other_data: bool = False,
 ) -> dict[str, Any]:
     """Compute the metrics of a run (see the module docstring) and write them to ``RUN/eval``.
 
-    ``rollouts`` test sequences are also drawn as PNG strips and GIFs (0 to skip). Returns the
-    metrics dict that is saved as ``metrics.json``.
+    ``rollouts`` test sequences are also drawn as PNG strips and GIFs (0 to skip). A dataset
+    other than the run's is refused unless ``allow_other_data``. Returns the metrics dict that
+    is saved as ``metrics.json``.
     """
     from .data import open_dataset
     from .rollouts import save_rollouts
 
     if max_sequences is not None and (not isinstance(max_sequences, int) or max_sequences < 1):
         raise ValueError(f"max_sequences: expected a positive int or None, got {max_sequences!r}")
-    config, model, _, data = load_run(run_dir, data_dir, device)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    config, model, _, data = load_run(run_dir, data_dir, device, allow_other_data=allow_other_data)
     dev = next(model.parameters()).device
     out_dir = Path(run_dir) / EVAL
     mcfg = model.config
@@ -209,16 +216,39 @@ def evaluate(
     return metrics
 
 
+EXAMPLES = """\
+  python -m hamflow_hgn.evaluate runs/pendulum                      # both splits, 4 rollouts
+  python -m hamflow_hgn.evaluate runs/pendulum --split test --max-sequences 256 --rollouts 0
+  python -m hamflow_hgn.evaluate runs/pendulum --data data/pendulum_seed1 --allow-other-data
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
-    p = argparse.ArgumentParser(prog="python -m hamflow_hgn.evaluate", description=__doc__)
+    from .cli import make_parser, non_negative_int, positive_int
+
+    p = make_parser(
+        "python -m hamflow_hgn.evaluate",
+        "Evaluate a trained run: Table-1 MSE (x1e4, mean and std over sequences), the per-step\n"
+        "MSE of Fig. 6, the learned energy along rollouts and the valid prediction time; writes\n"
+        "RUN/eval/metrics.json, metrics.md, mse_curve.png and rollout strips and GIFs.",
+        EXAMPLES,
+    )
     p.add_argument("run", help="run directory written by python -m hamflow_hgn.train")
-    p.add_argument("--data", default=None, help="dataset directory (default: the run's)")
+    p.add_argument("--data", default=None, help="dataset directory; default: the run's")
     p.add_argument("--split", default=None, choices=["train", "test"], help="default: both")
-    p.add_argument("--max-sequences", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--rollouts", type=int, default=4, help="sequences to draw (0: none)")
+    p.add_argument(
+        "--max-sequences", type=positive_int, default=None, help="per split; default: all"
+    )
+    p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="sequences at once")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--rollouts", type=non_negative_int, default=ROLLOUTS, help="test sequences to draw"
+    )
+    p.add_argument(
+        "--allow-other-data", action="store_true",
+        help="evaluate on a dataset other than the one the run was trained on",
+    )  # fmt: skip
     args = p.parse_args(argv)
     splits = (args.split,) if args.split else ("train", "test")
     try:
@@ -230,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             device=args.device,
             rollouts=args.rollouts,
+            allow_other_data=args.allow_other_data,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

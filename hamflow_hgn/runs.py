@@ -35,6 +35,7 @@ __all__ = [
     "CSV_FIELDS",
     "MetricsLogger",
     "LoadedRun",
+    "check_data",
     "load_run",
     "read_config",
 ]
@@ -106,17 +107,42 @@ class LoadedRun(NamedTuple):
     data_dir: Path
 
 
+def check_data(config: TrainConfig, saved: dict[str, Any], dataset: Any, allow_other: bool) -> None:
+    """Refuse data the run was not trained on (unless ``allow_other``) or cannot read at all.
+
+    ``saved`` is the checkpoint's ``dataset`` record; a dataset of another frame count or image
+    size is refused in one line even when ``allow_other``.
+    """
+    now = getattr(dataset, "content_hash", None)
+    if now != saved.get("content_hash") and not allow_other:
+        raise ValueError(
+            f"data: the run was trained on {saved.get('system')} data (content hash "
+            f"{str(saved.get('content_hash'))[:12]}, at {saved.get('path')}), not on "
+            f"{dataset.config.system} data with hash {str(now)[:12]}; pass --allow-other-data "
+            "to evaluate on it anyway"
+        )
+    m, d = config.model, dataset.config
+    if (d.steps, d.size) != (m.frames, m.image_size):
+        raise ValueError(
+            f"data: the run's model takes {m.frames} frames of {m.image_size}x{m.image_size}; "
+            f"the dataset at {getattr(dataset, 'path', '?')} has {d.steps} frames of "
+            f"{d.size}x{d.size}"
+        )
+
+
 def load_run(
     run_dir: str | Path,
     data_dir: str | Path | None = None,
     device: str = "auto",
     *,
     verify: bool = True,
+    allow_other_data: bool = False,
 ) -> LoadedRun:
     """Rebuild a run's model with the weights of its last checkpoint, on ``device``.
 
-    ``data_dir`` defaults to the dataset the run was trained on; ``verify=False`` skips
-    hashing the state files (they are still checked for shape).
+    ``data_dir`` defaults to the dataset the run was trained on; another one is refused
+    unless ``allow_other_data`` (see :func:`check_data`). ``verify=False`` skips hashing the
+    state files (they are still checked for shape).
     """
     from .data import open_dataset
 
@@ -126,9 +152,10 @@ def load_run(
     if not (data / "metadata.json").is_file():
         raise ValueError(f"data_dir: no dataset at {str(data)!r}; pass --data DIR")
     dataset = open_dataset(data, "train", verify=verify)
-    _, model = build_model(config, dataset)
     dev = resolve_device(device)
     state = load_checkpoint(run / CHECKPOINT, map_location=dev)
+    check_data(config, state["dataset"], dataset, allow_other_data)
+    _, model = build_model(config, dataset)
     model.load_state_dict(state["model"])
     model.to(dev).eval()
     return LoadedRun(config, model, dataset, data)

@@ -15,16 +15,18 @@ are described in :mod:`hamflow_hgn.runs`. Nothing else in the package imports th
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 
 from .checkpoint import (
     CheckpointError,
@@ -34,6 +36,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import (
+    AMP_MODES,
     PROTOCOLS,
     VARIANTS,
     ModelConfig,
@@ -53,14 +56,31 @@ from .io import write_json
 from .models import build_model
 from .runs import CHECKPOINT, CONFIG, MetricsLogger
 
-__all__ = ["NonFiniteLossError", "StepCallback", "train", "config_from_args", "main"]
+__all__ = [
+    "MAX_PARAMETER",
+    "DivergenceError",
+    "NonFiniteLossError",
+    "StepCallback",
+    "dataset_identity",
+    "train",
+    "config_from_args",
+    "main",
+]
 
 StepCallback = Callable[[int], None]
 """``on_step(step)``: called after each finished step (its checkpoint, if any, written)."""
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+MAX_PARAMETER = 1e4
+"""Largest weight magnitude accepted after an update; beyond it the run has diverged."""
+
+
+class DivergenceError(FloatingPointError):
+    """The loss or a gradient became non-finite, or a weight ran away; no checkpoint is written."""
+
+
+NonFiniteLossError = DivergenceError
+"""The former name of :class:`DivergenceError`."""
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -85,6 +105,45 @@ def _oom_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+def dataset_identity(dataset: Any) -> dict[str, Any]:
+    """What a checkpoint records of its training data: content hash, system, location."""
+    return {
+        "content_hash": getattr(dataset, "content_hash", None),
+        "system": dataset.config.system,
+        "path": str(getattr(dataset, "path", "")),
+    }
+
+
+# -- the guard -----------------------------------------------------------------------------
+
+
+def _diverged(step: int, what: str, config: TrainConfig, ckpt_path: Path) -> DivergenceError:
+    amp = " or run without --amp" if config.amp != "none" else ""
+    return DivergenceError(
+        f"training diverged at step {step}: {what}. Stopped before any checkpoint holds it; "
+        f"the last good one ({ckpt_path}) is kept. Lower --lr (now {config.lr:g}, e.g. "
+        f"{config.lr / 10:g}){amp}, then start again or --resume."
+    )
+
+
+def _gradient_problem(model: nn.Module) -> str | None:
+    """``None`` if every gradient is finite, else what is wrong (checked before the update)."""
+    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return None
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    return None if bool(torch.isfinite(norm)) else f"the gradient norm is {float(norm)}"
+
+
+def _parameter_problem(model: nn.Module) -> str | None:
+    """``None`` if every weight is finite and below :data:`MAX_PARAMETER`, else what is wrong."""
+    largest = torch.stack([p.detach().abs().max() for p in model.parameters()]).max()
+    value = float(largest)
+    if math.isfinite(value) and value <= MAX_PARAMETER:
+        return None
+    return f"a weight reached {value:.3g} (the guard stops beyond {MAX_PARAMETER:g})"
+
+
 # -- the loop ------------------------------------------------------------------------------
 
 
@@ -94,9 +153,11 @@ def train(config: TrainConfig, *, on_step: StepCallback | None = None) -> Path:
     Runs single-process, or as one rank of a torchrun job (``WORLD_SIZE > 1``: DDP, backend
     nccl on CUDA and gloo on the CPU; rank 0 logs and checkpoints). With ``resume`` it continues
     from ``RUN/checkpoint.pt`` exactly (same next losses on the CPU) and refuses a different
-    configuration, listing the differences. Raises :class:`NonFiniteLossError` on a NaN/inf loss
-    (the last good checkpoint is kept) and a ``RuntimeError`` naming the setting to lower on
-    GPU out-of-memory. ``on_step`` is called after every step (tests use it to kill a run).
+    configuration, listing the differences, or another dataset unless ``allow_other_data``.
+    Raises :class:`DivergenceError` when the loss or a gradient is non-finite (checked before
+    the update) or a weight is non-finite or above :data:`MAX_PARAMETER` (after it); the last
+    good checkpoint is kept. On GPU out-of-memory it raises a ``RuntimeError`` naming the
+    setting to lower. ``on_step(step)`` is called after every step (tests use it to kill a run).
     """
     rank, world, local_rank = init_distributed(config.device)
     try:
@@ -105,9 +166,33 @@ def train(config: TrainConfig, *, on_step: StepCallback | None = None) -> Path:
         shutdown_distributed(world)
 
 
+def _resume(state: dict[str, Any], config: TrainConfig, cfg_dict: dict, dataset, path: Path):
+    """Refuse a checkpoint of another configuration, dataset, or beyond ``config.steps``."""
+    diffs = config_diff(state["config"], cfg_dict, TrainConfig.RESUMABLE)
+    if diffs:
+        raise CheckpointError(
+            f"resume: {path} was trained with a different configuration; "
+            "differences (checkpoint -> now):\n  " + "\n  ".join(diffs)
+        )
+    saved, now = state["dataset"], dataset_identity(dataset)
+    if saved["content_hash"] != now["content_hash"] and not config.allow_other_data:
+        raise CheckpointError(
+            f"resume: {path} was trained on another dataset ({saved['system']}, content hash "
+            f"{str(saved['content_hash'])[:12]}, at {saved['path']}); --data is {now['system']} "
+            f"with hash {str(now['content_hash'])[:12]}. Pass --allow-other-data if this is meant"
+        )
+    if int(state["step"]) > config.steps:
+        raise ValueError(
+            f"steps: {path} is already at step {state['step']}, beyond --steps {config.steps}; "
+            f"pass --steps above {state['step']} to train on"
+        )
+
+
 def _train(
     config: TrainConfig, rank: int, world: int, local_rank: int, on_step: StepCallback | None
 ) -> Path:
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     device = resolve_device(config.device, local_rank)
     dataset = _open_data(config)
     torch.manual_seed(config.seed)
@@ -125,21 +210,16 @@ def _train(
     noise = SharedNoise(config.seed, device, rank, world)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     generators = {"sampler": sampler.generator, "noise": noise.generator}
-    start = 0
+    start, seconds_before = 0, 0.0
     cfg_dict = config_to_dict(config)
     if config.resume:
         state = load_checkpoint(ckpt_path, map_location=device)
-        diffs = config_diff(state["config"], cfg_dict, TrainConfig.RESUMABLE)
-        if diffs:
-            raise CheckpointError(
-                f"resume: {ckpt_path} was trained with a different configuration; "
-                "differences (checkpoint -> now):\n  " + "\n  ".join(diffs)
-            )
+        _resume(state, config, cfg_dict, dataset, ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         restore_rng(state["rng"], generators)
         sampler.load_state_dict(state["sampler"])
-        start = int(state["step"])
+        start, seconds_before = int(state["step"]), float(state["seconds"])
     elif ckpt_path.exists():
         raise ValueError(
             f"out: {str(run)!r} already holds a checkpoint; pass resume=True (--resume) to "
@@ -147,19 +227,25 @@ def _train(
         )
     if rank == 0:
         write_json(run / CONFIG, cfg_dict, sort_keys=False)
+        print(
+            f"effective batch {config.batch_size * world} = {config.batch_size} x {world} "
+            f"process(es) on {device}",
+            flush=True,
+        )
+        if start == config.steps:
+            print(f"nothing to train: {ckpt_path} is already at step {start} = --steps")
 
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            broadcast_buffers=False,
+            model, device_ids=[device.index] if device.type == "cuda" else None, **_no_buffer_sync()
         )
     if config.compile:
         net = torch.compile(net)
     reduce = mean_over_ranks(world)
     use_amp = config.amp == "bf16"
-    after_step = getattr(model, "after_step", None)
+    after_step = getattr(model, "after_step", None)  # optional for plug-in models
+    t0 = time.perf_counter()
 
     def checkpoint(step: int) -> None:
         if rank == 0:
@@ -168,6 +254,8 @@ def _train(
                 {
                     "step": step,
                     "config": cfg_dict,
+                    "dataset": dataset_identity(dataset),
+                    "seconds": seconds_before + time.perf_counter() - t0,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "rng": capture_rng(generators),
@@ -177,48 +265,50 @@ def _train(
         if world > 1:
             dist.barrier()
 
+    def update(step: int, images: Tensor) -> dict[str, Tensor]:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss, metrics = net(images, step, noise=noise, reduce=reduce)
+        global_loss = reduce(loss.detach().float())
+        if not bool(torch.isfinite(global_loss)):
+            raise _diverged(step, f"the loss is {float(global_loss)}", config, ckpt_path)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        problem = _gradient_problem(model)
+        if problem is not None:
+            raise _diverged(step, problem, config, ckpt_path)
+        optimizer.step()
+        problem = _parameter_problem(model)
+        if problem is not None:
+            raise _diverged(step, problem, config, ckpt_path)
+        if after_step is not None:
+            after_step()
+        return metrics
+
     logger = MetricsLogger(run, keep_until=start) if rank == 0 else None
     bar = None
     if rank == 0 and config.progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.steps, initial=start, desc="train", dynamic_ncols=True)
-        bar.write(
-            f"effective batch {config.batch_size * world} = {config.batch_size} x {world} "
-            f"process(es) on {device}"
-        )
     model.train()
-    t0 = time.perf_counter()
     try:
         for step in range(start + 1, config.steps + 1):
             idx = sampler.next(config.batch_size * world)
             idx = idx[rank * config.batch_size : (rank + 1) * config.batch_size]
             images = dataset.render_batch(idx, device)
             try:
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    loss, metrics = net(images, step, noise=noise, reduce=reduce)
-                global_loss = reduce(loss.detach().float())
-                if not bool(torch.isfinite(global_loss)):
-                    raise NonFiniteLossError(
-                        f"loss is {float(global_loss)} at step {step}; stopping. The last good "
-                        f"checkpoint ({ckpt_path}) is kept. Lower --lr, or run without --amp."
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                metrics = update(step, images)
             except _oom_types() as err:
                 raise RuntimeError(
                     f"out of GPU memory at step {step} with --batch-size {config.batch_size} "
                     f"per device (amp={config.amp}): lower --batch-size, or use --amp bf16"
                 ) from err
-            if after_step is not None:
-                after_step()
             if step % config.log_every == 0 or step == config.steps:
                 names = sorted(metrics)
                 values = reduce(torch.stack([metrics[k].float() for k in names]))
                 logged = dict(zip(names, values.tolist()))
                 if logger is not None:
-                    logger.log(step, logged, time.perf_counter() - t0)
+                    logger.log(step, logged, seconds_before + time.perf_counter() - t0)
                 if bar is not None:
                     shown = {"loss": "loss", "mse": "mse", "kl": "kl", "geco_lambda": "lambda"}
                     bar.set_postfix(  # only what the model reports (the baselines have no KL)
@@ -238,34 +328,92 @@ def _train(
     return run
 
 
+def _no_buffer_sync() -> dict[str, bool]:
+    """DDP's keyword for "do not sync buffers in forward" (GECO's are rank-identical already)."""
+    import inspect
+
+    params = inspect.signature(nn.parallel.DistributedDataParallel).parameters
+    if "forward_sync_buffers" in params:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
+
+
 # -- CLI -----------------------------------------------------------------------------------
 
 
+EXAMPLES = """\
+  python -m hamflow_hgn.train --data data/pendulum --out runs/pendulum
+  python -m hamflow_hgn.train --data data/pendulum --out runs/euler --variant euler --steps 15000
+  python -m hamflow_hgn.train --data data/pendulum --out runs/hnn --model pixel_hnn_mlp --lr 1e-3
+  python -m hamflow_hgn.train --data data/pendulum --out runs/pendulum --resume --steps 20000
+  python -m hamflow_hgn.train --data data/tiny --out runs/tiny --width 16 --threads 1 --device cpu
+  torchrun --nproc-per-node 4 -m hamflow_hgn.train --data data/pendulum --out runs/p4
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m hamflow_hgn.train", description="Train HGN (paper Sec. 3.2, A.1)."
+    from .cli import default_of, make_parser, positive_int
+    from .models import MODELS
+
+    t, m = TrainConfig, ModelConfig
+    p = make_parser(
+        "python -m hamflow_hgn.train",
+        "Train HGN (paper Sec. 3.2, A.1) or a Table-1 baseline on a generated dataset, on one\n"
+        "device or on several through torchrun. Writes config.json, metrics.csv and\n"
+        "checkpoint.pt into the run directory.",
+        EXAMPLES,
     )
     p.add_argument("--data", required=True, help="dataset directory (python -m hamflow_hgn.data)")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--model", default="hgn", help="registered model name (default: hgn)")
-    p.add_argument("--variant", default="leapfrog", choices=sorted(VARIANTS))
-    p.add_argument("--protocol", default="reconstruct", choices=sorted(PROTOCOLS))
-    p.add_argument("--predict-k", type=int, default=5, help="input frames of 'predict'")
-    p.add_argument("--steps", type=int, default=10000)
-    p.add_argument("--batch-size", type=int, default=16, help="per process")
-    p.add_argument("--lr", type=float, default=1.5e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--amp", default="none", choices=["none", "bf16"])
+    p.add_argument("--model", default=default_of(t, "model_name"), choices=sorted(MODELS))
+    p.add_argument("--variant", default=default_of(m, "variant"), choices=sorted(VARIANTS))
+    p.add_argument("--protocol", default=default_of(m, "protocol"), choices=sorted(PROTOCOLS))
+    p.add_argument(
+        "--predict-k", type=positive_int, default=default_of(m, "predict_k"),
+        help="input frames of the 'predict' protocol",
+    )  # fmt: skip
+    p.add_argument("--steps", type=positive_int, default=default_of(t, "steps"), help="last step")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=default_of(t, "batch_size"),
+        help="sequences per step and process",
+    )  # fmt: skip
+    p.add_argument("--lr", type=float, default=default_of(t, "lr"), help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=default_of(t, "seed"), help="seed of everything")
+    p.add_argument("--device", default=default_of(t, "device"), help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--amp", default=default_of(t, "amp"), choices=AMP_MODES, help="autocast")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--width", type=int, default=None, help="reduced width of every layer")
-    p.add_argument("--geco-tolerance", type=float, default=1e-3, help="target per-pixel MSE")
-    p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--max-train-sequences", type=int, default=None)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    p.add_argument(
+        "--width", type=positive_int, default=None,
+        help="one width for every layer (ModelConfig.reduced); default: the A.1 widths",
+    )  # fmt: skip
+    p.add_argument(
+        "--geco-tolerance", type=float, default=default_of(m, "geco_tolerance"),
+        help="target per-pixel MSE of GECO",
+    )  # fmt: skip
+    p.add_argument(
+        "--checkpoint-every", type=positive_int, default=default_of(t, "checkpoint_every"),
+        help="steps between checkpoints",
+    )  # fmt: skip
+    p.add_argument(
+        "--log-every", type=positive_int, default=default_of(t, "log_every"),
+        help="steps between metrics.csv rows",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-train-sequences", type=positive_int, default=None,
+        help="train on the first N sequences only; default: all",
+    )  # fmt: skip
+    p.add_argument(
+        "--threads", type=positive_int, default=None,
+        help="torch intra-op threads; 1 is fastest for small CPU jobs on shared cores; "
+        "default: torch's choice",
+    )  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true", help="continue RUN/checkpoint.pt")
+    p.add_argument(
+        "--allow-other-data", action="store_true",
+        help="resume on a dataset other than the checkpoint's",
+    )  # fmt: skip
     return p
 
 
@@ -277,7 +425,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         predict_k=args.predict_k,
         geco_tolerance=args.geco_tolerance,
     )
-    model = ModelConfig.reduced(args.width, **model_kw) if args.width else ModelConfig(**model_kw)
+    if args.width is not None:
+        model = ModelConfig.reduced(args.width, **model_kw)
+    else:
+        model = ModelConfig(**model_kw)
     return TrainConfig(
         data=args.data,
         out=args.out,
@@ -296,6 +447,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         max_train_sequences=args.max_train_sequences,
         progress=not args.no_progress,
         resume=args.resume,
+        allow_other_data=args.allow_other_data,
+        threads=args.threads,
     )
 
 
@@ -304,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         run = train(config_from_args(args))
-    except (ValueError, NonFiniteLossError, RuntimeError) as err:
+    except (ValueError, DivergenceError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:

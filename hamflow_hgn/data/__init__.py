@@ -26,6 +26,7 @@ _EXPORTS = {
     "SequenceDataset": "dataset",
     "make_loader": "dataset",
     "materialize": "dataset",
+    "load_images": "dataset",
     "open_dataset": "dataset",
     "render_states": "dataset",
     "generate": "generation",

@@ -36,6 +36,7 @@ __all__ = [
     "SequenceDataset",
     "open_dataset",
     "materialize",
+    "load_images",
     "make_loader",
     "render_states",
 ]
@@ -76,6 +77,11 @@ class DataConfig:
         _need_int("n_test", self.n_test, 1)
         _need_int("steps", self.steps, 2)
         _need_int("size", self.size, 8)
+        if self.size & (self.size - 1) or self.size > 256:
+            raise ValueError(
+                f"size: expected a power of two from 8 to 256 (HGN halves the frames down to "
+                f"4x4), got {self.size}"
+            )
         _need_int("seed", self.seed, 0)
         if not (isinstance(self.dt, (int, float)) and math.isfinite(self.dt) and self.dt > 0):
             raise ValueError(f"dt: expected a finite float > 0, got {self.dt!r}")
@@ -128,6 +134,7 @@ class SequenceDataset(torch.utils.data.Dataset):
 
     ``dataset[i]`` is a float32 tensor ``(steps, 3, size, size)`` in [0, 1], or
     ``(images, states)`` with the noisy ``(steps, state_dim)`` states when ``return_states``.
+    ``content_hash`` and ``path`` identify the stored dataset (set by :func:`open_dataset`).
     Use :meth:`render_batch` (or :func:`make_loader`) to render a whole batch on the GPU.
 
     Example:
@@ -144,8 +151,13 @@ class SequenceDataset(torch.utils.data.Dataset):
         states: np.ndarray,
         clean_states: np.ndarray,
         return_states: bool = False,
+        *,
+        content_hash: str | None = None,
+        path: str | Path | None = None,
     ) -> None:
         self.config = config
+        self.content_hash = content_hash
+        self.path = Path(path) if path is not None else None
         self.system = get_system(config.system)
         expected = (config.steps, self.system.state_dim)
         for name, arr in (("states", states), ("clean_states", clean_states)):
@@ -220,7 +232,14 @@ def open_dataset(
         kind: store.load_checked(out, name, meta["files"][name], regen, verify)
         for kind, name in (("noisy", f"{split}_noisy.npy"), ("clean", f"{split}_clean.npy"))
     }
-    return SequenceDataset(config, np.array(arrays["noisy"]), arrays["clean"], return_states)
+    return SequenceDataset(
+        config,
+        np.array(arrays["noisy"]),
+        arrays["clean"],
+        return_states,
+        content_hash=meta["content_hash"],
+        path=out,
+    )
 
 
 def materialize(out_dir: str | Path, batch: int = 256, progress: bool = True) -> list[Path]:
@@ -245,10 +264,29 @@ def materialize(out_dir: str | Path, batch: int = 256, progress: bool = True) ->
             for start in tqdm(range(0, len(ds), batch), disable=not progress, desc=name):
                 idx = range(start, min(start + batch, len(ds)))
                 images[start : idx.stop] = _quantize(ds.render_batch(list(idx))).numpy()
-        meta["images"][name] = {"shape": list(shape), "dtype": "uint8"}
+        sha = store.file_sha256(out / name)
+        meta["images"][name] = {"shape": list(shape), "dtype": "uint8", "sha256": sha}
         written.append(out / name)
     write_json(out / store.METADATA, meta)
     return written
+
+
+def load_images(out_dir: str | Path, split: str = "train", verify: bool = True) -> np.ndarray:
+    """The materialised uint8 images of a split, ``(n, steps, 3, size, size)``, memory-mapped.
+
+    Checked like the states: existence, shape, dtype and (``verify``) the sha256 recorded by
+    :func:`materialize`; raises :class:`DatasetError` naming the file and the fix.
+    """
+    out = Path(out_dir)
+    if split not in simulate.SPLITS:
+        raise ValueError(f"split: expected one of {list(simulate.SPLITS)}, got {split!r}")
+    meta = store.read_metadata(out, regenerate_hint(None, out))
+    name = f"{split}_images.npy"
+    entry = meta.get("images", {}).get(name)
+    regen = f"Rematerialise with: python -m hamflow_hgn.data ... --materialize --out {out}"
+    if entry is None or "sha256" not in entry:
+        raise DatasetError(f"{out / name}: not materialised with a recorded hash. {regen}")
+    return store.load_checked(out, name, entry, regen, verify)
 
 
 class _BatchLoader:

@@ -177,6 +177,38 @@ def test_cli_end_to_end(tmp_path):
     assert bad.returncode != 0 and b"size: expected an int >= 8, got 4" in bad.stderr
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--workers", "0"], "--workers: expected an integer >= 1, got 0"),
+        (["--size", "24"], "size: expected a power of two from 8 to 256"),
+    ],
+)
+def test_cli_refuses_what_training_would_refuse(tmp_path, capsys, argv, message):
+    from hamflow_hgn.data.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--system", "pendulum", "--out", str(tmp_path / "x"), *argv])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_materialized_images_are_hashed_and_checked(cached, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(cached, copy)
+    data.materialize(copy, batch=3, progress=False)
+    images = data.load_images(copy, "test")
+    assert images.dtype == np.uint8 and images.shape[0] == CFG.n_test
+    raw = bytearray((copy / "test_images.npy").read_bytes())
+    raw[-1] ^= 0xFF
+    (copy / "test_images.npy").write_bytes(bytes(raw))
+    with pytest.raises(DatasetError, match="test_images.npy: sha256 mismatch"):
+        data.load_images(copy, "test")
+
+
 def test_unguarded_script_with_workers_gets_a_clear_error(tmp_path):
     """'spawn' workers re-import the calling script; without a __main__ guard that must say so."""
     n = simulate.CHUNK_SIZE + 1  # two chunks, so the process pool is used

@@ -108,3 +108,34 @@ def test_vpt_of_a_blank_background_model_is_zero_and_of_a_perfect_one_full(pendu
         "std": 0.0,
     }
     assert evaluate_split(blank, pendulum_test)["energy"]["relative_std"]["mean"] == 0.0
+
+
+def _other_data(root, name, **kw):
+    cfg = DataConfig(kw.pop("system", "pendulum"), n_train=4, n_test=4, **kw)
+    return generate(cfg, root / name, workers=1, progress=False)
+
+
+def test_evaluate_refuses_another_dataset_unless_asked(run_dir, tmp_path, capsys):
+    other = _other_data(tmp_path, "ms", system="mass_spring", steps=6, size=16)
+    argv = [str(run_dir), "--data", str(other), "--max-sequences", "2", "--rollouts", "0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "trained on pendulum data" in err and "--allow-other-data" in err
+    assert main([*argv, "--allow-other-data"]) == 0
+
+
+def test_evaluate_on_another_image_size_is_one_line(run_dir, tmp_path, capsys):
+    other = _other_data(tmp_path, "big", steps=6, size=32)
+    argv = [str(run_dir), "--data", str(other), "--rollouts", "0", "--allow-other-data"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "6 frames of 16x16" in err and "6 frames of 32x32" in err
+
+
+def test_evaluate_batch_size_zero_is_a_usage_error(run_dir, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([str(run_dir), "--batch-size", "0"])
+    assert info.value.code == 2
+    assert "--batch-size: expected an integer >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="batch_size: expected a positive int"):
+        evaluate(run_dir, batch_size=0)

@@ -18,7 +18,8 @@ from hamflow_hgn.checkpoint import CheckpointError, load_checkpoint
 from hamflow_hgn.config import ModelConfig, TrainConfig
 from hamflow_hgn.data import DataConfig, generate, open_dataset
 from hamflow_hgn.models import MODELS, register_model
-from hamflow_hgn.train import NonFiniteLossError, train
+from hamflow_hgn.train import DivergenceError, config_from_args, main, train
+from hamflow_hgn.train import _parser as train_parser
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +139,7 @@ class _NaNAfter(nn.Module):
 def test_non_finite_loss_stops_and_keeps_the_checkpoint(data_dir, tmp_path):
     register_model("nan_after_3", lambda cfg, ds: _NaNAfter())
     try:
-        with pytest.raises(NonFiniteLossError, match="at step 3.*last good checkpoint"):
+        with pytest.raises(DivergenceError, match="at step 3: the loss is nan.*last good.*--lr"):
             train(config(data_dir, tmp_path / "run", steps=10, checkpoint_every=2,
                          model_name="nan_after_3"))  # fmt: skip
     finally:
@@ -163,3 +164,133 @@ def test_baselines_train_and_evaluate_through_the_clis(data_dir, tmp_path, model
     proc = subprocess.run(eval_cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (run / "eval" / "metrics.json").exists()
+
+
+class _NaNGradientAfter(nn.Module):
+    """A finite loss whose gradient is NaN from step 3: d/dw sqrt(w - w) = inf * 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, images, step, noise=None, reduce=None):
+        loss = self.w * images.mean()
+        if step >= 3:
+            loss = loss + torch.sqrt(self.w - self.w)  # 0, with a NaN gradient
+        return loss, {"loss": loss.detach()}
+
+
+def test_nan_gradient_with_a_finite_loss_stops_before_the_update(data_dir, tmp_path):
+    register_model("nan_grad_after_3", lambda cfg, ds: _NaNGradientAfter())
+    try:
+        with pytest.raises(DivergenceError, match=r"at step 3: the gradient norm is nan.*--lr"):
+            train(config(data_dir, tmp_path / "run", steps=10, checkpoint_every=1,
+                         model_name="nan_grad_after_3"))  # fmt: skip
+    finally:
+        MODELS.pop("nan_grad_after_3")
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert state["step"] == 2 and bool(torch.isfinite(state["model"]["w"]))
+
+
+def test_runaway_weights_never_reach_a_checkpoint(data_dir, tmp_path):
+    """lr 1e6 used to leave weights of about 1e6 in the 'last good' checkpoint."""
+    with pytest.raises(DivergenceError, match=r"at step 1: a weight reached .*Lower --lr"):
+        train(config(data_dir, tmp_path / "run", steps=3, lr=1e6, checkpoint_every=1))
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_resume_refuses_another_dataset_of_the_same_shape(data_dir, tmp_path):
+    other = generate(DataConfig("mass_spring", n_train=256, n_test=32, steps=6, size=16),
+                     tmp_path / "mass_spring", workers=1, progress=False)  # fmt: skip
+    train(config(data_dir, tmp_path / "run", steps=2, checkpoint_every=2))
+    with pytest.raises(CheckpointError, match=r"another dataset \(pendulum.*mass_spring.*"
+                       r"--allow-other-data"):  # fmt: skip
+        train(config(other, tmp_path / "run", steps=3, resume=True))
+    train(config(other, tmp_path / "run", steps=3, resume=True, allow_other_data=True))
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["dataset"]["system"] == "mass_spring"
+
+
+def test_flipped_bytes_in_the_optimiser_state_are_refused(data_dir, tmp_path):
+    train(config(data_dir, tmp_path / "run", steps=2, checkpoint_every=2))
+    path = tmp_path / "run" / "checkpoint.pt"
+    exp_avg = load_checkpoint(path)["optimizer"]["state"][0]["exp_avg"]
+    raw = path.read_bytes()
+    where = raw.find(exp_avg.numpy().tobytes())
+    assert where > 0
+    flipped = bytearray(raw)
+    flipped[where + 1] ^= 0xFF
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(CheckpointError, match="checksum|corrupt"):
+        train(config(data_dir, tmp_path / "run", steps=4, resume=True))
+
+
+class _Payload:
+    """Anything beyond tensors and plain values: unpickling it could run code."""
+
+
+def test_checkpoints_load_weights_only(tmp_path):
+    from hamflow_hgn.checkpoint import FORMAT_VERSION, state_digest
+
+    state = {"format_version": FORMAT_VERSION, "step": 1, "config": {}, "model": {},
+             "optimizer": {}, "rng": {}, "extra": _Payload()}  # fmt: skip
+    state["checksum"] = state_digest(state)
+    torch.save(state, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="more than tensors and plain values"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
+
+
+def test_resume_below_the_checkpoint_step_says_so(data_dir, tmp_path, capsys):
+    train(config(data_dir, tmp_path / "run", steps=4, checkpoint_every=4))
+    with pytest.raises(ValueError, match="already at step 4, beyond --steps 2"):
+        train(config(data_dir, tmp_path / "run", steps=2, resume=True))
+    capsys.readouterr()
+    train(config(data_dir, tmp_path / "run", steps=4, resume=True))
+    assert "nothing to train" in capsys.readouterr().out
+
+
+def test_seconds_keep_counting_across_a_resume(data_dir, tmp_path):
+    train(config(data_dir, tmp_path / "run", steps=3, checkpoint_every=3))
+    train(config(data_dir, tmp_path / "run", steps=6, checkpoint_every=3, resume=True))
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        seconds = [float(r["seconds"]) for r in csv.DictReader(f)]
+    assert len(seconds) == 6 and seconds == sorted(seconds), seconds
+
+
+def test_effective_batch_is_printed_without_progress_bar(data_dir, tmp_path, capsys):
+    train(config(data_dir, tmp_path / "run", steps=1, batch_size=4))
+    assert "effective batch 4 = 4 x 1 process(es) on cpu" in capsys.readouterr().out
+
+
+def test_cli_edge_cases(data_dir, tmp_path, capsys):
+    base = ["--data", str(data_dir), "--out", str(tmp_path / "run")]
+    for bad in (["--width", "0"], ["--threads", "0"], ["--steps", "0"]):
+        with pytest.raises(SystemExit) as info:
+            train_parser().parse_args(base + bad)
+        assert info.value.code == 2
+        assert "expected an integer >= 1" in capsys.readouterr().err
+    args = train_parser().parse_args(base + ["--width", "8", "--threads", "1"])
+    cfg = config_from_args(args)
+    assert cfg.threads == 1 and cfg.model.hamiltonian_width == 8
+    assert config_from_args(train_parser().parse_args(base)).model.hamiltonian_width == 64
+
+
+def test_threads_are_set_for_the_run(data_dir, tmp_path):
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert main(["--data", str(data_dir), "--out", str(tmp_path / "run"), "--width", "8",
+                     "--steps", "1", "--threads", "1", "--no-progress"]) == 0  # fmt: skip
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_help_shows_defaults_from_the_configs_examples_and_version(capsys):
+    with pytest.raises(SystemExit):
+        train_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert "(default: 0.00015)" in text and "(default: 10000)" in text  # TrainConfig's
+    assert "examples:" in text and "torchrun" in text and "``" not in text
+    with pytest.raises(SystemExit):
+        train_parser().parse_args(["--version"])
+    assert "hamflow" in capsys.readouterr().out
