@@ -127,10 +127,14 @@ def publish(
     """Write ``out`` to ``OUT_DIR/NAME[_quick].json`` and its Markdown block into ``markdown``.
 
     ``markdown`` defaults to ``docs/benchmarks.md``, or ``OUT_DIR/benchmarks.md`` for a quick
-    run (so smoke tests never touch the docs). Returns both paths.
+    run. A quick run never writes into the committed ``benchmarks/results/``: there it goes to
+    ``runs/benchmarks/`` instead, so smoke runs leave ``git status`` clean. Returns both paths.
     """
-    path = write_json(Path(out_dir) / (f"{name}_quick.json" if quick else f"{name}.json"), out)
     root = Path(__file__).resolve().parents[1]
-    md = markdown or (Path(out_dir) / "benchmarks.md" if quick else root / "docs" / "benchmarks.md")
+    out_dir = Path(out_dir)
+    if quick and out_dir.resolve() == (root / "benchmarks" / "results").resolve():
+        out_dir = root / "runs" / "benchmarks"
+    path = write_json(out_dir / (f"{name}_quick.json" if quick else f"{name}.json"), out)
+    md = markdown or (out_dir / "benchmarks.md" if quick else root / "docs" / "benchmarks.md")
     update_markdown(md, block, tag=name)
     return path, md

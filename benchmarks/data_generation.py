@@ -2,18 +2,19 @@
 
 Usage::
 
-    python benchmarks/data_generation.py            # paper scale: 50 000 + 10 000 sequences
-    python benchmarks/data_generation.py --quick    # 2 000 + 500, measured as is
-    python benchmarks/data_generation.py --out benchmarks/results/data_generation.json
+    python benchmarks/data_generation.py --publish  # paper scale, into benchmarks/results/
+    python benchmarks/data_generation.py            # the same, into runs/benchmarks/
+    python benchmarks/data_generation.py --quick    # 2 000 + 500, measured as is (runs/ only)
 
-Prints a table and writes JSON (the configs, machine and figures). Nothing is extrapolated:
-every figure is what was measured at the counts it reports.
+Prints a table and writes JSON (the configs, machine and figures): to
+``runs/benchmarks/data_generation[_quick].json``, or with ``--publish`` (not with ``--quick``)
+to the committed ``benchmarks/results/data_generation.json``. Nothing is extrapolated: every
+figure is what was measured at the counts it reports.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -26,6 +27,7 @@ import torch
 
 from hamflow_hgn.data import DataConfig, generate, get_system, open_dataset
 from hamflow_hgn.data.render import render
+from hamflow_hgn.io import write_json
 
 
 def bench_generation(config: DataConfig, workers: int) -> dict:
@@ -75,12 +77,34 @@ def bench_render(system_name: str, frames: int, size: int, device: str, repeat: 
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; ``--out`` resolved from ``--quick`` and ``--publish``."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small counts, a few seconds")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/data_generation.json"))
-    args = parser.parse_args()
+    parser.add_argument(
+        "--publish", action="store_true", help="write benchmarks/results/data_generation.json"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (overrides --publish)")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers: expected an integer >= 1, got {args.workers}")
+    if args.publish and args.quick:
+        parser.error("--publish: a --quick run is a smoke test; its numbers are not committed")
+    if args.out is None:
+        name = "data_generation_quick.json" if args.quick else "data_generation.json"
+        args.out = ROOT / ("benchmarks/results" if args.publish else "runs/benchmarks") / name
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark; returns the result that is written as JSON."""
+    args = parse_args(argv)
     n_train, n_test = (2_000, 500) if args.quick else (50_000, 10_000)
     frames = 4_096 if args.quick else 31 * 1_024
     gen = [
@@ -106,10 +130,7 @@ def main() -> None:
         "generation": gen,
         "render": rend,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    write_json(args.out, result, sort_keys=False)
     print(f"{'system':<12}{'sequences':>10}{'seconds':>9}{'disk MB':>9}{'open s':>8}")
     for g in gen:
         name = g["config"]["system"]
@@ -124,6 +145,7 @@ def main() -> None:
             f"{r['frames_per_s']:>10}"
         )
     print(f"\nwrote {args.out}")
+    return result
 
 
 if __name__ == "__main__":
