@@ -23,8 +23,17 @@ def version() -> str:
         return "unknown"
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows each option's default, and keeps the description's and epilog's line breaks."""
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default (not None or False), keeps the text's line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or default in (None, False, argparse.SUPPRESS):
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return f"{text} (default: %(default)s)".strip()
+        return text
 
 
 def make_parser(prog: str, description: str, examples: str) -> argparse.ArgumentParser:

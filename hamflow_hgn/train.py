@@ -365,9 +365,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", required=True, help="dataset directory (python -m hamflow_hgn.data)")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--model", default=default_of(t, "model_name"), choices=sorted(MODELS))
-    p.add_argument("--variant", default=default_of(m, "variant"), choices=sorted(VARIANTS))
-    p.add_argument("--protocol", default=default_of(m, "protocol"), choices=sorted(PROTOCOLS))
+    p.add_argument(
+        "--model", default=default_of(t, "model_name"), choices=sorted(MODELS),
+        help="registered model (hamflow_hgn.models.MODELS)",
+    )  # fmt: skip
+    p.add_argument(
+        "--variant", default=default_of(m, "variant"), choices=sorted(VARIANTS),
+        help="HGN variant (Table 1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--protocol", default=default_of(m, "protocol"), choices=sorted(PROTOCOLS),
+        help="which frames the encoder sees and the loss covers",
+    )  # fmt: skip
     p.add_argument(
         "--predict-k", type=positive_int, default=default_of(m, "predict_k"),
         help="input frames of the 'predict' protocol",

@@ -33,8 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--system", choices=sorted(SYSTEMS), help="required unless --preview")
     parser.add_argument("--out", type=Path, help="dataset directory; required unless --preview")
-    parser.add_argument("--n-train", type=positive_int, default=default_of(d, "n_train"))
-    parser.add_argument("--n-test", type=positive_int, default=default_of(d, "n_test"))
+    parser.add_argument(
+        "--n-train", type=positive_int, default=default_of(d, "n_train"), help="train sequences"
+    )
+    parser.add_argument(
+        "--n-test", type=positive_int, default=default_of(d, "n_test"), help="test sequences"
+    )
     parser.add_argument(
         "--steps", type=positive_int, default=default_of(d, "steps"), help="frames per sequence"
     )

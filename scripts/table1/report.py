@@ -256,7 +256,7 @@ def results_markdown(
         "sequences, 15 000 steps; resumable) is one command:",
         "",
         "```bash",
-        "scripts/reproduce_table1.sh --scale paper --root /path/with/space --hnn-check",
+        "scripts/reproduce_table1.sh --scale paper --root /path/with/space --hnn-check --publish",
         "```",
         "",
     ]
