@@ -79,6 +79,7 @@ def _int_at_least(minimum: int):
         return value
 
     parse.__name__ = f"int>={minimum}"
+    parse.__doc__ = f"argparse type: an integer >= {minimum}, or a usage error saying so."
     return parse
 
 

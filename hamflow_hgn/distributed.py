@@ -44,6 +44,7 @@ class IndexSampler:
         self.pos = 0
 
     def next(self, count: int) -> Tensor:
+        """The next ``count`` indices, starting a fresh permutation at each epoch's end."""
         out = []
         while count > 0:
             if self.pos >= self.n:
@@ -56,9 +57,11 @@ class IndexSampler:
         return torch.cat(out)
 
     def state_dict(self) -> dict[str, Any]:
+        """Generator state, permutation and position (for checkpoints)."""
         return {"generator": self.generator.get_state(), "perm": self.perm.clone(), "pos": self.pos}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
         self.generator.set_state(state["generator"].cpu())
         self.perm = state["perm"].cpu().clone()
         self.pos = int(state["pos"])
@@ -116,6 +119,8 @@ def init_distributed(device_name: str) -> tuple[int, int, int]:
 
 
 def mean_over_ranks(world: int) -> Callable[[Tensor], Tensor]:
+    """``reduce(x)``: the mean of a detached tensor over ``world`` ranks (identity for one)."""
+
     def reduce(x: Tensor) -> Tensor:
         if world == 1:
             return x

@@ -47,6 +47,12 @@ def _check_state_dim(x: Tensor, state_dim: int, name: str = "x") -> None:
         raise ValueError(f"{name}: expected shape (B, {state_dim}), got {tuple(x.shape)}")
 
 
+def _even_state_dim(state_dim: int) -> int:
+    if int(state_dim) < 2 or int(state_dim) % 2:
+        raise ValueError(f"state_dim: expected an even integer >= 2, got {state_dim!r}")
+    return int(state_dim)
+
+
 class _FieldAsHamiltonian(Hamiltonian):
     """Adapter: a vector field ``f(x) = (dq/dt, dp/dt)`` seen through the Hamiltonian interface.
 
@@ -75,6 +81,7 @@ class _StateModel(nn.Module):
     state_dim: int
 
     def time_derivative(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """``dx/dt`` at states ``x (B, state_dim)``."""
         raise NotImplementedError
 
     def _as_hamiltonian(self) -> Hamiltonian:
@@ -139,12 +146,11 @@ class HNN(_StateModel):
         self, state_dim: int, hidden: Sequence[int] = (200, 200), activation: str = "tanh"
     ) -> None:
         super().__init__()
-        if int(state_dim) < 2 or int(state_dim) % 2:
-            raise ValueError(f"state_dim: expected an even integer >= 2, got {state_dim!r}")
-        self.state_dim = int(state_dim)
+        self.state_dim = _even_state_dim(state_dim)
         self.hamiltonian = MLPHamiltonian(self.state_dim // 2, hidden, activation)
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(q, p)``: the halves of ``x = cat(q, p)``."""
         half = self.state_dim // 2
         return x[..., :half], x[..., half:]
 
@@ -178,9 +184,7 @@ class MLPVectorField(_StateModel):
         self, state_dim: int, hidden: Sequence[int] = (200, 200), activation: str = "tanh"
     ) -> None:
         super().__init__()
-        if int(state_dim) < 2 or int(state_dim) % 2:
-            raise ValueError(f"state_dim: expected an even integer >= 2, got {state_dim!r}")
-        self.state_dim = int(state_dim)
+        self.state_dim = _even_state_dim(state_dim)
         self.net = mlp([self.state_dim, *hidden, self.state_dim], activation)
 
     def time_derivative(self, x: Tensor) -> Tensor:

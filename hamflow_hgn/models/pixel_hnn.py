@@ -125,6 +125,7 @@ class PixelHNN(nn.Module):
 
     @property
     def pair_shape(self) -> tuple[int, int, int, int]:
+        """Shape of one decoded frame pair, ``(2, C, H, W)``."""
         c = self.config
         return (2, c.channels, c.image_size, c.image_size)
 
