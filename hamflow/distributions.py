@@ -84,7 +84,10 @@ class SoftUniform(nf.distributions.BaseDistribution):
 class GaussianMomentumEncoder(nn.Module):
     """Variational momentum density ``f_ψ(p | q) = N(p; μ(q), σ(q))`` (paper Sec. 3.3, A.2).
 
-    ``μ`` and ``log σ`` are separate ReLU MLPs ``[d, 128, 128, d]``, as in the paper.
+    With ``trunk="separate"`` (the paper), ``μ`` and ``log σ`` are separate ReLU MLPs
+    ``[d, 128, 128, d]``; with ``trunk="shared"``, one MLP ``[d, 128, 128, 2d]`` outputs both,
+    which halves the encoder's cost. Both start at a standard normal momentum (zero mean, unit
+    scale).
 
     Example:
         >>> enc = GaussianMomentumEncoder(2, hidden=(16,))
@@ -92,20 +95,32 @@ class GaussianMomentumEncoder(nn.Module):
         >>> p, log_f = enc.rsample(q)
         >>> p.shape, log_f.shape
         (torch.Size([4, 2]), torch.Size([4]))
+        >>> bool(torch.allclose(enc.log_prob(p, q), log_f))
+        True
     """
 
-    def __init__(self, dim: int, hidden: Sequence[int] = (128, 128)) -> None:
+    def __init__(self, dim: int, hidden: Sequence[int] = (128, 128), trunk: str = "separate"):
         super().__init__()
-        widths = [int(dim), *[int(h) for h in hidden], int(dim)]
-        self.mean = mlp(widths)
-        self.log_scale = mlp(widths)
-        # Start from a standard normal momentum: zero mean and unit scale.
-        for net in (self.mean, self.log_scale):
+        if trunk not in ("separate", "shared"):
+            raise ValueError(f"trunk: expected 'separate' or 'shared', got {trunk!r}")
+        self.dim = int(dim)
+        self.trunk = trunk
+        if trunk == "shared":
+            self.net = mlp([self.dim, *[int(h) for h in hidden], 2 * self.dim])
+            heads = [self.net]
+        else:
+            widths = [self.dim, *[int(h) for h in hidden], self.dim]
+            self.mean = mlp(widths)
+            self.log_scale = mlp(widths)
+            heads = [self.mean, self.log_scale]
+        for net in heads:
             nn.init.zeros_(net[-1].weight)
             nn.init.zeros_(net[-1].bias)
 
     def params(self, q: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-scale of ``p`` given ``q``."""
+        if self.trunk == "shared":
+            return self.net(q).chunk(2, dim=-1)
         return self.mean(q), self.log_scale(q)
 
     def log_prob(self, p: Tensor, q: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .hamiltonians import Hamiltonian
-from .integrators import check_dt_steps, get_integrator
+from .integrators import KickCache, check_dt_steps, get_integrator
 
 __all__ = ["HamiltonianFlow", "check_phase_space"]
 
@@ -132,9 +132,15 @@ class HamiltonianFlow(nf.flows.Flow):
     def _zero_log_det(self, z: Tensor) -> Tensor:
         return torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
 
-    def step(self, q: Tensor, p: Tensor, *, inverse: bool = False) -> tuple[Tensor, Tensor]:
-        """The flow map on an already validated ``(q, p)`` pair (no input checks)."""
-        return self.info.step(self.hamiltonian, q, p, self._dt(q), self.steps, inverse)
+    def step(
+        self, q: Tensor, p: Tensor, *, inverse: bool = False, cache: KickCache | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The flow map on an already validated ``(q, p)`` pair (no input checks).
+
+        ``cache`` (a :class:`~hamflow.integrators.KickCache`) lets consecutive layers that share
+        a potential reuse the gradient where they meet.
+        """
+        return self.info.step(self.hamiltonian, q, p, self._dt(q), self.steps, inverse, cache)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         self._check_density()
@@ -149,6 +155,6 @@ class HamiltonianFlow(nf.flows.Flow):
         return torch.cat([q, p], dim=-1), self._zero_log_det(z)
 
     def extra_repr(self) -> str:
-        dt = float(self.dt)
+        dt = float(self.dt.detach()) if isinstance(self.dt, Tensor) else self.dt
         learn = ", learn_dt=True" if isinstance(self.dt, nn.Parameter) else ""
         return f"dt={dt:.4g}, steps={self.steps}, integrator={self.integrator_name!r}{learn}"

@@ -79,6 +79,11 @@ class MLPEnergy(Energy):
         closed_form: compute :meth:`grad` in closed form (default) or by autograd.
         out_scale: multiplies the initial output layer weights; a small value starts the flow
             close to the identity.
+        gain: the weights are stored divided by ``gain`` and multiplied back when used. The
+            function at initialisation is the same, but an optimiser step of a given size
+            (Adam's is about its learning rate) moves the energy ``gain`` times further. NHF
+            uses it to let its potentials learn faster than its encoder
+            (``benchmarks/nhf_ablation.py``).
 
     Example:
         >>> energy = MLPEnergy(2, hidden=(16, 16)).double()
@@ -96,14 +101,18 @@ class MLPEnergy(Energy):
         *,
         closed_form: bool = True,
         out_scale: float = 1.0,
+        gain: float = 1.0,
     ) -> None:
         super().__init__()
         if int(dim) < 1:
             raise ValueError(f"dim: expected a positive integer, got {dim!r}")
         if len(hidden) < 1 or any(int(h) < 1 for h in hidden):
             raise ValueError(f"hidden: expected one or more positive widths, got {hidden!r}")
+        if not (isinstance(gain, (int, float)) and math.isfinite(gain) and gain > 0):
+            raise ValueError(f"gain: expected a positive finite number, got {gain!r}")
         self.dim = int(dim)
         self.closed_form = closed_form
+        self.gain = float(gain)
         widths = [self.dim, *[int(h) for h in hidden]]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         # No output bias: a constant offset of the energy moves nothing, and a parameter that
@@ -111,31 +120,38 @@ class MLPEnergy(Energy):
         self.layers.append(nn.Linear(widths[-1], 1, bias=False))
         with torch.no_grad():
             self.layers[-1].weight.mul_(out_scale)
+            for param in self.parameters():
+                param.div_(self.gain)
 
     def _flat(self, x: Tensor) -> Tensor:
-        h = x.reshape(x.shape[0], -1)
+        h = x.flatten(1) if x.dim() > 1 else x.reshape(x.shape[0], -1)
         if h.shape[1] != self.dim:
             raise ValueError(
                 f"x: expected {self.dim} features per batch element, got shape {tuple(x.shape)}"
             )
-        return h
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self._flat(x)
         if not torch.isfinite(h).all():
             raise ValueError("x: expected finite values, got NaN or inf")
-        for layer in self.layers[:-1]:
-            h = F.softplus(layer(h))
-        return self.layers[-1](h).squeeze(-1)
+        return h
 
-    def grad(self, x: Tensor) -> Tensor:
-        if not self.closed_form:
-            return autograd_grad(self, x)
+    def _params(self) -> list[Tensor]:
+        """``W_1, b_1, …, W_L, b_L, w``: the effective (gain-multiplied) weights."""
         params: list[Tensor] = []
         for layer in self.layers[:-1]:
             params += [layer.weight, layer.bias]
         params.append(self.layers[-1].weight)
-        g = MLPInputGrad.apply(self._flat(x), *params)
+        return params if self.gain == 1.0 else [self.gain * p for p in params]
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self._flat(x)
+        params = self._params()
+        for i in range(0, len(params) - 1, 2):
+            h = F.softplus(F.linear(h, params[i], params[i + 1]))
+        return F.linear(h, params[-1]).squeeze(-1)
+
+    def grad(self, x: Tensor) -> Tensor:
+        if not self.closed_form:
+            return autograd_grad(self, x)
+        g = MLPInputGrad.apply(self._flat(x), *self._params())
         return g.reshape(x.shape)
 
 

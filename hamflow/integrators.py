@@ -14,7 +14,9 @@ The symplectic schemes (``symplectic_euler``, ``leapfrog``, ``yoshida4``) are wr
 sequences of *kicks* ``p ← p − c·dt·∂V/∂q(q)`` and *drifts* ``q ← q + c·dt·∂K/∂p(p)``. Each
 sub-step is a shear, so its Jacobian determinant is exactly one. They need a separable
 Hamiltonian and refuse any other. Consecutive sub-steps of the same kind are merged, so ``n``
-leapfrog steps cost ``n + 1`` potential gradients instead of ``2n``.
+leapfrog steps cost ``n + 1`` potential gradients instead of ``2n``; across calls, a
+:class:`KickCache` carries the last gradient over, so a :func:`rollout` of ``n`` single steps
+costs ``n + 1`` as well.
 
 ``euler`` and ``rk4`` work with any Hamiltonian but preserve neither volume nor energy; use them
 for dynamics, never as a density flow.
@@ -46,6 +48,7 @@ __all__ = [
     "yoshida4",
     "rk4",
     "IntegratorInfo",
+    "KickCache",
     "INTEGRATORS",
     "get_integrator",
     "integrate",
@@ -116,6 +119,34 @@ def _merged(scheme: Scheme, steps: int) -> Scheme:
     return tuple(out)
 
 
+class KickCache:
+    """Remembers the last potential gradient ``∂V/∂q(q)`` so that a kick at the same ``q`` reuses it.
+
+    Two half-kicks of one potential at the same position, the last of a leapfrog step and the
+    first of the next, need one gradient evaluation, not two. Within one call the merged scheme
+    already does this; a cache passed from call to call (as :func:`rollout` and NHF's transport do)
+    extends it across calls. A hit needs the same potential and the very same ``q`` tensor object,
+    so a cache can never return a stale gradient.
+    """
+
+    __slots__ = ("_key", "_q", "_grad", "hits")
+
+    def __init__(self) -> None:
+        self._key: object = None
+        self._q: Tensor | None = None
+        self._grad: Tensor | None = None
+        self.hits = 0
+
+    def dV_dq(self, hamiltonian: Hamiltonian, q: Tensor) -> Tensor:
+        key = getattr(hamiltonian, "potential", hamiltonian)
+        if self._q is q and self._key is key:
+            self.hits += 1
+            return self._grad
+        grad = hamiltonian.dV_dq(q)
+        self._key, self._q, self._grad = key, q, grad
+        return grad
+
+
 def _run_scheme(
     scheme: Scheme,
     hamiltonian: Hamiltonian,
@@ -124,13 +155,15 @@ def _run_scheme(
     dt: float | Tensor,
     steps: int,
     inverse: bool,
+    cache: KickCache | None = None,
 ) -> tuple[Tensor, Tensor]:
     subs = _merged(scheme, steps)
     if inverse:
         subs = tuple((kind, -c) for kind, c in reversed(subs))
     for kind, c in subs:
         if kind == "kick":
-            p = p - (c * dt) * hamiltonian.dV_dq(q)
+            grad = hamiltonian.dV_dq(q) if cache is None else cache.dV_dq(hamiltonian, q)
+            p = p - (c * dt) * grad
         else:
             q = q + (c * dt) * hamiltonian.dK_dp(p)
     return q, p
@@ -262,7 +295,7 @@ def euler(
     )
 
 
-def _euler_steps(hamiltonian, q, p, dt, steps, inverse):
+def _euler_steps(hamiltonian, q, p, dt, steps, inverse, cache=None):
     if inverse:
         _no_inverse("euler")
     for _ in range(steps):
@@ -299,7 +332,7 @@ def rk4(
     )
 
 
-def _rk4_steps(hamiltonian, q, p, dt, steps, inverse):
+def _rk4_steps(hamiltonian, q, p, dt, steps, inverse, cache=None):
     if inverse:
         _no_inverse("rk4")
 
@@ -325,8 +358,9 @@ class IntegratorInfo:
 
     Attributes:
         fn: the integrator function (shared signature, see the module docstring).
-        step: the same map without input checks, ``step(H, q, p, dt, steps, inverse)``, for
-            inner loops whose inputs were validated once (rollouts, flows).
+        step: the same map without input checks, ``step(H, q, p, dt, steps, inverse, cache)``,
+            for inner loops whose inputs were validated once (rollouts, flows); ``cache`` is an
+            optional :class:`KickCache` (used by the kick-drift schemes, ignored by the others).
         order: global order of accuracy.
         symplectic: preserves the symplectic form, hence volume (log-det exactly zero).
         needs_separable: only accepts ``H = K(p) + V(q)``.
@@ -413,8 +447,9 @@ def rollout(
     """
     info = _validate(method, hamiltonian, q, p, dt, steps)
     qs, ps = [q], [p]
+    cache = KickCache()  # the closing half-kick of a step and the next opening one share ∂V/∂q
     for _ in range(steps):
-        q, p = info.step(hamiltonian, q, p, dt, 1, False)
+        q, p = info.step(hamiltonian, q, p, dt, 1, False, cache)
         qs.append(q)
         ps.append(p)
     return torch.stack(qs), torch.stack(ps)

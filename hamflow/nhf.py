@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from .distributions import GaussianMomentumEncoder, SoftUniform
 from .flows import HamiltonianFlow
 from .hamiltonians import Energy, MLPEnergy, QuadraticEnergy, SeparableHamiltonian
-from .integrators import get_integrator
+from .integrators import KickCache, get_integrator
+from .scaling import ConformalFriction, DiagonalAffine
 
 __all__ = ["NHF"]
 
@@ -30,11 +31,23 @@ __all__ = ["NHF"]
 class NHF(nn.Module):
     """Neural Hamiltonian Flow density model over ``dim``-dimensional data (paper Sec. 3.3, A.2).
 
-    Defaults follow the paper: each flow has its own Hamiltonian ``K(p) + V(q)`` with softplus MLP
-    energies ``[d, 128, 128, 1]``, integrated by leapfrog with ``steps_per_flow = 2``; the momentum
-    encoder is a Gaussian with ReLU MLPs ``[d, 128, 128, d]``. The paper gives no step size; the
-    default ``dt = 0.5``, learned per flow, is what won ``benchmarks/nhf_defaults.py`` on a density
-    the toy benchmark never saw (docs/benchmarks.md).
+    A prior state ``s₀ = (q₀, p₀)`` is moved by ``num_flows`` learned Hamiltonian flows, each
+    ``steps_per_flow`` leapfrog steps of its own ``H_i = K(p) + V_i(q)``; the data is the final
+    position (optionally through a diagonal affine map, below). The momentum is a latent variable
+    with a Gaussian encoder ``f(p | q)``, and training maximises the ELBO of Eq. 6.
+
+    The defaults are **not** the paper's: they are what won ``benchmarks/toy_density.py`` and its
+    ablation (docs/benchmarks.md), all inside the Hamiltonian family:
+
+    - ``kinetic="fixed"``: ``K = ½|p|²`` (Souveton et al., 2023), so only ``V`` is learned and a
+      drift costs no network evaluation;
+    - ``affine=True``: a :class:`~hamflow.scaling.DiagonalAffine` map ``x = b + e^s ⊙ q_T`` with
+      exact log-det ``Σ s``, initialised from the first training batch's mean and standard
+      deviation, so the model starts at the data's diagonal Gaussian;
+    - a learned step size per flow.
+
+    :meth:`paper` builds the configuration of paper A.2 exactly (learned MLP ``K`` and ``V``,
+    no affine map, two separate encoder MLPs).
 
     Args:
         dim: data dimension ``d`` (the phase space has ``2d``).
@@ -45,19 +58,30 @@ class NHF(nn.Module):
         encoder_hidden: hidden widths of the momentum encoder MLPs.
         prior: ``"normal"``, ``"soft_uniform"`` or any normflows ``BaseDistribution`` over
             ``2d`` dimensions.
-        kinetic: ``"mlp"`` (learned ``K(p)``) or ``"quadratic"`` (``½ pᵀM⁻¹p``, learned mass).
+        kinetic: ``"fixed"`` (``½|p|²``), ``"quadratic"`` (``½ pᵀM⁻¹p``, learned diagonal mass)
+            or ``"mlp"`` (a learned softplus MLP, as in the paper).
         learn_dt: make each flow's ``dt`` trainable.
-        share_hamiltonian: one Hamiltonian for all flows, as in HGN, instead of one per flow.
+        share_hamiltonian: one Hamiltonian for all flows, as in HGN, instead of one per flow
+            (the half-kicks where two flows meet then share one gradient evaluation).
         integrator: a symplectic integrator name (``leapfrog``, ``yoshida4``,
             ``symplectic_euler``).
+        affine: put a data-initialised diagonal affine map between ``q_T`` and the data.
+        encoder_trunk: ``"shared"`` (one MLP outputs mean and log-scale) or ``"separate"`` (two
+            MLPs, as in the paper).
+        friction: a learned :class:`~hamflow.scaling.ConformalFriction` ``p ← e^{−c} p`` after
+            every flow (exact log-det ``−Σ c``), so that states can settle into the wells of ``V``.
+        potential_gain: the potentials' :class:`~hamflow.hamiltonians.MLPEnergy` ``gain``: an
+            optimiser step moves ``V`` this many times further than the rest of the model.
 
     Example:
         >>> model = NHF(dim=2, num_flows=2, hidden=(16, 16), encoder_hidden=(16,))
         >>> x = torch.randn(8, 2)
-        >>> loss = model.forward_kld(x)          # -mean ELBO
+        >>> loss = model.forward_kld(x)          # -mean ELBO; the first batch sets the affine map
         >>> loss.backward()
         >>> model.log_prob(x, num_samples=4).shape, model.sample(3).shape
         (torch.Size([8]), torch.Size([3, 2]))
+        >>> model(x).shape                       # calling the model is log_prob
+        torch.Size([8])
     """
 
     def __init__(
@@ -69,13 +93,17 @@ class NHF(nn.Module):
         hidden: Sequence[int] = (128, 128),
         encoder_hidden: Sequence[int] = (128, 128),
         prior: str | nf.distributions.BaseDistribution = "normal",
-        kinetic: str = "mlp",
+        kinetic: str = "fixed",
         learn_dt: bool = True,
         share_hamiltonian: bool = False,
         integrator: str = "leapfrog",
+        affine: bool = True,
+        encoder_trunk: str = "shared",
+        friction: bool = True,
+        potential_gain: float = 3.0,
     ) -> None:
         super().__init__()
-        if not isinstance(dim, int) or dim < 1:
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
             raise ValueError(f"dim: expected a positive integer, got {dim!r}")
         if not isinstance(num_flows, int) or num_flows < 1:
             raise ValueError(f"num_flows: expected an integer >= 1, got {num_flows!r}")
@@ -88,12 +116,14 @@ class NHF(nn.Module):
             )
         self.dim = dim
         self.prior = self._make_prior(prior, dim)
-        self.encoder = GaussianMomentumEncoder(dim, encoder_hidden)
+        self.encoder = GaussianMomentumEncoder(dim, encoder_hidden, trunk=encoder_trunk)
+        self.affine = DiagonalAffine(dim) if affine else None
+        # A fixed kinetic energy has no parameters: one module serves every flow.
+        fixed = QuadraticEnergy(dim, learnable=False) if kinetic == "fixed" else None
 
         def hamiltonian() -> SeparableHamiltonian:
-            return SeparableHamiltonian(
-                self._make_kinetic(kinetic, dim, hidden), MLPEnergy(dim, hidden)
-            )
+            k = fixed if fixed is not None else self._make_kinetic(kinetic, dim, hidden)
+            return SeparableHamiltonian(k, MLPEnergy(dim, hidden, gain=potential_gain))
 
         shared = hamiltonian() if share_hamiltonian else None
         self.flows = nn.ModuleList(
@@ -102,6 +132,37 @@ class NHF(nn.Module):
             )
             for _ in range(num_flows)
         )
+        self.frictions = (
+            nn.ModuleList(ConformalFriction(dim) for _ in range(num_flows)) if friction else None
+        )
+
+    @classmethod
+    def paper(cls, dim: int, **overrides) -> NHF:
+        """The NHF of paper A.2: learned MLP ``K`` and ``V`` ``[d, 128, 128, 1]``, two leapfrog
+        steps per flow, two encoder MLPs ``[d, 128, 128, d]``, no affine map, a fixed ``dt``.
+
+        The paper gives no step size; ``dt = 0.25`` is this project's choice for it. Any argument
+        of :class:`NHF` can be overridden.
+
+        Example:
+            >>> NHF.paper(2).flows[0].hamiltonian.kinetic.__class__.__name__
+            'MLPEnergy'
+        """
+        config = dict(
+            num_flows=4,
+            steps_per_flow=2,
+            dt=0.25,
+            hidden=(128, 128),
+            encoder_hidden=(128, 128),
+            kinetic="mlp",
+            learn_dt=False,
+            affine=False,
+            encoder_trunk="separate",
+            friction=False,
+            potential_gain=1.0,
+        )
+        config.update(overrides)
+        return cls(dim, **config)
 
     @staticmethod
     def _make_prior(prior, dim: int) -> nf.distributions.BaseDistribution:
@@ -122,7 +183,7 @@ class NHF(nn.Module):
             return MLPEnergy(dim, hidden)
         if kinetic == "quadratic":
             return QuadraticEnergy(dim)
-        raise ValueError(f"kinetic: expected 'mlp' or 'quadratic', got {kinetic!r}")
+        raise ValueError(f"kinetic: expected 'fixed', 'quadratic' or 'mlp', got {kinetic!r}")
 
     # -- maps between the prior and the data -------------------------------------------------
 
@@ -131,77 +192,140 @@ class NHF(nn.Module):
     ) -> tuple[Tensor, Tensor] | list[tuple[Tensor, Tensor]]:
         """Move ``(q, p)`` through all flows: prior → data, or data → prior with ``inverse``.
 
+        ``q`` here is the flows' position ``q_T``, before the affine map (see :meth:`to_data`).
         With ``return_all`` the states after every flow are returned, the start included.
         """
-        flows = reversed(self.flows) if inverse else self.flows
+        frictions = self.frictions or [None] * len(self.flows)
+        layers = list(zip(self.flows, frictions))
         states = [(q, p)]
-        for flow in flows:
-            q, p = flow.step(q, p, inverse=inverse)
+        cache = KickCache()  # flows sharing one Hamiltonian share the gradient where they meet
+        for flow, friction in reversed(layers) if inverse else layers:
+            if inverse and friction is not None:
+                p = friction.damp(p, inverse=True)
+            q, p = flow.step(q, p, inverse=inverse, cache=cache)
+            if not inverse and friction is not None:
+                p = friction.damp(p)
             if return_all:
                 states.append((q, p))
         return states if return_all else (q, p)
+
+    def flow_log_det(self) -> Tensor | float:
+        """``ln |det|`` of the prior → ``(q_T, p_T)`` map: the frictions' ``−Σ c`` (else 0)."""
+        if self.frictions is None:
+            return 0.0
+        return sum(f.log_det() for f in self.frictions)
+
+    def to_data(self, q: Tensor) -> Tensor:
+        """The affine map from the flows' ``q_T`` to data space (the identity without one)."""
+        return q if self.affine is None else self.affine(q)[0]
+
+    def from_data(self, x: Tensor) -> tuple[Tensor, Tensor | float]:
+        """``q_T`` for data ``x`` and ``ln |det ∂q_T/∂x|`` (``0.0`` without an affine map)."""
+        if self.affine is None:
+            return x, 0.0
+        q, log_det = self.affine.inverse(x)
+        return q, log_det
 
     def _check_x(self, x: Tensor) -> None:
         if not isinstance(x, Tensor):
             raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 2 or x.shape[-1] != self.dim:
             raise ValueError(f"x: expected shape (batch, {self.dim}), got {tuple(x.shape)}")
+        ref = self._param_ref()
+        if x.dtype != ref.dtype:
+            raise TypeError(
+                f"x: expected dtype {ref.dtype} (the model's), got {x.dtype}; convert the data "
+                f"with x.to({ref.dtype}) or the model with model.to({x.dtype})"
+            )
         if not torch.isfinite(x).all():
             raise ValueError("x: expected finite values, got NaN or inf")
 
     def _log_weights(self, x: Tensor, num_samples: int) -> Tensor:
-        """``ln π(s₀) − ln f(p | x)`` for ``num_samples`` momenta per point: ``(K, B)``."""
-        p, log_f = self.encoder.rsample(x, num_samples)
-        q = x if num_samples == 1 else x.expand(num_samples, *x.shape)
+        """``ln π(s₀) + ln|det| − ln f(p | q_T)`` for ``num_samples`` momenta per point: ``(K, B)``."""
+        q, log_det = self.from_data(x)
+        p, log_f = self.encoder.rsample(q, num_samples)
+        if num_samples > 1:
+            q = q.expand(num_samples, *q.shape)
         q0, p0 = self.transport(q.reshape(-1, self.dim), p.reshape(-1, self.dim), inverse=True)
         log_pi = self.prior.log_prob(torch.cat([q0, p0], dim=-1))
-        return log_pi.reshape(log_f.shape) - log_f
+        return log_pi.reshape(log_f.shape) - log_f + log_det - self.flow_log_det()
 
     # -- the normflows-style API --------------------------------------------------------------
 
     def elbo(self, x: Tensor, num_samples: int = 1) -> Tensor:
-        """Single-sample (or ``num_samples``-averaged) ELBO of paper Eq. 6, shape ``(B,)``."""
+        """Single-sample (or ``num_samples``-averaged) ELBO of paper Eq. 6, shape ``(B,)``.
+
+        In training mode, the first call initialises the affine map from ``x`` (see
+        :class:`~hamflow.scaling.DiagonalAffine`).
+        """
         self._check_x(x)
         _check_num_samples(num_samples)
+        if x.shape[0] == 0:
+            return x.new_zeros(0)
+        if self.affine is not None and self.training:
+            self.affine.maybe_initialize(x)
         log_w = self._log_weights(x, num_samples)
         return log_w if num_samples == 1 else log_w.mean(0)
 
     def forward_kld(self, x: Tensor, num_samples: int = 1) -> Tensor:
         """``-mean ELBO``: the training loss, the same call as a normflows model."""
-        return -self.elbo(x, num_samples).mean()
+        elbo = self.elbo(x, num_samples)
+        if elbo.numel() == 0:
+            raise ValueError("x: expected at least one data point for a training loss, got 0")
+        return -elbo.mean()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def log_prob(self, x: Tensor, num_samples: int = 64, chunk_size: int = 2**16) -> Tensor:
         """Importance-weighted (IWAE) estimate of ``ln p(x)`` with ``K = num_samples``, ``(B,)``.
 
-        It is a lower bound in expectation that tightens as ``K`` grows. Points are processed in
-        chunks of about ``chunk_size`` phase-space states.
+        It is a lower bound in expectation that tightens as ``K`` grows (docs/density.md says how
+        close the default is to ``K = 2048``). Points are processed in chunks of about
+        ``chunk_size`` phase-space states, without an autograd graph.
         """
         self._check_x(x)
         _check_num_samples(num_samples)
         rows = max(1, chunk_size // num_samples)
-        out = []
+        out = [x.new_zeros(0)]
         for xb in x.split(rows):
             log_w = self._log_weights(xb, num_samples).reshape(num_samples, -1)
             out.append(torch.logsumexp(log_w, dim=0) - math.log(num_samples))
         return torch.cat(out)
 
+    def forward(self, x: Tensor, num_samples: int = 64) -> Tensor:
+        """Calling the model returns :meth:`log_prob` (no gradient); train on :meth:`forward_kld`."""
+        return self.log_prob(x, num_samples)
+
     def sample(
         self, num_samples: int = 1, return_momentum: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:
-        """Draw ``num_samples`` points ``q_T`` (and their momenta ``p_T`` on request)."""
-        _check_num_samples(num_samples, "num_samples")
+        """Draw ``num_samples`` points (and their momenta ``p_T`` on request).
+
+        ``num_samples = 0`` returns empty tensors.
+        """
+        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 0:
+            raise ValueError(f"num_samples: expected an integer >= 0, got {num_samples!r}")
+        ref = self._param_ref()
+        if num_samples == 0:
+            empty = ref.new_zeros(0, self.dim)
+            return (empty, empty.clone()) if return_momentum else empty
         s0, _ = self.prior(num_samples)
-        q0, p0 = s0.to(self._param_ref()).chunk(2, dim=-1)
+        q0, p0 = s0.to(ref).chunk(2, dim=-1)
         q, p = self.transport(q0, p0)
-        return (q, p) if return_momentum else q
+        x = self.to_data(q)
+        return (x, p) if return_momentum else x
 
     def phase_space_flow(self) -> nf.NormalizingFlow:
         """A ``normflows.NormalizingFlow`` over ``(q, p)`` that shares this model's parameters.
 
-        Its ``log_prob`` is the exact joint density ``ln π(s₀)`` (the log-det is zero).
+        Its ``log_prob`` is the exact joint density of ``(q_T, p_T)``: ``ln π(s₀)`` (the
+        Hamiltonian flows' log-det is zero), before the affine map on ``q``.
         """
-        return nf.NormalizingFlow(q0=self.prior, flows=list(self.flows))
+        layers: list[nf.flows.Flow] = []
+        for i, flow in enumerate(self.flows):
+            layers.append(flow)
+            if self.frictions is not None:
+                layers.append(self.frictions[i])
+        return nf.NormalizingFlow(q0=self.prior, flows=layers)
 
     def _param_ref(self) -> Tensor:
         return next(self.encoder.parameters())

@@ -21,11 +21,14 @@ DIM = 2
 
 
 def make_model(dtype=F64, *, seed=0, prior="normal", kinetic="mlp", **kw) -> NHF:
-    """A small NHF with a deliberately imperfect, input-dependent momentum encoder.
+    """A small paper-style NHF with a deliberately imperfect, input-dependent momentum encoder.
 
     The encoder's output layers start at zero (a standard-normal proposal); they are randomised
     here so that the encoder's mean and scale depend on ``q`` and every term of the ELBO matters.
+    No affine map and no friction (the hand computations below have neither; the tests of
+    ``test_nhf_scalings.py`` cover them).
     """
+    kw = {"affine": False, "friction": False, "encoder_trunk": "separate", **kw}
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = NHF(
@@ -156,7 +159,9 @@ def test_iwae_tightens_with_K():
     seed-to-seed spread of these means is about 0.03."""
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = NHF(DIM, num_flows=3, hidden=(16, 16), encoder_hidden=(16,)).to(F64)
+        model = NHF(
+            DIM, num_flows=3, hidden=(16, 16), encoder_hidden=(16,), encoder_trunk="separate"
+        ).to(F64)
     with torch.no_grad():
         model.encoder.mean[-1].bias.fill_(0.8)
         model.encoder.log_scale[-1].bias.fill_(-0.7)
@@ -340,6 +345,10 @@ def test_save_load_round_trip():
         encoder_hidden=(16,),
         prior="soft_uniform",
         learn_dt=True,
+        kinetic="mlp",
+        affine=False,
+        friction=False,
+        encoder_trunk="separate",
     ).to(F64)
     fresh.load_state_dict(torch.load(buf))
     torch.manual_seed(15)
