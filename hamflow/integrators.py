@@ -120,7 +120,7 @@ def _merged(scheme: Scheme, steps: int) -> Scheme:
 
 
 class KickCache:
-    """Remembers the last potential gradient ``∂V/∂q(q)`` so that a kick at the same ``q`` reuses it.
+    """The last potential gradient ``∂V/∂q(q)``, reused by a kick at the same ``q``.
 
     Two half-kicks of one potential at the same position, the last of a leapfrog step and the
     first of the next, need one gradient evaluation, not two. Within one call the merged scheme

@@ -241,7 +241,10 @@ class NHF(nn.Module):
             raise ValueError("x: expected finite values, got NaN or inf")
 
     def _log_weights(self, x: Tensor, num_samples: int) -> Tensor:
-        """``ln π(s₀) + ln|det| − ln f(p | q_T)`` for ``num_samples`` momenta per point: ``(K, B)``."""
+        """``ln π(s₀) + ln|det| − ln f(p | q_T)`` for ``num_samples`` momenta per point, ``(K, B)``.
+
+        ``ln|det|`` is that of the data → prior map: the affine map's and the frictions'.
+        """
         q, log_det = self.from_data(x)
         p, log_f = self.encoder.rsample(q, num_samples)
         if num_samples > 1:
@@ -292,7 +295,7 @@ class NHF(nn.Module):
         return torch.cat(out)
 
     def forward(self, x: Tensor, num_samples: int = 64) -> Tensor:
-        """Calling the model returns :meth:`log_prob` (no gradient); train on :meth:`forward_kld`."""
+        """Calling the model is :meth:`log_prob` (no gradient); train on :meth:`forward_kld`."""
         return self.log_prob(x, num_samples)
 
     def sample(

@@ -22,7 +22,7 @@ __all__ = ["DiagonalAffine", "ConformalFriction"]
 
 
 class DiagonalAffine(nf.flows.Flow):
-    """Per-dimension affine map ``y = b + exp(s) ⊙ x`` with exact log-det ``Σ s`` (a normflows Flow).
+    """Per-dimension affine ``y = b + exp(s) ⊙ x``, exact log-det ``Σ s`` (a normflows Flow).
 
     ``forward`` maps base → data and returns ``log |det ∂y/∂x| = Σ s`` per row; ``inverse`` maps
     data → base and returns ``−Σ s``. :meth:`initialize` sets ``b`` and ``s`` from a data batch so
