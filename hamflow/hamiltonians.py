@@ -194,10 +194,19 @@ class QuadraticEnergy(Energy):
         """The diagonal of ``M⁻¹``, shaped like one batch element of ``p``."""
         return torch.exp(-self.log_scale) / self.mass
 
+    def _check(self, p: Tensor) -> None:
+        if p.shape[1:] != self.log_scale.shape:
+            raise ValueError(
+                f"p: expected shape (batch, {', '.join(map(str, self.log_scale.shape))}), "
+                f"got {tuple(p.shape)}"
+            )
+
     def forward(self, p: Tensor) -> Tensor:
+        self._check(p)
         return 0.5 * (p * p * self.inverse_mass()).flatten(1).sum(-1)
 
     def grad(self, p: Tensor) -> Tensor:
+        self._check(p)
         return p * self.inverse_mass()
 
 

@@ -333,3 +333,75 @@ def test_soft_uniform_bad_dim():
     with pytest.raises(ValueError) as info:
         SoftUniform(0)
     check_message(info, "dim", "0")
+
+
+# -- empty batches, dtypes, direct calls (issue 9's audit) --------------------------------------
+
+
+def test_nhf_empty_batch_gives_empty_results():
+    model = _nhf()
+    empty = torch.zeros(0, 2)
+    assert model.elbo(empty).shape == (0,)
+    assert model.log_prob(empty).shape == (0,)
+    assert model(empty).shape == (0,)
+    assert model.sample(0).shape == (0, 2)
+    q, p = model.sample(0, return_momentum=True)
+    assert q.shape == p.shape == (0, 2)
+    with pytest.raises(ValueError) as info:
+        model.forward_kld(empty)
+    check_message(info, "x", "at least one", "0")
+
+
+def test_energies_and_flows_accept_an_empty_batch():
+    energy = MLPEnergy(2, (8,))
+    assert energy(torch.zeros(0, 2)).shape == (0,)
+    assert energy.grad(torch.zeros(0, 2)).shape == (0, 2)
+    flow = HamiltonianFlow(SeparableHamiltonian(QuadraticEnergy(2), energy), dt=0.1)
+    z, log_det = flow(torch.zeros(0, 4))
+    assert z.shape == (0, 4) and log_det.shape == (0,)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.int64])
+def test_nhf_wrong_dtype_names_both(dtype):
+    model = _nhf()  # float32
+    for method in ("elbo", "log_prob", "forward_kld"):
+        with pytest.raises(TypeError) as info:
+            getattr(model, method)(torch.zeros(3, 2, dtype=dtype))
+        message = str(info.value)
+        assert "x:" in message and "torch.float32" in message and str(dtype) in message
+
+
+def test_nhf_repr_is_quiet():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        text = repr(NHF(2))
+    assert "dt=0.5" in text and "learn_dt=True" in text
+
+
+def test_nhf_call_is_log_prob():
+    model = _nhf()
+    x = torch.randn(5, 2)
+    torch.manual_seed(3)
+    a = model(x, num_samples=8)
+    torch.manual_seed(3)
+    assert torch.equal(a, model.log_prob(x, num_samples=8))
+    assert not a.requires_grad
+
+
+def test_mlp_energy_grad_refuses_non_finite_input():
+    energy = MLPEnergy(2, (8,))
+    for closed_form in (True, False):
+        energy.closed_form = closed_form
+        with pytest.raises(ValueError) as info:
+            energy.grad(torch.tensor([[0.0, NAN]]))
+        check_message(info, "x", "finite")
+
+
+def test_quadratic_energy_wrong_width():
+    kinetic = QuadraticEnergy(3)
+    for call in (kinetic, kinetic.grad):
+        with pytest.raises(ValueError) as info:
+            call(torch.zeros(4, 2))
+        assert "(batch, 3)" in str(info.value) and "(4, 2)" in str(info.value), str(info.value)
