@@ -197,7 +197,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lr", type=float, default=None, help=f"default {d.lr}")
     for name in ("batch", "iwae_k", "seed", "threads"):
         p.add_argument(
-            f"--{name.replace('_', '-')}", type=int, default=None, help=f"default {getattr(d, name)}"
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=None,
+            help=f"default {getattr(d, name)}",
         )
     p.add_argument("--quick", action="store_true", help="smoke run on iris, 2 s per model")
     p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
