@@ -37,6 +37,7 @@ from .checkpoint import (
 )
 from .config import (
     AMP_MODES,
+    GECO_SETTINGS,
     PROTOCOLS,
     VARIANTS,
     ModelConfig,
@@ -397,8 +398,14 @@ def _parser() -> argparse.ArgumentParser:
         help="one width for every layer (ModelConfig.reduced); default: the A.1 widths",
     )  # fmt: skip
     p.add_argument(
-        "--geco-tolerance", type=float, default=default_of(m, "geco_tolerance"),
-        help="target per-pixel MSE of GECO",
+        "--geco-setting", default="default", choices=sorted(GECO_SETTINGS),
+        help="KL balancing: 'default' (tolerance 0.3 of the pixel variance, bounded lambda "
+        "steps) or 'paper' (per-pixel MSE 1e-3, Rezende & Viola's unbounded update)",
+    )  # fmt: skip
+    p.add_argument(
+        "--geco-tolerance", type=float, default=None,
+        help="GECO's target reconstruction error, in the setting's units (default: the "
+        f"setting's; {default_of(m, 'geco_tolerance')} of the pixel variance by default)",
     )  # fmt: skip
     p.add_argument(
         "--checkpoint-every", type=positive_int, default=default_of(t, "checkpoint_every"),
@@ -429,11 +436,13 @@ def _parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The :class:`TrainConfig` of parsed CLI arguments."""
     model_kw = dict(
+        GECO_SETTINGS[args.geco_setting],
         variant=args.variant,
         protocol=args.protocol,
         predict_k=args.predict_k,
-        geco_tolerance=args.geco_tolerance,
     )
+    if args.geco_tolerance is not None:
+        model_kw["geco_tolerance"] = args.geco_tolerance
     if args.width is not None:
         model = ModelConfig.reduced(args.width, **model_kw)
     else:

@@ -37,10 +37,11 @@ class HGN(nn.Module):
     Calling the module (``forward``, alias :meth:`loss`) on a batch of sequences returns the
     loss of Eq. 4 and a dict of scalar metrics. The reconstruction term is a fixed-variance
     Gaussian, i.e. a scaled L2; GECO (:class:`hamflow.GECO`, a submodule so it checkpoints with
-    the model) constrains the per-pixel MSE to ``config.geco_tolerance`` and so sets the
-    weight ``1/lambda`` of the KL term: ``loss = KL + lambda * (MSE / tolerance - 1)``. Call
-    :meth:`after_step` after each optimiser step. The ``deterministic`` variant minimises the
-    MSE alone.
+    the model) constrains the per-pixel MSE to a tolerance κ (:meth:`tolerance`: by default
+    ``config.geco_tolerance`` times the batch's pixel variance) and so sets the weight
+    ``1/lambda`` of the KL term: ``loss = KL + lambda * (MSE / κ - 1)``. With
+    ``kl_balance="fixed"`` lambda stays at ``geco_lambda_init``. Call :meth:`after_step` after
+    each optimiser step. The ``deterministic`` variant minimises the MSE alone.
 
     Args:
         config: the architecture, variant and protocol.
@@ -81,7 +82,11 @@ class HGN(nn.Module):
         )
         self.decoder = Decoder(c.state_channels, c.decoder_width, c.channels, c.n_upsample)
         self.geco = GECO(
-            1.0, alpha=c.geco_alpha, speed=c.geco_speed, lambda_init=c.geco_lambda_init
+            1.0,
+            alpha=c.geco_alpha,
+            speed=c.geco_speed,
+            lambda_init=c.geco_lambda_init,
+            max_log_step=c.geco_max_log_step,
         )
 
     # -- stages ---------------------------------------------------------------------------
@@ -177,16 +182,43 @@ class HGN(nn.Module):
         else:
             mean, logvar = mean.float(), logvar.float()
             kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(1).mean()
-            constraint = mse / c.geco_tolerance
+            constraint = mse / self.tolerance(target, reduce)
             if reduce is not None:
                 detached = constraint.detach()
                 constraint = constraint + (reduce(detached) - detached)
-            loss = self.geco(objective=kl, constraint=constraint)
+            if c.kl_balance == "fixed":
+                loss = kl + self.geco.lagrange.to(constraint.dtype) * (constraint - 1.0)
+            else:
+                loss = self.geco(objective=kl, constraint=constraint)
         metrics["kl"] = kl.detach()
         metrics["loss"] = loss.detach()
         metrics["lambda"] = self.geco.lagrange.detach().float()
         metrics["kl_weight"] = 1.0 / metrics["lambda"]
         return loss, metrics
+
+    def tolerance(self, target: Tensor, reduce: ReduceFn | None = None) -> Tensor | float:
+        """GECO's target per-pixel MSE κ for a batch of target frames ``(B, S, C, H, W)``.
+
+        ``geco_units="mse"``: ``geco_tolerance`` itself. ``"variance"``: ``geco_tolerance``
+        times the batch's per-pixel variance about its mean frame (the error of drawing the
+        batch's mean image), detached, so the target means the same on every system. Under DDP
+        ``reduce`` makes it the variance of the global batch, identical on every rank.
+
+        Example:
+            >>> model = HGN(ModelConfig.reduced(8, image_size=8, frames=4, geco_tolerance=0.5))
+            >>> x = torch.zeros(2, 4, 3, 8, 8); x[0] = 1.0   # variance 0.25 about the mean 0.5
+            >>> float(model.tolerance(x))
+            0.125
+        """
+        c = self.config
+        if c.geco_units == "mse":
+            return c.geco_tolerance
+        t = target.detach().float()
+        moments = torch.stack([t.mean(dim=(0, 1)), t.square().mean(dim=(0, 1))])
+        if reduce is not None:  # every rank holds the same number of sequences
+            moments = reduce(moments)
+        variance = (moments[1] - moments[0].square()).mean()
+        return c.geco_tolerance * variance.clamp_min(1e-8)
 
     def loss(self, images: Tensor, step: int = 0, **kwargs) -> tuple[Tensor, dict[str, Tensor]]:
         """Alias of calling the module (the trainer calls the module so DDP hooks run)."""
@@ -196,7 +228,7 @@ class HGN(nn.Module):
     def after_step(self) -> None:
         """Update GECO's multiplier; call once after every optimiser step."""
         if self.config.stochastic and self.geco._pending is not None:
-            self.geco.step()
+            self.geco.step()  # (never pending with kl_balance="fixed")
 
     # -- rollouts -------------------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 """HGN model: shapes at every stage, reversibility, gradients, errors (paper Sec. 3.2, A.1)."""
 
+import math
+
 import pytest
 import torch
 
 from hamflow.hamiltonians import autograd_grad
-from hamflow_hgn.config import PROTOCOLS, VARIANTS, ModelConfig
+from hamflow_hgn.config import GECO_SETTINGS, PROTOCOLS, VARIANTS, ModelConfig
 from hamflow_hgn.models.hgn import HGN
 from hamflow_hgn.models.networks import ConvEnergy
 
@@ -132,8 +134,76 @@ def test_geco_sets_kl_weight_and_steps():
     _, m0 = model(images)
     model.after_step()
     _, m1 = model(images)
-    assert float(m0["lambda"]) == 1.0 and float(m1["lambda"]) > 1.0  # MSE >> tolerance
+    lam0 = model.config.geco_lambda_init
+    assert float(m0["lambda"]) == lam0 and float(m1["lambda"]) > lam0  # MSE >> tolerance
     assert float(m1["kl_weight"]) == pytest.approx(1.0 / float(m1["lambda"]))
+
+
+def _pendulum_batches(n_steps: int, batch: int = 4) -> list[torch.Tensor]:
+    from hamflow_hgn.data import get_system, render_states
+
+    pend, gen = get_system("pendulum"), torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(n_steps):
+        phase = torch.rand(batch, 1, generator=gen) * 6.28
+        t = torch.arange(FRAMES) * 0.125
+        q = 1.5 * torch.cos(phase + 2.0 * t)
+        states = torch.stack([q, torch.zeros_like(q)], -1)
+        out.append(render_states(states, pend, SIZE))
+    return out
+
+
+def _lambdas(config: ModelConfig, steps: int = 10) -> list[float]:
+    torch.manual_seed(0)
+    model = HGN(config)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    history = []
+    for images in _pendulum_batches(steps):
+        loss, metrics = model(images)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.after_step()
+        history.append(float(model.geco.lagrange))
+    return history
+
+
+def test_default_kl_balance_keeps_lambda_off_its_cap_where_the_paper_setting_pins_it():
+    # Issue 10: with the paper's setting (per-pixel MSE tolerance 1e-3, unbounded update) the
+    # untrained model's MSE of ~0.1 is ~100 tolerances, so λ is multiplied by ~3 per step here
+    # (5.4 in the example) and sits at its cap of 1e6 by step 14, where the KL weight 1/λ is
+    # 1e-6 and stays so (tests/core/test_geco.py checks "by step 10" on GECO itself).
+    paper = _lambdas(small(**GECO_SETTINGS["paper"]), 15)
+    assert paper[-1] == pytest.approx(1e6)
+    default = _lambdas(small(), 15)
+    lam0, step = ModelConfig.geco_lambda_init, ModelConfig.geco_max_log_step
+    assert all(v < 1e6 * 0.99 for v in default)
+    assert max(default) <= lam0 * math.exp(15 * step) * (1 + 1e-9)  # bounded steps
+
+
+def test_tolerance_units_and_fixed_balance():
+    images = _pendulum_batches(1)[0]
+    variance = (images - images.mean(dim=(0, 1), keepdim=True)).square().mean()
+    model = HGN(small(geco_tolerance=0.25))
+    assert float(model.tolerance(images)) == pytest.approx(0.25 * float(variance), rel=1e-5)
+    assert float(HGN(small(geco_units="mse", geco_tolerance=2e-3)).tolerance(images)) == 2e-3
+    fixed = HGN(small(kl_balance="fixed", geco_lambda_init=50.0))
+    for _ in range(3):
+        loss, metrics = fixed(images)
+        fixed.after_step()
+    assert float(metrics["lambda"]) == 50.0
+    torch.manual_seed(1)
+    loss, metrics = fixed(images)
+    mse_term = 50.0 * (metrics["mse"] / fixed.tolerance(images) - 1.0)
+    assert float(loss) == pytest.approx(float(metrics["kl"] + mse_term), rel=1e-5)
+
+
+def test_paper_config_is_the_named_setting():
+    cfg = ModelConfig.paper()
+    for name, value in GECO_SETTINGS["paper"].items():
+        assert getattr(cfg, name) == value
+    assert ModelConfig.paper(frames=5).frames == 5
+    assert cfg.geco_max_log_step is None and ModelConfig().geco_max_log_step is not None
 
 
 @pytest.mark.parametrize(
@@ -144,6 +214,14 @@ def test_geco_sets_kl_weight_and_steps():
         ({"protocol": "future"}, "protocol: expected one of"),
         ({"image_size": 12}, "image_size: expected"),
         ({"dt": 0.0}, "dt: expected"),
+        ({"kl_balance": "beta"}, "kl_balance: expected one of"),
+        ({"geco_units": "nats"}, "geco_units: expected one of"),
+        ({"geco_tolerance": 0.0}, r"geco_tolerance: expected a positive number \(a fraction"),
+        ({"geco_tolerance": float("nan")}, "geco_tolerance: expected a positive"),
+        ({"geco_alpha": 1.0}, r"geco_alpha: expected a value in \[0, 1\)"),
+        ({"geco_speed": -1.0}, "geco_speed: expected a positive"),
+        ({"geco_lambda_init": 0.0}, "geco_lambda_init: expected a positive"),
+        ({"geco_max_log_step": 0.0}, "geco_max_log_step: expected a positive number or None"),
     ],
 )
 def test_bad_configs(kwargs, match):

@@ -274,6 +274,20 @@ def test_cli_edge_cases(data_dir, tmp_path, capsys):
     assert config_from_args(train_parser().parse_args(base)).model.hamiltonian_width == 64
 
 
+def test_cli_geco_setting(tmp_path):
+    base = ["--data", "D", "--out", str(tmp_path / "run")]
+    paper = config_from_args(train_parser().parse_args(base + ["--geco-setting", "paper"])).model
+    assert paper == ModelConfig.paper()
+    tuned = train_parser().parse_args(
+        base + ["--geco-setting", "paper", "--geco-tolerance", "2e-3"]
+    )
+    assert config_from_args(tuned).model == ModelConfig.paper(geco_tolerance=2e-3)
+    default = config_from_args(train_parser().parse_args(base)).model
+    assert default == ModelConfig() and default.geco_units == "variance"
+    with pytest.raises(SystemExit):
+        train_parser().parse_args(base + ["--geco-setting", "beta"])
+
+
 def test_threads_are_set_for_the_run(data_dir, tmp_path):
     old = torch.get_num_threads()
     try:
