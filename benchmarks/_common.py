@@ -122,19 +122,31 @@ def update_markdown(path: Path, block: str, tag: str) -> None:
 
 
 def publish(
-    name: str, out: dict, block: str, out_dir: Path, quick: bool, markdown: Path | None
+    name: str,
+    out: dict,
+    block: str,
+    out_dir: Path | None = None,
+    quick: bool = False,
+    markdown: Path | None = None,
+    *,
+    to_docs: bool = False,
 ) -> tuple[Path, Path]:
     """Write ``out`` to ``OUT_DIR/NAME[_quick].json`` and its Markdown block into ``markdown``.
 
-    ``markdown`` defaults to ``docs/benchmarks.md``, or ``OUT_DIR/benchmarks.md`` for a quick
-    run. A quick run never writes into the committed ``benchmarks/results/``: there it goes to
-    ``runs/benchmarks/`` instead, so smoke runs leave ``git status`` clean. Returns both paths.
+    Only ``to_docs`` (a script's ``--publish``) writes into the committed
+    ``benchmarks/results/`` and ``docs/benchmarks.md``; otherwise the JSON and a
+    ``benchmarks.md`` go to ``runs/benchmarks/`` (or ``out_dir``). A quick run never writes into
+    ``benchmarks/results/``, whatever ``out_dir`` says, so smoke runs leave ``git status`` clean.
+    Returns both paths.
     """
     root = Path(__file__).resolve().parents[1]
-    out_dir = Path(out_dir)
-    if quick and out_dir.resolve() == (root / "benchmarks" / "results").resolve():
+    results = root / "benchmarks" / "results"
+    if quick and to_docs:
+        raise ValueError("publish: a quick (smoke) run cannot be published into docs/")
+    out_dir = Path(out_dir) if out_dir is not None else (results if to_docs else None)
+    if out_dir is None or (quick and out_dir.resolve() == results.resolve()):
         out_dir = root / "runs" / "benchmarks"
     path = write_json(out_dir / (f"{name}_quick.json" if quick else f"{name}.json"), out)
-    md = markdown or (out_dir / "benchmarks.md" if quick else root / "docs" / "benchmarks.md")
+    md = markdown or (root / "docs" / "benchmarks.md" if to_docs else out_dir / "benchmarks.md")
     update_markdown(md, block, tag=name)
     return path, md

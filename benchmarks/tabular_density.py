@@ -203,9 +203,16 @@ def main(argv: list[str] | None = None) -> dict:
             help=f"default {getattr(d, name)}",
         )
     p.add_argument("--quick", action="store_true", help="smoke run on iris, 2 s per model")
-    p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--out-dir", type=Path, default=None, help="default runs/benchmarks/")
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="write into benchmarks/results/ and docs/benchmarks.md (not with --quick)",
+    )
     p.add_argument("--markdown", type=Path, default=None, help="default docs/benchmarks.md")
     args = p.parse_args(argv)
+    if args.quick and args.publish:
+        p.error("--publish: a --quick smoke run is never published")
     cfg = replace(TabularConfig(), **QUICK) if args.quick else TabularConfig()
     over = {k: v for k, v in vars(args).items() if k in d.__dataclass_fields__ and v is not None}
     for k in ("seconds", "lr", "batch", "iwae_k", "threads"):
@@ -225,7 +232,9 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
     }
     name = f"tabular_{cfg.dataset}"
-    path, md = publish(name, out, markdown(out), args.out_dir, args.quick, args.markdown)
+    path, md = publish(
+        name, out, markdown(out), args.out_dir, args.quick, args.markdown, to_docs=args.publish
+    )
     print(f"wrote {path} and {md}")
     return out
 

@@ -1,7 +1,9 @@
 """NHF against normflows RealNVP and Neural Spline Flow on the 2-D toy densities.
 
-For every density in :mod:`hamflow.toy`, each model is trained once with the same batch size and
-optimiser, and evaluated at two checkpoints of that one run:
+Rows: ``nhf`` is ``NHF(2)`` at its defaults, ``nhf_paper`` is ``NHF.paper(2)`` (paper A.2), and
+the normflows baselines are sized to the default NHF's parameter count. For every density in
+:data:`BENCHMARK_DENSITIES`, each model is trained once with the same batch size and optimiser,
+and evaluated at two checkpoints of that one run:
 
 - **equal steps**: after ``--steps`` optimiser steps;
 - **equal wall-clock**: after ``--seconds`` of training time.
@@ -12,8 +14,8 @@ true entropy of each density is the floor. Results go to JSON, a Markdown table 
 ``docs/benchmarks.md`` (between markers, the rest of the file is kept) and a figure of the learned
 densities.
 
-    python benchmarks/toy_density.py                      # full table (~30 min on 2 CPU cores)
-    python benchmarks/toy_density.py --quick --out-dir /tmp/q   # smoke test, ~30 s
+    python benchmarks/toy_density.py                      # full table (~25 min on one core)
+    python benchmarks/toy_density.py --quick             # smoke test (~1 min), under runs/
 """
 
 from __future__ import annotations
@@ -39,10 +41,16 @@ from _common import (  # noqa: E402
 )
 
 from hamflow import NHF  # noqa: E402
-from hamflow.toy import BENCHMARK_DENSITIES, TOY_DENSITIES, get_density  # noqa: E402
+from hamflow.toy import TOY_DENSITIES, get_density  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("nhf", "realnvp", "nsf")
+MODELS = ("nhf", "nhf_paper", "realnvp", "nsf")
+
+HELD_OUT: tuple[str, ...] = ("grid_gaussians",)
+"""Densities this benchmark never trains on (``nhf_defaults.py`` checks the defaults on them)."""
+
+BENCHMARK_DENSITIES: tuple[str, ...] = tuple(n for n in TOY_DENSITIES if n not in HELD_OUT)
+"""The densities of this benchmark."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ class BenchConfig:
     models: tuple[str, ...] = MODELS
     steps: int = 3000
     seconds: float = 60.0
-    batch: int = 256
+    batch: int = 512
     lr: float = 1e-3
     n_train: int = 100_000
     n_test: int = 5000
@@ -61,16 +69,6 @@ class BenchConfig:
     entropy_samples: int = 200_000
     seed: int = 0
     threads: int = 1
-    # NHF settings
-    num_flows: int = 4
-    steps_per_flow: int = 2
-    dt: float = 0.25
-    hidden: int = 64
-    encoder_hidden: int = 128
-    prior: str = "normal"
-    kinetic: str = "mlp"
-    learn_dt: bool = False
-    share_hamiltonian: bool = False
     # figure
     grid: int = 80
 
@@ -81,55 +79,39 @@ QUICK = dict(
     n_train=2000,
     n_test=256,
     iwae_k=8,
-    num_flows=2,
-    hidden=16,
-    encoder_hidden=16,
     grid=16,
     entropy_samples=20_000,
     densities=("eight_gaussians", "two_moons"),
 )
 
-
-def build_nhf(cfg: BenchConfig) -> NHF:
-    return NHF(
-        dim=2,
-        num_flows=cfg.num_flows,
-        steps_per_flow=cfg.steps_per_flow,
-        dt=cfg.dt,
-        hidden=(cfg.hidden, cfg.hidden),
-        encoder_hidden=(cfg.encoder_hidden,) * 2,
-        prior=cfg.prior,
-        kinetic=cfg.kinetic,
-        learn_dt=cfg.learn_dt,
-        share_hamiltonian=cfg.share_hamiltonian,
-    )
+NHF_BUILDERS = {"nhf": lambda: NHF(2), "nhf_paper": lambda: NHF.paper(2)}
 
 
 def build_models(cfg: BenchConfig) -> dict[str, tuple[torch.nn.Module, dict]]:
-    """Every model of the run, seeded, with a description; baselines param-matched to NHF."""
+    """Every model of the run, seeded, with a description; baselines param-matched to NHF(2)."""
     torch.manual_seed(cfg.seed)
-    nhf = build_nhf(cfg)
-    target = num_params(nhf)
-    out = {"nhf": (nhf, {"hidden": cfg.hidden, "num_flows": cfg.num_flows})}
+    target = num_params(NHF(2))
+    out = {}
     for name in cfg.models:
-        if name == "nhf":
-            continue
         torch.manual_seed(cfg.seed)
-        hidden, model = match_params(BASELINES[name], target)
-        out[name] = (model, {"hidden": hidden})
-    return {k: out[k] for k in cfg.models}
+        if name in NHF_BUILDERS:
+            out[name] = (NHF_BUILDERS[name](), {})
+        else:
+            hidden, model = match_params(BASELINES[name], target)
+            out[name] = (model, {"hidden": hidden})
+    return out
 
 
 def log_prob(name: str, model, x: torch.Tensor, k: int) -> torch.Tensor:
     with torch.no_grad():
-        if name == "nhf":
+        if name in NHF_BUILDERS:
             return model.log_prob(x, num_samples=k)
         return model.log_prob(x)
 
 
 def sample(name: str, model, n: int) -> torch.Tensor:
     with torch.no_grad():
-        return model.sample(n) if name == "nhf" else model.sample(n)[0]
+        return model.sample(n) if name in NHF_BUILDERS else model.sample(n)[0]
 
 
 def train(name: str, model, data: torch.Tensor, cfg: BenchConfig) -> dict:
@@ -245,7 +227,7 @@ def run(cfg: BenchConfig, figure: Path | None = None, log=print) -> dict:
                 **desc,
                 "sec_per_step": tr["sec_per_step"],
                 "skipped_steps": tr["skipped_steps"],
-                "nll_kind": f"IWAE K={cfg.iwae_k}" if mname == "nhf" else "exact",
+                "nll_kind": f"IWAE K={cfg.iwae_k}" if mname in NHF_BUILDERS else "exact",
             }
             for key, snap in tr["snapshots"].items():
                 model.load_state_dict(snap["state"])
@@ -275,12 +257,10 @@ def markdown(out: dict, command: str) -> str:
         f"date: {info['date']}; "
         f"torch {info['torch']}, normflows {info['normflows']}.  ",
         f"Settings: batch {cfg['batch']}, Adam lr {cfg['lr']}, equal steps = {cfg['steps']}, "
-        f"equal wall-clock = {cfg['seconds']:g} s of training; NHF: {cfg['num_flows']} flows × "
-        f"{cfg['steps_per_flow']} leapfrog steps, dt {cfg['dt']}, energies [2, {cfg['hidden']}, "
-        f"{cfg['hidden']}, 1], encoder [2, {cfg['encoder_hidden']}, {cfg['encoder_hidden']}, 2], "
-        f"prior {cfg['prior']}, kinetic {cfg['kinetic']}, learn_dt {cfg['learn_dt']}. "
-        f"Test NLL on {cfg['n_test']} held-out samples (nats; ± standard error): NHF is IWAE "
-        f"with K = {cfg['iwae_k']}, the flows are exact.",
+        f"equal wall-clock = {cfg['seconds']:g} s of training (CPU time); `nhf` is `NHF(2)` at "
+        "its defaults, `nhf_paper` is `NHF.paper(2)`, the flows are matched to `NHF(2)`'s "
+        f"parameter count. Test NLL on {cfg['n_test']} held-out samples (nats; ± standard "
+        f"error): NHF is IWAE with K = {cfg['iwae_k']}, the flows are exact.",
         "",
         "| density | true entropy | model | params | NLL @ equal steps | NLL @ equal time "
         "(steps) | ms / step | density eval / s | samples / s |",
@@ -306,70 +286,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--densities", nargs="+", choices=sorted(TOY_DENSITIES), default=None)
     p.add_argument("--models", nargs="+", choices=MODELS, default=None)
-    for name in (
-        "steps",
-        "batch",
-        "n_train",
-        "n_test",
-        "iwae_k",
-        "seed",
-        "threads",
-        "num_flows",
-        "steps_per_flow",
-        "hidden",
-        "encoder_hidden",
-        "grid",
-    ):
+    for name in ("steps", "batch", "n_train", "n_test", "iwae_k", "seed", "threads", "grid"):
         p.add_argument(
             f"--{name.replace('_', '-')}",
             type=int,
             default=None,
             help=f"default {getattr(defaults, name)}",
         )
-    for name in ("seconds", "lr", "dt"):
+    for name in ("seconds", "lr"):
         p.add_argument(
             f"--{name}", type=float, default=None, help=f"default {getattr(defaults, name)}"
         )
-    p.add_argument("--prior", choices=["normal", "soft_uniform"], default=None)
-    p.add_argument("--kinetic", choices=["mlp", "quadratic"], default=None)
-    p.add_argument("--learn-dt", action="store_true", default=None)
-    p.add_argument("--share-hamiltonian", action="store_true", default=None)
     p.add_argument("--quick", action="store_true", help="tiny smoke-test run (~30 s)")
+    p.add_argument("--out-dir", type=Path, default=None, help="default runs/benchmarks/")
     p.add_argument(
-        "--out-dir", type=Path, default=ROOT / "benchmarks" / "results", help="where the JSON goes"
+        "--publish",
+        action="store_true",
+        help="write into benchmarks/results/, docs/benchmarks.md and docs/img/ (not with --quick)",
     )
     p.add_argument(
-        "--markdown",
-        type=Path,
-        default=None,
-        help="Markdown file to update (default docs/benchmarks.md; with --quick, "
-        "OUT_DIR/benchmarks.md)",
+        "--name",
+        default="toy_density",
+        help="name of the JSON and of the docs block (default toy_density; e.g. "
+        "toy_density_heldout for --densities grid_gaussians)",
     )
-    p.add_argument(
-        "--figure",
-        type=Path,
-        default=None,
-        help="figure path (default docs/img/density_benchmark.png; with --quick, "
-        "OUT_DIR/density_benchmark.png)",
-    )
+    p.add_argument("--markdown", type=Path, default=None, help="Markdown file to update")
+    p.add_argument("--figure", type=Path, default=None, help="figure path")
     args = p.parse_args(argv)
-    for name in (
-        "steps",
-        "batch",
-        "n_train",
-        "n_test",
-        "iwae_k",
-        "num_flows",
-        "hidden",
-        "steps_per_flow",
-        "encoder_hidden",
-        "threads",
-        "grid",
-    ):
+    if args.quick and args.publish:
+        p.error("--publish: a --quick smoke run is never published")
+    for name in ("steps", "batch", "n_train", "n_test", "iwae_k", "threads", "grid"):
         v = getattr(args, name)
         if v is not None and v < 1:
             p.error(f"--{name.replace('_', '-')}: expected an integer >= 1, got {v}")
-    for name in ("seconds", "lr", "dt"):
+    for name in ("seconds", "lr"):
         v = getattr(args, name)
         if v is not None and not v > 0:
             p.error(f"--{name}: expected a positive number, got {v}")
@@ -392,14 +342,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     cfg = config_from_args(args)
-    out_dir: Path = args.out_dir
-    md = args.markdown or (
-        out_dir / "benchmarks.md" if args.quick else ROOT / "docs" / "benchmarks.md"
-    )
+    out_dir: Path = args.out_dir or ROOT / "runs" / "benchmarks"
     fig = args.figure or (
-        out_dir / "density_benchmark.png"
-        if args.quick
-        else ROOT / "docs" / "img" / "density_benchmark.png"
+        ROOT / "docs" / "img" / f"{args.name}.png" if args.publish else out_dir / f"{args.name}.png"
     )
     info = machine_info()
     torch.set_num_threads(cfg.threads)
@@ -415,7 +360,10 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
         "figure": str(fig),
     }
-    path, md = publish("toy_density", out, markdown(out, command.strip()), out_dir, args.quick, md)
+    block = markdown(out, command.strip()).replace("toy_density:", f"{args.name}:")
+    path, md = publish(
+        args.name, out, block, args.out_dir, args.quick, args.markdown, to_docs=args.publish
+    )
     print(f"wrote {path}, {md} and {fig}")
     return out
 

@@ -15,9 +15,9 @@ name                   what                                                     
 ``grid_gaussians``     9 Gaussians, σ = 0.2, on a 3×3 grid of spacing 1.5         exact
 =====================  =======================================================  ============
 
-``grid_gaussians`` is **held out**: ``benchmarks/toy_density.py`` does not train on it
-(:data:`BENCHMARK_DENSITIES` lists what it does), so ``benchmarks/nhf_defaults.py`` can check
-NHF's defaults on a density they were not chosen on.
+``grid_gaussians`` is **held out**: the benchmarks' main table does not train on it, so that
+NHF's defaults can be checked on a density they were not chosen on (``benchmarks/toy_density.py``
+says which it uses).
 
 ``two_moons`` is defined by an unnormalised energy with no closed-form normaliser; its
 ``ln Z`` is computed once by numerical integration on a fine grid (``exact`` is ``False``).
@@ -49,8 +49,6 @@ __all__ = [
     "TwoMoons",
     "Entropy",
     "TOY_DENSITIES",
-    "HELD_OUT",
-    "BENCHMARK_DENSITIES",
     "get_density",
 ]
 
@@ -334,13 +332,6 @@ TOY_DENSITIES: dict[str, ToyDensity] = {
     )
 }
 """The toy suite by name; see the module docstring for what each one is."""
-
-HELD_OUT: tuple[str, ...] = ("grid_gaussians",)
-"""Densities the toy benchmark never trains on (for checking defaults on unseen data)."""
-
-BENCHMARK_DENSITIES: tuple[str, ...] = tuple(n for n in TOY_DENSITIES if n not in HELD_OUT)
-"""The densities of ``benchmarks/toy_density.py``."""
-
 
 def get_density(name: str) -> ToyDensity:
     """Look up a toy density by name; an unknown name raises a ``ValueError`` listing the known.

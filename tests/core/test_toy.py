@@ -83,12 +83,8 @@ def test_errors_name_the_argument():
         d.sample(3, seed=1.5)
 
 
-def test_grid_gaussians_entropy_and_held_out():
+def test_grid_gaussians_entropy():
     # Nine equal, well-separated modes (spacing 1.5 = 7.5 sigma): H = ln 9 + ln(2 pi e sigma^2).
-    from hamflow.toy import BENCHMARK_DENSITIES, HELD_OUT
-
     expected = math.log(9) + math.log(2 * math.pi * math.e * 0.04)
     h = get_density("grid_gaussians").entropy(num_samples=50_000)
     assert abs(h.value - expected) < 4 * h.stderr + 1e-3
-    assert "grid_gaussians" in HELD_OUT and "grid_gaussians" not in BENCHMARK_DENSITIES
-    assert set(BENCHMARK_DENSITIES) | set(HELD_OUT) == set(TOY_DENSITIES)

@@ -1,0 +1,107 @@
+"""Smoke tests of the NHF benchmark scripts: quick runs end to end, their outputs, their errors."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import nhf_ablation  # noqa: E402
+import nhf_step  # noqa: E402
+import tabular_density  # noqa: E402
+import toy_density  # noqa: E402
+from _common import num_params  # noqa: E402
+
+from hamflow import NHF  # noqa: E402
+
+
+def test_baselines_are_parameter_matched_to_the_default_nhf():
+    models = toy_density.build_models(toy_density.BenchConfig())
+    target = num_params(NHF(2))
+    assert num_params(models["nhf"][0]) == target
+    for name in ("realnvp", "nsf"):
+        assert abs(num_params(models[name][0]) - target) / target < 0.10, name
+    assert num_params(models["nhf_paper"][0]) == num_params(NHF.paper(2))
+
+
+def test_toy_density_quick(tmp_path):
+    out = toy_density.main(["--quick", "--out-dir", str(tmp_path)])
+    data = json.loads((tmp_path / "toy_density_quick.json").read_text())
+    assert data["config"]["steps"] == out["config"]["steps"]
+    for dname, res in data["results"].items():
+        assert res["true_entropy"] > -5
+        assert set(res["models"]) == {"nhf", "nhf_paper", "realnvp", "nsf"}
+        for mname, r in res["models"].items():
+            for key in ("steps", "seconds"):
+                assert math.isfinite(r[key]["test_nll"]), (dname, mname, key)
+                assert r[key]["sampling_per_s"] > 0 and r[key]["density_eval_per_s"] > 0
+    md = (tmp_path / "benchmarks.md").read_text()
+    assert "toy_density:begin" in md and "| eight_gaussians |" in md
+    assert (tmp_path / "toy_density.png").stat().st_size > 1000
+
+
+def test_nhf_step_quick(tmp_path):
+    out = nhf_step.main(["--quick", "--out-dir", str(tmp_path)])
+    r = out["results"]
+    assert r["ratio_nhf_over_realnvp"] > 0
+    assert (tmp_path / "nhf_step_quick.json").exists()
+    assert "nhf_step:begin" in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_ablation_settings_are_paper_plus_levers():
+    settings = nhf_ablation.settings()
+    default = NHF.paper(2, **settings["default"])
+    # the ablation's "default" row is NHF(2) itself: same parameters, same structure
+    assert repr(default) == repr(NHF(2))
+    assert len(settings) == 2 + 2 * len(nhf_ablation.LEVERS)
+
+
+def test_nhf_ablation_quick(tmp_path):
+    out = nhf_ablation.main(["--quick", "--out-dir", str(tmp_path)])
+    runs = out["results"]["eight_gaussians"]["runs"]
+    assert set(runs) == set(nhf_ablation.settings())
+    assert all(math.isfinite(r["test_nll"]) and r["steps"] >= 1 for r in runs.values())
+    assert "nhf_ablation:begin" in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_tabular_density_quick(tmp_path):
+    out = tabular_density.main(["--quick", "--out-dir", str(tmp_path)])
+    models = out["results"]["models"]
+    assert set(models) == set(tabular_density.MODELS)
+    assert all(math.isfinite(m["test_nll"]) for m in models.values() if m is not models["realnvp"])
+    # the closed-form Gaussian beats the standard normal on standardised, correlated data
+    assert models["gaussian"]["test_nll"] < models["prior"]["test_nll"]
+    assert "tabular_iris:begin" in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_tabular_data_is_standardised_on_the_training_rows():
+    train, test = tabular_density.load("digits", seed=0, test_fraction=0.2)
+    assert train.shape == (1438, 64) and test.shape == (359, 64)
+    assert (
+        train.mean(0).abs().max() < 1e-5 and (train.std(0, unbiased=False) - 1).abs().max() < 1e-4
+    )
+    with pytest.raises(ValueError, match="dataset"):
+        tabular_density.load("mnist", seed=0, test_fraction=0.2)
+
+
+@pytest.mark.parametrize(
+    "script", ["toy_density.py", "nhf_step.py", "nhf_ablation.py", "tabular_density.py"]
+)
+def test_quick_runs_cannot_publish(script):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--publish"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "--publish" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["--steps", "0"], ["--densities", "nope"], ["--seconds", "-1"]])
+def test_toy_density_bad_arguments(argv):
+    with pytest.raises(SystemExit):
+        toy_density.parse_args(argv)
