@@ -7,7 +7,7 @@ V(q) with its attractors, a single leapfrog step and the integrated flow.
 
     python examples/multimodal.py                                  # ~3 min on 2 CPU cores
     python examples/multimodal.py --out docs/img/multimodal.png    # the figure in the docs
-    python examples/multimodal.py --density two_moons --prior normal --steps 5000
+    python examples/multimodal.py --density two_moons --steps 5000
     python examples/multimodal.py --quick                          # < 1 min smoke run
 """
 
@@ -37,17 +37,13 @@ class MultimodalConfig:
     density: str = DEFAULT_DENSITY
     steps: int = 4000
     seed: int = 0
-    prior: str = "soft_uniform"
+    prior: str = "normal"
     prior_width: float = 1.0
-    num_flows: int = 4
-    steps_per_flow: int = 2
-    dt: float = 0.25
-    learn_dt: bool = False  # fixed, as in docs/img/multimodal.png (NHF's own default learns it)
-    hidden: int = 64
+    hidden: int = 128  # NHF's default widths
     encoder_hidden: int = 128
     share_hamiltonian: bool = False
-    batch: int = 256
-    lr: float = 2e-3
+    batch: int = 512
+    lr: float = 1e-3
     n_test: int = 2000
     iwae_k: int = 256
     device: str = "cpu"
@@ -58,14 +54,10 @@ QUICK = dict(steps=150, hidden=32, encoder_hidden=32, n_test=500, iwae_k=16, fig
 
 
 def build_model(cfg: MultimodalConfig) -> NHF:
-    """The NHF of a run; the soft-uniform prior is the paper's ``π(s₀; σ, β)`` (Sec. 4)."""
+    """The NHF of a run: ``NHF(2)``'s defaults; the soft-uniform prior is the paper's (Sec. 4)."""
     prior = SoftUniform(4, width=cfg.prior_width) if cfg.prior == "soft_uniform" else "normal"
     return NHF(
         dim=2,
-        num_flows=cfg.num_flows,
-        steps_per_flow=cfg.steps_per_flow,
-        dt=cfg.dt,
-        learn_dt=cfg.learn_dt,
         hidden=(cfg.hidden, cfg.hidden),
         encoder_hidden=(cfg.encoder_hidden,) * 2,
         prior=prior,
@@ -163,9 +155,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--prior",
-        choices=["soft_uniform", "normal"],
-        default="soft_uniform",
-        help="prior over (q, p): the paper's soft-uniform (default) or a Gaussian",
+        choices=["normal", "soft_uniform"],
+        default="normal",
+        help="prior over (q, p): a standard normal (NHF's default) or the paper's soft-uniform",
     )
     p.add_argument(
         "--share-hamiltonian",

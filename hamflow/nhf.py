@@ -288,7 +288,7 @@ class NHF(nn.Module):
     def log_prob(
         self,
         x: Tensor,
-        num_samples: int = 64,
+        num_samples: int = 16,
         chunk_size: int = 2**14,
         sampler: str = "sobol",
     ) -> Tensor:
@@ -317,7 +317,7 @@ class NHF(nn.Module):
             out.append(torch.logsumexp(log_w, dim=0) - math.log(num_samples))
         return torch.cat(out)
 
-    def forward(self, x: Tensor, num_samples: int = 64) -> Tensor:
+    def forward(self, x: Tensor, num_samples: int = 16) -> Tensor:
         """Calling the model is :meth:`log_prob` (no gradient); train on :meth:`forward_kld`."""
         return self.log_prob(x, num_samples)
 

@@ -159,10 +159,19 @@ def plot_energy(
 
 @torch.no_grad()
 def plot_leapfrog_step(
-    ax: Axes, hamiltonian, q: Tensor, p: Tensor, dt: float | Tensor, title: str = "leapfrog step"
+    ax: Axes,
+    hamiltonian,
+    q: Tensor,
+    p: Tensor,
+    dt: float | Tensor,
+    title: str = "leapfrog step",
+    step: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
 ) -> Axes:
-    """Arrows from each ``q`` to its position after one leapfrog step of ``hamiltonian``."""
-    q1, _ = leapfrog(hamiltonian, q, p, dt, steps=1)
+    """Arrows from each ``q`` to its position after one leapfrog step of ``hamiltonian``.
+
+    ``step``, if given, replaces the leapfrog step (e.g. a flow's own ``flow.step``).
+    """
+    q1, _ = step(q, p) if step is not None else leapfrog(hamiltonian, q, p, dt, steps=1)
     q0n, dq = q.cpu().numpy(), (q1 - q).cpu().numpy()
     ax.quiver(
         q0n[:, 0],
@@ -220,8 +229,9 @@ def plot_nhf_panels(
 
     1. KDE of the target samples; 2. KDE of the model's samples; 3. the learned kinetic energy
     ``K(p)`` and 4. potential energy ``V(q)`` (with its local minima, the attractors) of flow
-    ``flow_index``; 5. one leapfrog step of the first flow applied to prior samples; 6. the
-    prior samples' trajectories through all flows.
+    ``flow_index``; 5. one step of the first flow applied to prior samples; 6. the prior
+    samples' trajectories through all flows. Panels 4 and 6 are drawn in data coordinates: with
+    the model's affine map, ``V`` is shown as a function of ``x = b + e^s ⊙ q``.
 
     Example:
         >>> import matplotlib
@@ -246,9 +256,10 @@ def plot_nhf_panels(
     flow = model.flows[flow_index]
     k = len(model.flows) if flow_index == -1 else flow_index + 1
     plot_energy(axes[2], flow.hamiltonian.kinetic, bounds, f"3. kinetic K(p), flow {k}", resolution)
+    potential = flow.hamiltonian.potential
     plot_energy(
         axes[3],
-        flow.hamiltonian.potential,
+        lambda x: potential(model.from_data(x.to(ref))[0]),
         bounds,
         f"4. potential V(q), flow {k} (x: minima)",
         resolution,
@@ -258,8 +269,17 @@ def plot_nhf_panels(
     q0, p0 = s0.to(ref).chunk(2, dim=-1)
     first = model.flows[0]
     dt = first.dt.detach().to(ref) if isinstance(first.dt, Tensor) else first.dt
-    plot_leapfrog_step(axes[4], first.hamiltonian, q0, p0, dt, "5. single leapfrog step (flow 1)")
-    plot_flow(axes[5], model.transport(q0, p0, return_all=True), bounds, "6. integrated flow")
+    plot_leapfrog_step(
+        axes[4],
+        first.hamiltonian,
+        q0,
+        p0,
+        dt,
+        f"5. one {first.integrator_name} step (flow 1)",
+        step=lambda q, p: first.step(q, p),
+    )
+    states = [(model.to_data(q), p) for q, p in model.transport(q0, p0, return_all=True)]
+    plot_flow(axes[5], states, bounds, "6. integrated flow")
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()

@@ -333,6 +333,7 @@ TOY_DENSITIES: dict[str, ToyDensity] = {
 }
 """The toy suite by name; see the module docstring for what each one is."""
 
+
 def get_density(name: str) -> ToyDensity:
     """Look up a toy density by name; an unknown name raises a ``ValueError`` listing the known.
 

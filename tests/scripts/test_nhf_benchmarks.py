@@ -90,7 +90,8 @@ def test_tabular_data_is_standardised_on_the_training_rows():
 
 
 @pytest.mark.parametrize(
-    "script", ["toy_density.py", "nhf_step.py", "nhf_ablation.py", "tabular_density.py"]
+    "script",
+    ["toy_density.py", "nhf_step.py", "nhf_ablation.py", "tabular_density.py", "nhf_log_prob.py"],
 )
 def test_quick_runs_cannot_publish(script):
     proc = subprocess.run(
@@ -105,3 +106,14 @@ def test_quick_runs_cannot_publish(script):
 def test_toy_density_bad_arguments(argv):
     with pytest.raises(SystemExit):
         toy_density.parse_args(argv)
+
+
+def test_nhf_log_prob_quick(tmp_path):
+    import nhf_log_prob
+
+    out = nhf_log_prob.main(["--quick", "--out-dir", str(tmp_path)])
+    r = out["results"]
+    assert r["default_k"] == nhf_log_prob.default_k()
+    assert {row["k"] for row in r["rows"]} >= {r["default_k"], *out["config"]["ks"]}
+    assert all(row["points_per_s"] > 0 and math.isfinite(row["test_nll"]) for row in r["rows"])
+    assert "nhf_log_prob:begin" in (tmp_path / "benchmarks.md").read_text()
