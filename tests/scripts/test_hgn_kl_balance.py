@@ -1,0 +1,42 @@
+"""scripts/hgn_kl_balance.py: the KL-balancing comparison trains, scores and tabulates."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "hgn_kl_balance.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("hgn_kl_balance", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_comparison_shows_the_paper_setting_pinned_and_the_default_free(script, tmp_path):
+    torch.set_num_threads(1)
+    argv = ["--quick", "--steps", "12", "--out", str(tmp_path), "--settings", "paper", "default"]
+    results = script.main(argv)
+    by_name = {r["setting"]: r for r in results}
+    assert by_name["paper"]["lambda_step10"] == pytest.approx(1e6)  # issue 10's symptom
+    assert by_name["default"]["share_at_clamp"] == 0.0
+    assert by_name["default"]["lambda_step10"] < 1e4
+    for r in results:
+        assert r["ratio"] > 0 and r["kl_max"] >= r["kl_end"] >= 0
+    assert json.loads((tmp_path / "summary.json").read_text()) == results
+    table = script.markdown(results).splitlines()
+    assert len(table) == 2 + len(results) and table[2].startswith("| paper | 1 | 1e+06 |")
+    # finished runs are read back, not retrained
+    again = script.main(argv)
+    assert [r["test_mse"] for r in again] == [r["test_mse"] for r in results]
+    assert all(r["cpu_s"] == 0.0 for r in again)
+
+
+def test_bad_steps_exit(script):
+    with pytest.raises(SystemExit):
+        script.main(["--steps", "5"])
