@@ -21,6 +21,7 @@ __all__ = [
     "PhysicalSystem",
     "MassSpring",
     "Pendulum",
+    "PendulumMGL",
     "NBody",
     "SYSTEMS",
     "get_system",
@@ -185,16 +186,18 @@ class Pendulum(PhysicalSystem):
     l: float = 1.0
     r_range: tuple[float, float] = (1.3, 2.3)
     colors: tuple[tuple[float, float, float], ...] = ((0.15, 0.35, 0.85),)
+    potential_factor: float = 2.0
+    """``c`` in ``c m g l (1 - cos q)``: 2 in the paper's text, 1 in DeepMind's suite."""
 
     def hamiltonian(self, states: np.ndarray) -> np.ndarray:
         q, p = self.split(states)
-        potential = 2.0 * self.m * self.g * self.l * (1.0 - np.cos(q))
+        potential = self.potential_factor * self.m * self.g * self.l * (1.0 - np.cos(q))
         return (potential + p**2 / (2.0 * self.m * self.l**2))[..., 0]
 
     def vector_field_batch(self, states: np.ndarray) -> np.ndarray:
         q, p = self.split(states)
         dq = p / (self.m * self.l**2)
-        dp = -2.0 * self.m * self.g * self.l * np.sin(q)
+        dp = -self.potential_factor * self.m * self.g * self.l * np.sin(q)
         return np.concatenate([dq, dp], axis=-1)
 
     def sample_initial(self, rng: np.random.Generator) -> np.ndarray:
@@ -204,6 +207,22 @@ class Pendulum(PhysicalSystem):
         xp = _xp(states)
         q, _ = self.split(states)
         return xp.stack([self.l * xp.sin(q), -self.l * xp.cos(q)], -1)
+
+
+@dataclass(frozen=True)
+class PendulumMGL(Pendulum):
+    """The pendulum with ``H = m g l (1 - cos q) + p^2 / 2 m l^2``, as DeepMind's suite and the
+    CampusAI reproduction write it (the paper's text has ``2 m g l``; :class:`Pendulum`).
+
+    With the same initial-state radii about a third of the sequences swing over the top.
+
+    Example:
+        >>> round(float(PendulumMGL().hamiltonian(np.array([math.pi, 0.0]))), 6)  # top: 2 m g l
+        3.0
+    """
+
+    name: ClassVar[str] = "pendulum_mgl"
+    potential_factor: float = 1.0
 
 
 def _ring_factor(n: int) -> float:
@@ -316,10 +335,11 @@ class NBody(PhysicalSystem):
 SYSTEMS: dict[str, PhysicalSystem] = {
     "mass_spring": MassSpring(),
     "pendulum": Pendulum(),
+    "pendulum_mgl": PendulumMGL(),
     "two_body": NBody(name="two_body", n=2, r_range=(0.5, 1.5), noise_std=0.05),
     "three_body": NBody(name="three_body", n=3, r_range=(0.9, 1.2), noise_std=0.2),
 }
-"""Registry of the paper's four systems (Sec. 4), keyed by name."""
+"""Registry of the paper's four systems (Sec. 4), keyed by name, and the ``mgl`` pendulum."""
 
 
 def get_system(name: str) -> PhysicalSystem:

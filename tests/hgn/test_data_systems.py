@@ -101,3 +101,22 @@ def test_get_system_lists_known_names():
 def test_wrong_trailing_dimension_is_refused():
     with pytest.raises(ValueError, match="state_dim=12"):
         get_system("three_body").hamiltonian(np.zeros((3, 8)))
+
+
+def test_paper_pendulum_never_swings_over_the_top_and_the_mgl_one_often_does():
+    # docs/data.md: with 2mgl(1 - cos q) the highest sampled energy (5.83 on the r = 2.3 circle)
+    # stays below the 4mgl = 6 of the top; with mgl(1 - cos q) about 32 % of states pass 2mgl.
+    rng = np.random.default_rng(0)
+    paper, mgl = get_system("pendulum"), get_system("pendulum_mgl")
+    states = np.stack([paper.sample_initial(rng) for _ in range(20_000)])
+    top = np.array([np.pi, 0.0])
+    assert paper.hamiltonian(states).max() < paper.hamiltonian(top) == pytest.approx(6.0)
+    assert 5.7 < paper.hamiltonian(states).max() < 5.83 + 1e-6
+    over = (mgl.hamiltonian(states) > mgl.hamiltonian(top)).mean()
+    assert 0.30 < over < 0.34
+    assert mgl.hamiltonian(top) == pytest.approx(3.0)
+    # the vector fields are the Hamiltonians' (dp/dt = -dH/dq)
+    eps, s = 1e-6, np.array([0.7, 0.3])
+    for system in (paper, mgl):
+        dh = (system.hamiltonian(s + [eps, 0]) - system.hamiltonian(s - [eps, 0])) / (2 * eps)
+        assert system.vector_field_batch(s[None])[0, 1] == pytest.approx(-dh, rel=1e-6)
