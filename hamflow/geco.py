@@ -13,8 +13,8 @@ With ``max_log_step=None`` (no ``δ``) this is Rezende & Viola's multiplicative 
 ``λ ← λ · exp(ν · C_ma)``. That update is only stable when ``ν · C_ma`` is small: a constraint
 stated relative to a small tolerance (HGN's ``MSE/κ − 1`` is about 170 at the start of
 training) multiplies ``λ`` by ``exp(1.7) ≈ 5.4`` per step, so ``λ`` sits at ``λ_max`` after ten
-steps and takes over a thousand steps to come back. The bound ``δ`` (default ``0.02``: at most
-a factor ``e^0.02 ≈ 1.02`` per step, ×10 in about 115 steps) keeps the multiplier moving at a
+steps and takes over a thousand steps to come back. The bound ``δ`` (default ``0.01``: at most
+a factor ``e^0.01 ≈ 1.01`` per step, ×10 in about 230 steps) keeps the multiplier moving at a
 rate the network can follow, whatever the constraint's units.
 
 In HGN the objective is the KL term and the constraint is the reconstruction error, so that the
@@ -71,7 +71,7 @@ class GECO(nn.Module):
         lambda_init: float = 1.0,
         lambda_min: float = 1e-6,
         lambda_max: float = 1e6,
-        max_log_step: float | None = 0.02,
+        max_log_step: float | None = 0.01,
     ) -> None:
         super().__init__()
         if not math.isfinite(tolerance):

@@ -74,7 +74,7 @@ GECO_UNITS: dict[str, str] = {
 GECO_SETTINGS: dict[str, dict[str, Any]] = {
     "default": dict(
         kl_balance="geco", geco_units="variance", geco_tolerance=0.3, geco_alpha=0.9,
-        geco_speed=1e-2, geco_lambda_init=1e3, geco_max_log_step=0.02,
+        geco_speed=1e-2, geco_lambda_init=1e3, geco_max_log_step=0.01,
     ),
     "paper": dict(
         kl_balance="geco", geco_units="mse", geco_tolerance=1e-3, geco_alpha=0.99,
@@ -162,7 +162,7 @@ class ModelConfig:
     geco_alpha: float = 0.9
     geco_speed: float = 1e-2
     geco_lambda_init: float = 1e3
-    geco_max_log_step: float | None = 0.02
+    geco_max_log_step: float | None = 0.01
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoder_widths", tuple(int(w) for w in self.encoder_widths))

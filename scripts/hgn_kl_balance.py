@@ -23,16 +23,16 @@ from pathlib import Path
 
 import torch
 
-from hamflow_hgn.config import GECO_SETTINGS, ModelConfig, TrainConfig
+from hamflow_hgn.config import GECO_SETTINGS, ModelConfig, TrainConfig, config_to_dict
 from hamflow_hgn.data import DataConfig, generate, open_dataset
 from hamflow_hgn.runs import load_run
 from hamflow_hgn.train import train
 
 SETTINGS: dict[str, dict] = {
     "paper": GECO_SETTINGS["paper"],
-    "paper, bounded steps": {**GECO_SETTINGS["paper"], "geco_max_log_step": 0.02},
+    "paper, δ 0.02": {**GECO_SETTINGS["paper"], "geco_max_log_step": 0.02},
     "default": GECO_SETTINGS["default"],
-    "default, δ 0.01": {**GECO_SETTINGS["default"], "geco_max_log_step": 0.01},
+    "default, δ 0.02": {**GECO_SETTINGS["default"], "geco_max_log_step": 0.02},
     "fixed 1e4": {**GECO_SETTINGS["default"], "kl_balance": "fixed", "geco_lambda_init": 1e4},
 }
 """The compared settings: name -> ModelConfig overrides."""
@@ -59,6 +59,18 @@ def run_one(name: str, seed: int, steps: int, out: Path, quick: bool) -> dict:
         device="cpu", threads=1, log_every=1, checkpoint_every=steps, progress=False,
     )  # fmt: skip
     cpu = 0.0
+    if (run_dir / "config.json").exists():
+        stored = json.loads((run_dir / "config.json").read_text())
+        wanted = config_to_dict(config)
+        keys = [*GECO_SETTINGS["default"], "hamiltonian_width"]
+        if model.kl_balance == "fixed":  # λ does not move: GECO's update settings are unused
+            keys = [k for k in keys if k not in ("geco_alpha", "geco_speed", "geco_max_log_step")]
+        if [stored["model"][k] for k in keys] + [stored["lr"], stored["seed"]] != [
+            wanted["model"][k] for k in keys
+        ] + [wanted["lr"], wanted["seed"]]:
+            raise ValueError(
+                f"{run_dir} holds a run of another configuration; remove it or use another --out"
+            )
     if not (run_dir / "metrics.csv").exists() or _last_step(run_dir) < steps:
         start = time.process_time()
         train(config)

@@ -99,10 +99,10 @@ SCALES: dict[str, Scale] = {
         baseline_steps=15_000,
         batch_size=16,
         eval_sequences=None,
-        hgn_args=("--lr", "1.5e-4"),
+        hgn_args=("--lr", "1.5e-4", "--geco-setting", "paper"),
         baseline_args=("--lr", "1e-3"),
         device_args=("--device", "cuda"),
-        note="the paper's data sizes and step counts (one GPU)",
+        note="the paper's data sizes, step counts and GECO setting (one GPU)",
     ),
 }
 

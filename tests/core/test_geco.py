@@ -164,7 +164,7 @@ def test_default_multiplier_stays_off_its_cap_at_the_start_of_hgn_training():
     geco = GECO(tolerance=1.0)  # HGN's use: constraint MSE/κ against a tolerance of one
     history = _hgn_start(geco)
     assert not geco.at_clamp
-    assert history[-1] == pytest.approx(math.exp(10 * 0.02), rel=1e-9)  # δ per step, no more
+    assert history[-1] == pytest.approx(math.exp(10 * 0.01), rel=1e-9)  # δ per step, no more
     assert all(b > a for a, b in zip(history, history[1:]))  # still rising: the sign is right
     # with a short moving average it turns back within a few steps once the constraint is met
     geco = GECO(tolerance=1.0, alpha=0.5)
