@@ -75,6 +75,7 @@ def test_full_paper_plan(rt, capsys, tmp_path):
     for variant in ("leapfrog", "euler", "deterministic", "no_fpsi"):
         assert text.count(f"--variant {variant}") == 4
     assert text.count("--model pixel_hnn_conv") == 4
+    assert text.count("--geco-setting paper") == 4 * 4  # the paper's GECO for every HGN row
 
 
 def test_dry_run_marks_finished_work(rt, capsys, tmp_path):
