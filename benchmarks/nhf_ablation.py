@@ -38,7 +38,7 @@ LEVERS: dict[str, tuple[dict, dict]] = {
     ),
     "conformal friction": ({"friction": True}, {"friction": False}),
     "data-initialised affine": ({"affine": True}, {"affine": False}),
-    "potential gain 3": ({"potential_gain": 3.0}, {"potential_gain": 1.0}),
+    "potential gain 5": ({"potential_gain": 5.0}, {"potential_gain": 1.0}),
     "shared encoder trunk": ({"encoder_trunk": "shared"}, {"encoder_trunk": "separate"}),
     "dt 0.5, learned": ({"dt": 0.5, "learn_dt": True}, {"dt": 0.25, "learn_dt": False}),
 }

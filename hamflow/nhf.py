@@ -48,7 +48,7 @@ class NHF(nn.Module):
     - ``affine=True``: a :class:`~hamflow.scaling.DiagonalAffine` map ``x = b + e^s ⊙ q_T`` with
       exact log-det ``Σ s``, initialised from the first training batch's mean and standard
       deviation, so the model starts at the data's diagonal Gaussian;
-    - ``potential_gain=3``: the potentials learn three times faster than the encoder;
+    - ``potential_gain=5``: the potentials learn five times faster than the encoder;
     - ``encoder_trunk="shared"``: one encoder MLP outputs the momentum's mean and scale;
     - ``dt=0.5``, learned per flow.
 
@@ -106,7 +106,7 @@ class NHF(nn.Module):
         affine: bool = True,
         encoder_trunk: str = "shared",
         friction: bool = True,
-        potential_gain: float = 3.0,
+        potential_gain: float = 5.0,
     ) -> None:
         super().__init__()
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
