@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("nhf", "nhf_paper", "realnvp", "nsf")
 
 HELD_OUT: tuple[str, ...] = ("grid_gaussians",)
-"""Densities this benchmark never trains on (``nhf_defaults.py`` checks the defaults on them)."""
+"""Densities the main table never trains on (run them with `--name toy_density_heldout`)."""
 
 BENCHMARK_DENSITIES: tuple[str, ...] = tuple(n for n in TOY_DENSITIES if n not in HELD_OUT)
 """The densities of this benchmark."""

@@ -18,27 +18,33 @@ from torch import Tensor, nn
 __all__ = ["SoftUniform", "GaussianMomentumEncoder", "mlp", "sobol_normal"]
 
 
-def sobol_normal(num_samples: int, dim: int, *, dtype=torch.float32, device=None) -> Tensor:
-    """``num_samples`` randomised quasi-Monte Carlo draws of ``N(0, I_dim)``, ``(K, 1, dim)``.
+def sobol_normal(
+    num_samples: int, dim: int, batch: int = 1, *, dtype=torch.float32, device=None
+) -> Tensor:
+    """Randomised quasi-Monte Carlo draws of ``N(0, I_dim)``: ``(num_samples, batch, dim)``.
 
-    A scrambled Sobol sequence (seeded from torch's generator, so ``torch.manual_seed`` makes it
-    reproducible) mapped through the normal quantile function. Each draw is exactly ``N(0, I)``
-    on its own, so an importance-weighted average over them is still unbiased and the IWAE
-    estimate built on them is still a lower bound in expectation; but the draws cover the space
-    more evenly than independent ones, so the average varies less and the bound is tighter for
-    the same ``K`` (docs/density.md).
+    One scrambled Sobol point set of ``num_samples`` points, seeded from torch's generator (so
+    ``torch.manual_seed`` makes it reproducible), shifted independently for each of the ``batch``
+    rows by a uniform random vector modulo 1 (a Cranley–Patterson rotation), then mapped through
+    the normal quantile function. Every draw is exactly ``N(0, I)`` on its own, so an
+    importance-weighted average over them is still unbiased and the IWAE estimate built on them
+    is still a lower bound in expectation; within a row the draws cover the space more evenly
+    than independent ones, so the average varies less and the bound is tighter for the same
+    ``K``; and the rows are independent of each other, so a mean over many rows averages the
+    randomness out as it would for independent draws (docs/density.md).
 
     Example:
-        >>> eps = sobol_normal(256, 2, dtype=torch.float64)
+        >>> eps = sobol_normal(256, 2, batch=3, dtype=torch.float64)
         >>> eps.shape, bool(eps.mean().abs() < 0.05)
-        (torch.Size([256, 1, 2]), True)
+        (torch.Size([256, 3, 2]), True)
     """
     seed = int(torch.randint(0, 2**31 - 1, ()).item())
     engine = torch.quasirandom.SobolEngine(dim, scramble=True, seed=seed)
-    u = engine.draw(num_samples, dtype=torch.float64)
-    u = u.clamp(1e-12, 1 - 1e-12)
+    points = engine.draw(num_samples, dtype=torch.float64).to(device).unsqueeze(1)
+    shift = torch.rand(1, batch, dim, dtype=torch.float64, device=device)
+    u = torch.remainder(points + shift, 1.0).clamp(1e-12, 1 - 1e-12)
     eps = math.sqrt(2.0) * torch.erfinv(2 * u - 1)
-    return eps.to(dtype=dtype, device=device).unsqueeze(1)
+    return eps.to(dtype=dtype)
 
 
 def mlp(widths: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:

@@ -311,7 +311,7 @@ class NHF(nn.Module):
         for xb in x.split(rows):
             eps = None
             if sampler == "sobol":
-                eps = sobol_normal(num_samples, self.dim, dtype=xb.dtype, device=xb.device)
+                eps = sobol_normal(num_samples, self.dim, len(xb), dtype=xb.dtype, device=xb.device)
                 eps = eps if num_samples > 1 else eps[0]
             log_w = self._log_weights(xb, num_samples, eps).reshape(num_samples, -1)
             out.append(torch.logsumexp(log_w, dim=0) - math.log(num_samples))
