@@ -380,6 +380,9 @@ class TrainConfig:
     ``batch_size * world_size``. The fields in :attr:`RESUMABLE` may differ on ``--resume``.
     ``allow_other_data`` lets a resume continue on a dataset other than the checkpoint's;
     ``threads`` sets torch's intra-op threads (``None``: torch's default).
+    ``hamiltonian_lr`` is Adam's learning rate for the learned Hamiltonian's parameters
+    (``None``: ``lr``); the pendulum example uses ``lr / 10``, which keeps the latent rollout
+    from running away (docs/hgn.md).
 
     Example:
         >>> cfg = TrainConfig(data="DATA", out="RUN", steps=10)
@@ -406,6 +409,7 @@ class TrainConfig:
     resume: bool = False
     allow_other_data: bool = False
     threads: int | None = None
+    hamiltonian_lr: float | None = None
 
     RESUMABLE = frozenset(
         {
@@ -440,6 +444,11 @@ class TrainConfig:
             _check_positive_int("max_train_sequences", self.max_train_sequences)
         if self.threads is not None:
             _check_positive_int("threads", self.threads)
+        h = self.hamiltonian_lr
+        if h is not None and not (isinstance(h, (int, float)) and math.isfinite(h) and h > 0):
+            raise ValueError(
+                f"hamiltonian_lr: expected a positive finite number or None, got {h!r}"
+            )
 
 
 def config_to_dict(config: ModelConfig | TrainConfig) -> dict[str, Any]:

@@ -209,7 +209,7 @@ def _train(
         n_data = min(n_data, config.max_train_sequences)
     sampler = IndexSampler(n_data, config.seed)
     noise = SharedNoise(config.seed, device, rank, world)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(param_groups(model, config), lr=config.lr)
     generators = {"sampler": sampler.generator, "noise": noise.generator}
     start, seconds_before = 0, 0.0
     cfg_dict = config_to_dict(config)
@@ -352,6 +352,25 @@ EXAMPLES = """\
 """
 
 
+def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """Adam's parameter groups: the learned Hamiltonian at ``hamiltonian_lr``, the rest at ``lr``.
+
+    One group when ``config.hamiltonian_lr`` is None or the model has no ``hamiltonian``.
+
+    Example:
+        >>> from hamflow_hgn.models.hgn import HGN
+        >>> cfg = TrainConfig(data="D", out="R", model=ModelConfig.reduced(8), hamiltonian_lr=1e-4)
+        >>> [(len(g["params"]), g.get("lr")) for g in param_groups(HGN(cfg.model), cfg)]
+        [(40, None), (26, 0.0001)]
+    """
+    energy = getattr(model, "hamiltonian", None)
+    if config.hamiltonian_lr is None or not isinstance(energy, nn.Module):
+        return [{"params": list(model.parameters())}]
+    own = {id(p) for p in energy.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in own]
+    return [{"params": rest}, {"params": list(energy.parameters()), "lr": config.hamiltonian_lr}]
+
+
 def _parser() -> argparse.ArgumentParser:
     from .cli import default_of, make_parser, positive_int
     from .models import MODELS
@@ -388,6 +407,10 @@ def _parser() -> argparse.ArgumentParser:
         help="sequences per step and process",
     )  # fmt: skip
     p.add_argument("--lr", type=float, default=default_of(t, "lr"), help="Adam learning rate")
+    p.add_argument(
+        "--hamiltonian-lr", type=float, default=None,
+        help="Adam learning rate of the learned Hamiltonian (default: --lr)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=default_of(t, "seed"), help="seed of everything")
     p.add_argument("--device", default=default_of(t, "device"), help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", default=default_of(t, "amp"), choices=AMP_MODES, help="autocast")
@@ -455,6 +478,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
+        hamiltonian_lr=args.hamiltonian_lr,
         seed=args.seed,
         device=args.device,
         amp=args.amp,

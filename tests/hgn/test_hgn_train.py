@@ -18,6 +18,7 @@ from hamflow_hgn.checkpoint import CheckpointError, load_checkpoint
 from hamflow_hgn.config import ModelConfig, TrainConfig
 from hamflow_hgn.data import DataConfig, generate, open_dataset
 from hamflow_hgn.models import MODELS, register_model
+from hamflow_hgn.models.hgn import HGN
 from hamflow_hgn.train import DivergenceError, config_from_args, main, train
 from hamflow_hgn.train import _parser as train_parser
 
@@ -308,3 +309,21 @@ def test_help_shows_defaults_from_the_configs_examples_and_version(capsys):
     with pytest.raises(SystemExit):
         train_parser().parse_args(["--version"])
     assert "hamflow" in capsys.readouterr().out
+
+
+def test_hamiltonian_lr_is_its_own_adam_group(data_dir, tmp_path):
+    run = train(config(data_dir, tmp_path / "run", steps=2, lr=1e-3, hamiltonian_lr=1e-4))
+    groups = load_checkpoint(run / "checkpoint.pt")["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == [1e-3, 1e-4]
+    model = HGN(ModelConfig.reduced(16, frames=6, image_size=16))
+    n_h = len(list(model.hamiltonian.parameters()))
+    assert [len(g["params"]) for g in groups] == [len(list(model.parameters())) - n_h, n_h]
+    plain = train(config(data_dir, tmp_path / "plain", steps=1))
+    assert len(load_checkpoint(plain / "checkpoint.pt")["optimizer"]["param_groups"]) == 1
+    args = train_parser().parse_args(
+        ["--data", "D", "--out", "R", "--lr", "1e-3", "--hamiltonian-lr", "2e-4"]
+    )
+    assert config_from_args(args).hamiltonian_lr == 2e-4
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="hamiltonian_lr: expected a positive"):
+            TrainConfig(data="D", out="R", hamiltonian_lr=bad)
