@@ -78,10 +78,11 @@ SCALES: dict[str, Scale] = {
         baseline_steps=2000,
         batch_size=16,
         eval_sequences=64,
-        hgn_args=("--width", "16", "--lr", "1e-3"),
+        hgn_args=("--width", "16", "--lr", "1e-3", "--hamiltonian-lr", "1e-4"),
         baseline_args=("--width", "16", "--lr", "1e-3"),
         device_args=("--device", "cpu"),
-        note="16x16 frames, 15-step unroll, width-16 networks, lr 1e-3, HGN 1200 steps, "
+        note="16x16 frames, 15-step unroll, width-16 networks, lr 1e-3 (HGN's Hamiltonian 1e-4), "
+        "HGN 1200 steps, "
         "PixelHNN 2000 steps (a tenth of HGN's cost per step, so it gets more)",
         # One thread per process: on shared, oversubscribed cores torch's default thread pool
         # made a training step 100x slower; --jobs 2 then uses both cores.
