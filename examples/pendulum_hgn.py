@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.no_grad():
         forward = model.rollout(images)
         back = model.rollout_from(
-            forward.q[-1], forward.p[-1], images.shape[1] - 1, dt=-model.config.dt
+            forward.q[:, -1], forward.p[:, -1], images.shape[1] - 1, dt=-model.config.dt
         )
     energy = forward.energy.double()
     with open(run_dir / "metrics.csv") as f:
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
         "geco_setting": args.geco_setting,
         "test_mse": float((forward.frames - images).square().mean()),
         "mean_image_mse": float((mean_image - images).square().mean()),
-        "reversal_error": float((back.q[-1] - forward.q[0]).abs().max()),
+        "reversal_error": float((back.q[:, -1] - forward.q[:, 0]).abs().max()),
         "energy_relative_std": float((energy.std(1) / energy.mean(1).abs()).mean()),
         "final_lambda": float(last["lambda"]),
         "final_kl": float(last["kl"]),

@@ -114,7 +114,7 @@ def figure7(
         steps = images.shape[1] - 1
         every = max(1, steps // 10)
         fwd = hgn.rollout(images, steps)
-        back = hgn.rollout_from(fwd.q[-1], fwd.p[-1], steps, dt=-dt)  # from the last state
+        back = hgn.rollout_from(fwd.q[:, -1], fwd.p[:, -1], steps, dt=-dt)  # from the last state
         rows = [("data", images[0]), ("HGN forward", fwd.frames[0])]
         rows.append(("data reversed", images[0].flip(0)))
         rows.append(("HGN backward", back.frames[0]))

@@ -121,7 +121,7 @@ def save_rollouts(
     fwd = model.rollout(images, steps)
     runs["forward"] = ([truth, fwd.frames.cpu()], ["truth", "model"])
     if hasattr(model, "rollout_from"):
-        back = model.rollout_from(fwd.q[-1], fwd.p[-1], steps, dt=-dt)
+        back = model.rollout_from(fwd.q[:, -1], fwd.p[:, -1], steps, dt=-dt)
         reversed_truth = truth.flip(1)
         runs["backward"] = ([reversed_truth, back.frames.cpu()], ["truth reversed", "model -dt"])
     runs["double_speed"] = (

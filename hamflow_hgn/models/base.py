@@ -36,8 +36,8 @@ class Rollout:
 
     Attributes:
         frames: decoded images ``(B, S+1, C, H, W)``, the initial state first.
-        q, p: latent states ``(S+1, B, ...)`` (HGN: ``(state_channels, 4, 4)``; PixelHNN:
-            ``(latent_dim / 2,)``).
+        q, p: latent states ``(B, S+1, ...)``, batch first like ``frames`` (HGN:
+            ``(state_channels, 4, 4)`` per state; PixelHNN: ``(latent_dim / 2,)``).
         energy: the learned ``H(q_t, p_t)``, ``(B, S+1)``.
     """
 

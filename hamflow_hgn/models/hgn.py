@@ -256,7 +256,8 @@ class HGN(nn.Module):
     def rollout_from(self, q: Tensor, p: Tensor, steps: int, dt: float | None = None) -> Rollout:
         """Roll out and decode from a given latent state ``(q, p)``."""
         qs, ps = self.integrate(q, p, steps, dt)
-        return Rollout(self.decode(qs.to(q.dtype)), qs, ps, self.energy(qs, ps))
+        energy = self.energy(qs, ps)
+        return Rollout(self.decode(qs.to(q.dtype)), qs.transpose(0, 1), ps.transpose(0, 1), energy)
 
     @torch.no_grad()
     def sample(

@@ -105,7 +105,7 @@ class PixelHNN(nn.Module):
         ['ae', 'cc', 'hnn', 'loss', 'mse', 'wd']
         >>> out = model.rollout(images, steps=5)
         >>> out.frames.shape, out.q.shape, out.energy.shape
-        (torch.Size([2, 6, 3, 8, 8]), torch.Size([6, 2, 1]), torch.Size([2, 6]))
+        (torch.Size([2, 6, 3, 8, 8]), torch.Size([2, 6, 1]), torch.Size([2, 6]))
 
     References:
         Toth et al., "Hamiltonian Generative Networks", ICLR 2020, A.3.
@@ -236,4 +236,5 @@ class PixelHNN(nn.Module):
         frames = self.decode(zs.flatten(0, 1))[:, 0].unflatten(0, (s, b)).transpose(0, 1)
         half = self.config.latent_dim // 2
         energy = self.hnn.energy(zs.flatten(0, 1)).unflatten(0, (s, b)).transpose(0, 1)
+        zs = zs.transpose(0, 1)  # batch first, like the frames
         return Rollout(frames, zs[..., :half], zs[..., half:], energy)

@@ -127,7 +127,7 @@ def test_pixel_hnn_shapes_and_gradients(kind):
     assert all(p.grad is not None for p in model.parameters())
     out = model.rollout(images, steps=7)
     assert out.frames.shape == (2, 8, 3, 8, 8)
-    assert out.q.shape == out.p.shape == (8, 2, 2)
+    assert out.q.shape == out.p.shape == (2, 8, 2)  # batch first, like frames
     assert out.energy.shape == (2, 8)
     assert model.config.target_frames == tuple(range(5))
     with pytest.raises(ValueError, match="images"):

@@ -59,6 +59,10 @@ def test_shapes_every_stage(variant, protocol):
     roll = model.rollout(images, steps=10)
     assert roll.frames.shape == (b, 11, 3, SIZE, SIZE)
     assert roll.energy.shape == (b, 11)
+    # every field of a rollout is batch first: (B, S+1, ...)
+    assert roll.q.shape[:2] == roll.p.shape[:2] == (b, 11)
+    q0, p0, _, _ = model.initial_state(images, sample=False)
+    torch.testing.assert_close(roll.q[:, 0], q0)
     assert model.sample(2, steps=4).frames.shape == (2, 5, 3, SIZE, SIZE)
 
 
