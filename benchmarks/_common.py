@@ -12,12 +12,14 @@ target parameter count (the NHF being compared).
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
 import platform
 import statistics
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -150,3 +152,38 @@ def publish(
     md = markdown or (root / "docs" / "benchmarks.md" if to_docs else out_dir / "benchmarks.md")
     update_markdown(md, block, tag=name)
     return path, md
+
+
+def timed_step(
+    model: nn.Module, opt: torch.optim.Optimizer, batch: torch.Tensor
+) -> tuple[float, bool]:
+    """One ``forward_kld`` + backward + optimiser step: its CPU time and whether it was taken.
+
+    A non-finite loss skips the update (the caller counts it). CPU time
+    (``time.process_time``) leaves out the time other jobs hold a shared core.
+    """
+    t0 = time.process_time()
+    loss = model.forward_kld(batch)
+    opt.zero_grad(set_to_none=True)
+    finite = bool(torch.isfinite(loss))
+    if finite:
+        loss.backward()
+        opt.step()
+    return time.process_time() - t0, finite
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    """``--out-dir``, ``--publish`` and ``--markdown``, the same for every benchmark."""
+    p.add_argument("--out-dir", type=Path, default=None, help="default runs/benchmarks/")
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="write into benchmarks/results/ and docs/benchmarks.md (not with --quick)",
+    )
+    p.add_argument("--markdown", type=Path, default=None, help="Markdown file to update")
+
+
+def check_output_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse ``--quick --publish``: a smoke run never writes into docs/ or results/."""
+    if getattr(args, "quick", False) and args.publish:
+        p.error("--publish: a --quick smoke run is never published")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -23,7 +22,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_info, publish  # noqa: E402
+from _common import (  # noqa: E402
+    add_output_args,
+    check_output_args,
+    machine_info,
+    publish,
+    timed_step,
+)
 
 from hamflow import NHF  # noqa: E402
 from hamflow.toy import TOY_DENSITIES, get_density  # noqa: E402
@@ -84,12 +89,7 @@ def run_one(density: str, overrides: dict, cfg: AblationConfig) -> dict:
     steps, elapsed = 0, 0.0
     while elapsed < cfg.seconds:
         batch = train[torch.randint(len(train), (cfg.batch,), generator=gen)]
-        t0 = time.process_time()
-        loss = model.forward_kld(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        elapsed += time.process_time() - t0
+        elapsed += timed_step(model, opt, batch)[0]
         steps += 1
     torch.manual_seed(cfg.seed)
     nll = -model.log_prob(test, num_samples=cfg.iwae_k).double()
@@ -139,16 +139,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[AblationConfig, argparse.
         default="nhf_ablation",
         help="name of the JSON and the docs block (e.g. nhf_ablation_heldout)",
     )
-    p.add_argument("--out-dir", type=Path, default=None, help="default runs/benchmarks/")
-    p.add_argument(
-        "--publish",
-        action="store_true",
-        help="write into benchmarks/results/ and docs/benchmarks.md (not with --quick)",
-    )
-    p.add_argument("--markdown", type=Path, default=None, help="default docs/benchmarks.md")
+    add_output_args(p)
     args = p.parse_args(argv)
-    if args.quick and args.publish:
-        p.error("--publish: a --quick smoke run is never published")
+    check_output_args(p, args)
     if args.seconds is not None and not args.seconds > 0:
         p.error(f"--seconds: expected a positive number, got {args.seconds}")
     cfg = replace(AblationConfig(), **QUICK) if args.quick else AblationConfig()

@@ -29,7 +29,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_info, publish  # noqa: E402
+from _common import (  # noqa: E402
+    add_output_args,
+    check_output_args,
+    machine_info,
+    publish,
+    timed_step,
+)
 
 from hamflow import NHF  # noqa: E402
 from hamflow.toy import get_density  # noqa: E402
@@ -68,12 +74,7 @@ def train(cfg: LogProbConfig) -> tuple[NHF, int]:
     steps, elapsed = 0, 0.0
     while elapsed < cfg.seconds:
         batch = data[torch.randint(len(data), (cfg.batch,), generator=gen)]
-        t0 = time.process_time()
-        loss = model.forward_kld(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        elapsed += time.process_time() - t0
+        elapsed += timed_step(model, opt, batch)[0]
         steps += 1
     model.eval()
     return model, steps
@@ -156,16 +157,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--seconds", type=float, default=None, help="default 60")
     p.add_argument("--quick", action="store_true", help="smoke run, written under runs/")
-    p.add_argument("--out-dir", type=Path, default=None, help="default runs/benchmarks/")
-    p.add_argument(
-        "--publish",
-        action="store_true",
-        help="write into benchmarks/results/ and docs/benchmarks.md (not with --quick)",
-    )
-    p.add_argument("--markdown", type=Path, default=None)
+    add_output_args(p)
     args = p.parse_args(argv)
-    if args.quick and args.publish:
-        p.error("--publish: a --quick smoke run is never published")
+    check_output_args(p, args)
     if args.seconds is not None and not args.seconds > 0:
         p.error(f"--seconds: expected a positive number, got {args.seconds}")
     cfg = replace(LogProbConfig(), **QUICK) if args.quick else LogProbConfig()

@@ -31,6 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
+    add_output_args,
+    check_output_args,
     machine_info,
     match_params,
     median,
@@ -158,21 +160,9 @@ def main(argv: list[str] | None = None) -> dict:
             help=f"default {getattr(defaults, name)}",
         )
     p.add_argument("--quick", action="store_true", help="tiny smoke-test run")
-    p.add_argument("--out-dir", type=Path, default=None, help="default runs/benchmarks/")
-    p.add_argument(
-        "--publish",
-        action="store_true",
-        help="write into benchmarks/results/ and docs/benchmarks.md (not with --quick)",
-    )
-    p.add_argument(
-        "--markdown",
-        type=Path,
-        default=None,
-        help="default docs/benchmarks.md (with --quick, OUT_DIR/benchmarks.md)",
-    )
+    add_output_args(p)
     args = p.parse_args(argv)
-    if args.quick and args.publish:
-        p.error("--publish: a --quick smoke run is never published")
+    check_output_args(p, args)
     cfg = replace(StepConfig(), **QUICK) if args.quick else StepConfig()
     over = {
         k: v

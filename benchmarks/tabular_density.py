@@ -33,7 +33,6 @@ import argparse
 import copy
 import math
 import sys
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -42,7 +41,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_info, match_params, num_params, publish, realnvp  # noqa: E402
+from _common import (  # noqa: E402
+    add_output_args,
+    check_output_args,
+    machine_info,
+    match_params,
+    num_params,
+    publish,
+    realnvp,
+    timed_step,
+)
 
 from hamflow import NHF  # noqa: E402
 
@@ -123,15 +131,9 @@ def train(model, name: str, data: torch.Tensor, val: torch.Tensor, cfg: TabularC
     model.train()
     while elapsed < cfg.seconds:
         idx = torch.randint(len(data), (cfg.batch,), generator=gen)
-        t0 = time.process_time()
-        loss = model.forward_kld(data[idx])
-        opt.zero_grad(set_to_none=True)
-        if torch.isfinite(loss):
-            loss.backward()
-            opt.step()
-        else:
-            skipped += 1
-        elapsed += time.process_time() - t0
+        seconds, taken = timed_step(model, opt, data[idx])
+        elapsed += seconds
+        skipped += not taken
         step += 1
         if step % cfg.val_every == 0 or elapsed >= cfg.seconds:
             score = test_nll(name, model, val, cfg, k=cfg.val_k)
@@ -239,16 +241,9 @@ def main(argv: list[str] | None = None) -> dict:
             help=f"default {getattr(d, name)}",
         )
     p.add_argument("--quick", action="store_true", help="smoke run on iris, 2 s per model")
-    p.add_argument("--out-dir", type=Path, default=None, help="default runs/benchmarks/")
-    p.add_argument(
-        "--publish",
-        action="store_true",
-        help="write into benchmarks/results/ and docs/benchmarks.md (not with --quick)",
-    )
-    p.add_argument("--markdown", type=Path, default=None, help="default docs/benchmarks.md")
+    add_output_args(p)
     args = p.parse_args(argv)
-    if args.quick and args.publish:
-        p.error("--publish: a --quick smoke run is never published")
+    check_output_args(p, args)
     cfg = replace(TabularConfig(), **QUICK) if args.quick else TabularConfig()
     over = {k: v for k, v in vars(args).items() if k in d.__dataclass_fields__ and v is not None}
     for k in ("seconds", "lr", "batch", "iwae_k", "threads"):

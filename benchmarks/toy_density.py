@@ -34,10 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     BASELINES,
+    add_output_args,
+    check_output_args,
     machine_info,
     match_params,
     num_params,
     publish,
+    timed_step,
 )
 
 from hamflow import NHF  # noqa: E402
@@ -123,15 +126,9 @@ def train(name: str, model, data: torch.Tensor, cfg: BenchConfig) -> dict:
     model.train()
     while "steps" not in snaps or "seconds" not in snaps:
         idx = torch.randint(len(data), (cfg.batch,), generator=gen)
-        t0 = time.process_time()
-        loss = model.forward_kld(data[idx])
-        opt.zero_grad(set_to_none=True)
-        if torch.isfinite(loss):
-            loss.backward()
-            opt.step()
-        else:
-            skipped += 1
-        elapsed += time.process_time() - t0
+        seconds, taken = timed_step(model, opt, data[idx])
+        elapsed += seconds
+        skipped += not taken
         step += 1
         for key, hit in (("steps", step >= cfg.steps), ("seconds", elapsed >= cfg.seconds)):
             if hit and key not in snaps:
@@ -298,23 +295,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"--{name}", type=float, default=None, help=f"default {getattr(defaults, name)}"
         )
     p.add_argument("--quick", action="store_true", help="tiny smoke-test run (~30 s)")
-    p.add_argument("--out-dir", type=Path, default=None, help="default runs/benchmarks/")
-    p.add_argument(
-        "--publish",
-        action="store_true",
-        help="write into benchmarks/results/, docs/benchmarks.md and docs/img/ (not with --quick)",
-    )
+    add_output_args(p)
     p.add_argument(
         "--name",
         default="toy_density",
         help="name of the JSON and of the docs block (default toy_density; e.g. "
         "toy_density_heldout for --densities grid_gaussians)",
     )
-    p.add_argument("--markdown", type=Path, default=None, help="Markdown file to update")
     p.add_argument("--figure", type=Path, default=None, help="figure path")
     args = p.parse_args(argv)
-    if args.quick and args.publish:
-        p.error("--publish: a --quick smoke run is never published")
+    check_output_args(p, args)
     for name in ("steps", "batch", "n_train", "n_test", "iwae_k", "threads", "grid"):
         v = getattr(args, name)
         if v is not None and v < 1:
