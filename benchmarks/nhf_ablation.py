@@ -133,6 +133,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[AblationConfig, argparse.
     d = AblationConfig()
     p.add_argument("--densities", nargs="+", choices=sorted(TOY_DENSITIES), default=None)
     p.add_argument("--seconds", type=float, default=None, help=f"default {d.seconds}")
+    p.add_argument("--n-test", type=int, default=None, help=f"default {d.n_test}")
+    p.add_argument("--iwae-k", type=int, default=None, help=f"default {d.iwae_k}")
     p.add_argument("--quick", action="store_true", help="tiny smoke run, written under runs/")
     p.add_argument(
         "--name",
@@ -149,6 +151,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[AblationConfig, argparse.
         cfg = replace(cfg, densities=tuple(args.densities))
     if args.seconds:
         cfg = replace(cfg, seconds=args.seconds)
+    for name in ("n_test", "iwae_k"):
+        value = getattr(args, name)
+        if value is not None:
+            if value < 1:
+                p.error(f"--{name.replace('_', '-')}: expected an integer >= 1, got {value}")
+            cfg = replace(cfg, **{name: value})
     return cfg, args
 
 
