@@ -36,8 +36,9 @@ class NHF(nn.Module):
     position (through a diagonal affine map, below). The momentum is a latent variable with a
     Gaussian encoder ``f(p | q)``, and training maximises the ELBO of Eq. 6.
 
-    The defaults are **not** the paper's: each is a lever that won its measurement in
-    ``benchmarks/nhf_ablation.py`` (docs/benchmarks.md), and all stay in the Hamiltonian family:
+    The defaults are **not** the paper's. They all stay in the Hamiltonian family, and
+    ``benchmarks/nhf_ablation.py`` measures each (docs/benchmarks.md; the first three carry most
+    of the gain on 2-D toys, the affine map matters in tens of dimensions):
 
     - ``kinetic="fixed"``: ``K = ½|p|²`` (Souveton et al., 2023), so only ``V`` is learned and a
       drift costs no network evaluation;
