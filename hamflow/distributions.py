@@ -158,15 +158,19 @@ class GaussianMomentumEncoder(nn.Module):
         return (-0.5 * z * z - log_s - 0.5 * math.log(2 * math.pi)).sum(-1)
 
     def rsample(
-        self, q: Tensor, num_samples: int = 1, eps: Tensor | None = None
+        self, q: Tensor, num_samples: int = 1, eps: Tensor | None = None, scale: float = 1.0
     ) -> tuple[Tensor, Tensor]:
         """Reparametrised ``p ~ f(p | q)`` and ``log f(p | q)``.
 
         With ``num_samples = K > 1``, ``q`` is ``(B, d)`` and the outputs are ``(K, B, d)`` and
         ``(K, B)``. ``eps``, standard-normal noise of that shape (or broadcastable to it), replaces
-        the fresh draw (for quasi-random samples, see :func:`sobol_normal`).
+        the fresh draw (for quasi-random samples, see :func:`sobol_normal`). ``scale`` widens
+        (``> 1``) or narrows the Gaussian's standard deviation by that factor, and ``log f`` is
+        that of the widened density.
         """
         mu, log_s = self.params(q)
+        if scale != 1.0:
+            log_s = log_s + math.log(scale)
         shape = mu.shape if num_samples == 1 else (num_samples, *mu.shape)
         if eps is None:
             eps = torch.randn(shape, dtype=mu.dtype, device=mu.device)
