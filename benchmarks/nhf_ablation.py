@@ -91,6 +91,8 @@ def run_one(density: str, overrides: dict, cfg: AblationConfig) -> dict:
         batch = train[torch.randint(len(train), (cfg.batch,), generator=gen)]
         elapsed += timed_step(model, opt, batch)[0]
         steps += 1
+    model.eval()
+    model.calibrate_proposal(train[:2000])  # as a user would: the proposal width, on training rows
     torch.manual_seed(cfg.seed)
     nll = -model.log_prob(test, num_samples=cfg.iwae_k).double()
     return {
@@ -98,6 +100,7 @@ def run_one(density: str, overrides: dict, cfg: AblationConfig) -> dict:
         "test_nll_stderr": (nll.std() / len(nll) ** 0.5).item(),
         "steps": steps,
         "ms_per_step": 1e3 * elapsed / steps,
+        "proposal_scale": float(model.proposal_scale),
     }
 
 
@@ -110,7 +113,8 @@ def markdown(out: dict) -> str:
         f"Machine: {info['machine']} ({info['torch_threads']} torch thread(s)); date: "
         f"{info['date']}; torch {info['torch']}.  ",
         f"Each row is `NHF.paper(2, **setting)` trained for {cfg['seconds']:g} s of CPU time "
-        f"(batch {cfg['batch']}, Adam {cfg['lr']}); test NLL in nats (IWAE K = {cfg['iwae_k']}, "
+        f"(batch {cfg['batch']}, Adam {cfg['lr']}); test NLL in nats (IWAE K = {cfg['iwae_k']} "
+        "after `calibrate_proposal` on 2000 training rows, "
         f"{cfg['n_test']} held-out points), with the steps it took in brackets.",
         "",
         "| setting | " + " | ".join(f"{d} (H = {res[d]['true_entropy']:.3f})" for d in dens) + " |",

@@ -190,6 +190,10 @@ def run(cfg: TabularConfig, log=print) -> dict:
                 hidden, model = match_params(lambda h: realnvp(h, dim=dim), target)
                 extra = {"hidden": hidden}
             entry = {"params": num_params(model), **extra, **train(model, name, tr, val, cfg)}
+            if name.startswith("nhf"):  # as a user would: the proposal width, on training rows
+                model.eval()
+                model.calibrate_proposal(tr)
+                entry["proposal_scale"] = float(model.proposal_scale)
             entry["test_nll"] = test_nll(name, model, te, cfg)
         res["models"][name] = entry
         log(f"{cfg.dataset:14s} {name:10s} test NLL {entry['test_nll']:9.3f}  {entry}")
@@ -208,7 +212,8 @@ def markdown(out: dict) -> str:
         f"standardised on the training rows). Trained models: Adam lr {cfg['lr']}, batch "
         f"{cfg['batch']}, {cfg['seconds']:g} s of CPU time each, scored every "
         f"{cfg['val_every']} steps on {r['n_val']} validation rows held out of the training set, "
-        f"the best state kept. NHF: IWAE K = {cfg['iwae_k']} on the test set. `inf`: some test "
+        f"the best state kept. NHF: IWAE K = {cfg['iwae_k']} on the test set, its proposal width "
+        "calibrated on the training rows (`calibrate_proposal`). `inf`: some test "
         "point's log-density is not finite.",
         "",
         "| model | params | steps (best at) | test NLL (nats) |",
