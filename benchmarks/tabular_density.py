@@ -192,8 +192,9 @@ def run(cfg: TabularConfig, log=print) -> dict:
             entry = {"params": num_params(model), **extra, **train(model, name, tr, val, cfg)}
             if name.startswith("nhf"):  # as a user would: the proposal width, on training rows
                 model.eval()
-                model.calibrate_proposal(tr)
+                scores = model.calibrate_proposal(tr)
                 entry["proposal_scale"] = float(model.proposal_scale)
+                entry["calibration_mean_log_prob_by_scale"] = scores
             entry["test_nll"] = test_nll(name, model, te, cfg)
         res["models"][name] = entry
         log(f"{cfg.dataset:14s} {name:10s} test NLL {entry['test_nll']:9.3f}  {entry}")

@@ -90,11 +90,13 @@ def train(cfg: MultimodalConfig, progress: bool = True) -> tuple[NHF, dict]:
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
+    model.calibrate_proposal(train_x[:2000])  # log_prob's proposal width, on training rows
     nll = -model.log_prob(test_x, num_samples=cfg.iwae_k)
     summary = {
         "test_nll_iwae": nll.mean().item(),
         "test_nll_stderr": (nll.std() / math.sqrt(len(nll))).item(),
         "iwae_k": cfg.iwae_k,
+        "proposal_scale": float(model.proposal_scale),
         "true_entropy": density.entropy().value,
         "train_seconds": time.perf_counter() - start,
     }
