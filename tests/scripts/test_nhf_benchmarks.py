@@ -122,6 +122,7 @@ def test_nhf_log_prob_quick(tmp_path):
     # the default rows use the calibrated width; the reference is the tighter K = 2048 estimate
     cal = r["calibration"]
     assert cal["scale"] == max(cal["mean_log_prob_by_scale"], key=cal["mean_log_prob_by_scale"].get)
-    assert all(row["proposal_scale"] == cal["scale"] for row in r["rows"][: len(out["config"]["ks"])])
+    calibrated = r["rows"][: len(out["config"]["ks"])]
+    assert all(row["proposal_scale"] == cal["scale"] for row in calibrated)
     assert r["reference"]["test_nll"] == min(ref["test_nll"] for ref in r["references"])
     assert "nhf_log_prob:begin" in (tmp_path / "benchmarks.md").read_text()
