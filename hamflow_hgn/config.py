@@ -30,6 +30,7 @@ __all__ = [
     "KL_BALANCES",
     "GECO_UNITS",
     "GECO_SETTINGS",
+    "DECODER_BIASES",
     "DT",
     "ModelConfig",
     "PixelHNNConfig",
@@ -74,14 +75,34 @@ GECO_UNITS: dict[str, str] = {
 GECO_SETTINGS: dict[str, dict[str, Any]] = {
     "default": dict(
         kl_balance="geco", geco_units="variance", geco_tolerance=0.3, geco_alpha=0.9,
-        geco_speed=1e-2, geco_lambda_init=1e3, geco_max_log_step=0.01,
+        geco_speed=1e-2, geco_lambda_init=1e5, geco_max_log_step=1e-3,
+    ),
+    "fast": dict(
+        kl_balance="geco", geco_units="variance", geco_tolerance=0.3, geco_alpha=0.9,
+        geco_speed=1e-2, geco_lambda_init=1e3, geco_max_log_step=1e-2,
+    ),
+    "fixed": dict(
+        kl_balance="fixed", geco_units="variance", geco_tolerance=0.3, geco_alpha=0.9,
+        geco_speed=1e-2, geco_lambda_init=1e5, geco_max_log_step=1e-3,
     ),
     "paper": dict(
         kl_balance="geco", geco_units="mse", geco_tolerance=1e-3, geco_alpha=0.99,
         geco_speed=1e-2, geco_lambda_init=1.0, geco_max_log_step=None,
     ),
 }  # fmt: skip
-"""Named KL-balancing settings of :class:`ModelConfig` (``--geco-setting`` on the CLI)."""
+"""Named KL-balancing settings of :class:`ModelConfig` (``--geco-setting`` on the CLI).
+
+``default``: GECO with λ starting at 1e5 and moving by at most 1e-3 in log space per step;
+``fast``: the previous default (λ from 1e3, steps of 1e-2), which reaches the cap of 1e6
+after 690 steps while the tolerance is not met; ``fixed``: λ = 1e5 throughout; ``paper``: GECO
+as the paper configures it. docs/hgn.md ("Balancing the KL") compares them.
+"""
+
+DECODER_BIASES: dict[str, str] = {
+    "data": "the decoder's output bias starts at the logit of the training data's mean colour",
+    "zero": "PyTorch's default initialisation of the decoder's last convolution",
+}
+"""How :attr:`ModelConfig.decoder_bias` initialises the decoder's output bias."""
 
 DT: float = 0.125
 """Time between frames of the paper's data, and HGN's integrator step (A.1, A.4)."""
@@ -136,6 +157,11 @@ class ModelConfig:
         geco_max_log_step: bound on the change of ``log λ`` per step; ``None`` for Rezende &
             Viola's unbounded update (the paper's setting, which pins λ at its cap of 1e6
             within ten steps when the tolerance is 1e-3 in MSE; docs/hgn.md).
+        decoder_bias: ``"data"`` (default) starts the decoder's output bias at the logit of
+            the training data's mean colour, so an untrained HGN draws the background instead
+            of grey (its MSE starts near the mean image's, not 30x above it); ``"zero"``
+            keeps PyTorch's initialisation (A.1 does not say). HGN only: the PixelHNN
+            baselines ignore it.
 
     The GECO defaults are this project's (measured in docs/hgn.md, "Balancing the KL");
     :meth:`paper` gives the paper's reading of A.1 as a named setting (:data:`GECO_SETTINGS`).
@@ -161,8 +187,9 @@ class ModelConfig:
     geco_tolerance: float = 0.3
     geco_alpha: float = 0.9
     geco_speed: float = 1e-2
-    geco_lambda_init: float = 1e3
-    geco_max_log_step: float | None = 0.01
+    geco_lambda_init: float = 1e5
+    geco_max_log_step: float | None = 1e-3
+    decoder_bias: str = "data"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoder_widths", tuple(int(w) for w in self.encoder_widths))
@@ -206,6 +233,7 @@ class ModelConfig:
             raise ValueError(f"dt: expected a positive finite number, got {self.dt!r}")
         _check_choice("kl_balance", self.kl_balance, KL_BALANCES)
         _check_choice("geco_units", self.geco_units, GECO_UNITS)
+        _check_choice("decoder_bias", self.decoder_bias, DECODER_BIASES)
         if not (
             isinstance(self.geco_tolerance, (int, float))
             and math.isfinite(self.geco_tolerance)

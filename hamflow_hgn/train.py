@@ -422,8 +422,9 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--geco-setting", default="default", choices=sorted(GECO_SETTINGS),
-        help="KL balancing: 'default' (tolerance 0.3 of the pixel variance, bounded lambda "
-        "steps) or 'paper' (per-pixel MSE 1e-3, Rezende & Viola's unbounded update)",
+        help="KL balancing: 'default' (tolerance 0.3 of the pixel variance, lambda from 1e5 in "
+        "log steps of at most 1e-3), 'fast' (lambda from 1e3, steps of 1e-2), 'fixed' (lambda "
+        "1e5) or 'paper' (per-pixel MSE 1e-3, Rezende & Viola's unbounded update)",
     )  # fmt: skip
     p.add_argument(
         "--geco-tolerance", type=float, default=None,

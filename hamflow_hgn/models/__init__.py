@@ -67,7 +67,15 @@ def _state_dim(dataset: Any) -> int:
 
 
 def _hgn(config: TrainConfig, dataset: Any) -> nn.Module:
-    return HGN(config.model)
+    model = HGN(config.model)
+    if config.model.decoder_bias == "data" and hasattr(dataset, "render_batch"):
+        n = min(len(dataset), DECODER_BIAS_SEQUENCES)
+        model.init_decoder_bias(dataset.render_batch(range(n)))
+    return model
+
+
+DECODER_BIAS_SEQUENCES = 256
+"""Training sequences whose mean colour sets HGN's output bias (``decoder_bias="data"``)."""
 
 
 def _pixel_hnn_mlp(config: TrainConfig, dataset: Any) -> nn.Module:

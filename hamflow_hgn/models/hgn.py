@@ -89,6 +89,29 @@ class HGN(nn.Module):
             max_log_step=c.geco_max_log_step,
         )
 
+    @torch.no_grad()
+    def init_decoder_bias(self, images: Tensor) -> None:
+        """Set the decoder's output bias to the logit of the mean colour of ``images``.
+
+        ``images`` is ``(..., C, H, W)`` with values in [0, 1]; the mean is taken per channel,
+        clamped to [1e-3, 1 - 1e-3]. An untrained decoder then draws that colour everywhere
+        (the sigmoid of its bias) instead of mid-grey, so training starts from the background.
+
+        Example:
+            >>> model = HGN(ModelConfig.reduced(8, image_size=8, frames=4))
+            >>> model.init_decoder_bias(torch.full((2, 4, 3, 8, 8), 0.9))
+            >>> [round(v, 4) for v in torch.sigmoid(model.decoder.out.bias).tolist()]
+            [0.9, 0.9, 0.9]
+        """
+        if images.dim() < 3 or images.shape[-3] != self.config.channels:
+            raise ValueError(
+                f"images: expected shape (..., {self.config.channels}, H, W), "
+                f"got {tuple(images.shape)}"
+            )
+        colour = images.detach().float().movedim(-3, 0).flatten(1).mean(1).clamp(1e-3, 1 - 1e-3)
+        bias = self.decoder.out.bias
+        bias.copy_(torch.logit(colour).to(bias))
+
     # -- stages ---------------------------------------------------------------------------
 
     def check_images(self, images: Tensor, name: str = "images") -> None:

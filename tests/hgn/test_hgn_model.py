@@ -185,6 +185,75 @@ def test_default_kl_balance_keeps_lambda_off_its_cap_where_the_paper_setting_pin
     assert max(default) <= lam0 * math.exp(15 * step) * (1 + 1e-9)  # bounded steps
 
 
+class _Batches:
+    """The smallest dataset build_model needs: a config and ``render_batch``."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        from hamflow_hgn.data import DataConfig
+
+        self.images = images
+        self.config = DataConfig("pendulum", len(images), 1, steps=FRAMES, size=SIZE)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def render_batch(self, indices, device=None) -> torch.Tensor:
+        return self.images[torch.as_tensor(list(indices))]
+
+
+def test_decoder_bias_starts_at_the_data_mean_colour():
+    # Issue 10: with PyTorch's initialisation the untrained decoder draws mid-grey on the light
+    # background, 0.1-0.2 of MSE, 30x the mean image's; starting the output bias at the data's
+    # mean colour puts the first steps' error near the mean image's instead.
+    from hamflow_hgn.config import TrainConfig
+    from hamflow_hgn.models import build_model
+
+    images = torch.cat(_pendulum_batches(4))
+    data = _Batches(images)
+    errors = {}
+    for bias in ("zero", "data"):
+        torch.manual_seed(0)
+        cfg = TrainConfig(data="D", out="R", model=small(decoder_bias=bias))
+        _, model = build_model(cfg, data)
+        colour = torch.sigmoid(model.decoder.out.bias)
+        if bias == "data":
+            expected = images.mean(dim=(0, 1, 3, 4))
+            torch.testing.assert_close(colour, expected, atol=1e-5, rtol=0)
+        with torch.no_grad():
+            errors[bias] = float((model.rollout(images).frames - images).square().mean())
+    variance = float((images - images.mean(0, keepdim=True)).square().mean())
+    assert errors["zero"] > 10 * variance
+    assert errors["data"] < 0.2 * errors["zero"] and errors["data"] < 5 * variance
+
+
+def test_init_decoder_bias_checks_its_input():
+    model = HGN(small())
+    with pytest.raises(ValueError, match=r"images: expected shape \(\.\.\., 3, H, W\)"):
+        model.init_decoder_bias(torch.rand(2, 1, 8, 8))
+
+
+def test_default_multiplier_stays_off_its_cap_through_an_example_run_above_the_tolerance():
+    # Issue 10: in the pendulum example the training MSE stays above GECO's tolerance (0.3 of
+    # the pixel variance) for most of the 2000 steps: about 0.9 of it for the first 300, 0.5
+    # at step 800, 0.3-0.35 at the end. With λ starting at 1e3 and moving by up to 0.01 in
+    # log space per step, λ reached its cap of 1e6 at step 690 and stayed there, the KL's
+    # weight 1e-6. The defaults must keep it off the cap through such a run, and GECO must
+    # still answer: once the tolerance is met, λ falls.
+    cfg = small()
+    model = HGN(cfg)
+    kl = torch.tensor(1000.0)
+    for step in range(2000):
+        ratio = 0.9 if step < 300 else 0.5 if step < 1000 else 0.35
+        model.geco(objective=kl, constraint=torch.tensor(ratio / cfg.geco_tolerance))
+        model.geco.step()
+        assert not model.geco.at_clamp, step
+    high = model.geco.multiplier
+    for _ in range(200):
+        model.geco(objective=kl, constraint=torch.tensor(0.2 / cfg.geco_tolerance))
+        model.geco.step()
+    assert model.geco.multiplier < high / 1.1
+
+
 def test_tolerance_units_and_fixed_balance():
     images = _pendulum_batches(1)[0]
     variance = (images - images.mean(dim=(0, 1), keepdim=True)).square().mean()
@@ -226,6 +295,7 @@ def test_paper_config_is_the_named_setting():
         ({"geco_speed": -1.0}, "geco_speed: expected a positive"),
         ({"geco_lambda_init": 0.0}, "geco_lambda_init: expected a positive"),
         ({"geco_max_log_step": 0.0}, "geco_max_log_step: expected a positive number or None"),
+        ({"decoder_bias": "mean"}, "decoder_bias: expected one of"),
     ],
 )
 def test_bad_configs(kwargs, match):

@@ -56,14 +56,22 @@ def _mean_image_mse(images) -> float:
 
 
 def test_short_training_lowers_the_mse_to_the_mean_image(data_dir, tmp_path):
-    """CI-sized: 300 steps take the MSE from ~0.15 to about the mean-image baseline."""
+    """CI-sized: 300 steps take the MSE to about the mean-image baseline, or below it.
+
+    The decoder's output bias starts at the data's mean colour, so the first step's error is
+    already near the baseline (it was ~0.15, 30x it, with PyTorch's initialisation).
+    """
     ds = open_dataset(data_dir, "train")
     images = ds.render_batch(range(len(ds)))
     baseline = _mean_image_mse(images)
     run = train(config(data_dir, tmp_path / "run", steps=300, lr=2e-3, checkpoint_every=300))
     first = losses_mse(run)[1]
     mse = _rollout_mse(run, ds, images)
-    assert mse < 0.1 * first and mse < 1.3 * baseline, (first, mse, baseline)
+    assert first < 3 * baseline and mse < 0.8 * first and mse < 1.3 * baseline, (
+        first,
+        mse,
+        baseline,
+    )
 
 
 @pytest.mark.slow

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from hamflow_hgn.config import GECO_SETTINGS
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "hgn_kl_balance.py"
 
 
@@ -23,14 +25,19 @@ def test_quick_comparison_shows_the_paper_setting_pinned_and_the_default_free(sc
     argv = ["--quick", "--steps", "12", "--out", str(tmp_path), "--settings", "paper", "default"]
     results = script.main(argv)
     by_name = {r["setting"]: r for r in results}
-    assert by_name["paper"]["lambda_step10"] == pytest.approx(1e6)  # issue 10's symptom
+    # The paper's κ = 1e-3 is below what the model reaches, so λ only rises. (With PyTorch's
+    # decoder bias the untrained error was ~100 κ and λ hit the cap by step 10; starting from
+    # the data's mean colour it is ~5 κ here, and λ climbs more slowly.)
+    paper = by_name["paper"]
+    assert paper["lambda_end"] > paper["lambda_step10"] > 1.0
     assert by_name["default"]["share_at_clamp"] == 0.0
-    assert by_name["default"]["lambda_step10"] < 1e4
+    lam0 = GECO_SETTINGS["default"]["geco_lambda_init"]
+    assert lam0 < by_name["default"]["lambda_step10"] < lam0 * 1.02  # steps of at most 1e-3
     for r in results:
         assert r["ratio"] > 0 and r["kl_max"] >= r["kl_end"] >= 0
     assert json.loads((tmp_path / "summary.json").read_text()) == results
     table = script.markdown(results).splitlines()
-    assert len(table) == 2 + len(results) and table[2].startswith("| paper | 1 | 1e+06 |")
+    assert len(table) == 2 + len(results) and table[2].startswith("| paper | 1 | ")
     # finished runs are read back, not retrained
     again = script.main(argv)
     assert [r["test_mse"] for r in again] == [r["test_mse"] for r in results]
