@@ -30,6 +30,8 @@ def test_quick_run_rolls_out_and_reverses(example, tmp_path):
         png = tmp_path / "rollouts" / f"{kind}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", kind
     assert json.loads((tmp_path / "summary.json").read_text())["train_steps"] == 30
+    low, high = record["lambda_range"]  # GECO's multiplier over the logged steps
+    assert low <= record["final_lambda"] <= high and 0.0 <= record["share_at_clamp"] <= 1.0
     # A second call into the same folder resumes (the trainer refuses to overwrite a run
     # without resume) and trains on to the new step count.
     again = example.main(["--quick", "--out", str(tmp_path), "--no-progress", "--steps", "35"])
