@@ -10,7 +10,7 @@ At its defaults (2500 steps) it reached a test MSE of 0.300, 0.222 and 0.257 tim
 image's with seeds 0, 1 and 2, with GECO's multiplier off its clamps throughout and a KL of
 about 1000-1350 nats per sequence (2-core CPU, no GPU, 2026-11-25; docs/hgn.md, "Try it").
 
-    python examples/pendulum_hgn.py                      # ~8 min on the 2-core CPU
+    python examples/pendulum_hgn.py                      # 8-9 min on the 2-core CPU
     python examples/pendulum_hgn.py --system mass_spring --steps 3000
     python examples/pendulum_hgn.py --quick              # smoke run: ~1 min, 2 on busy cores
 
