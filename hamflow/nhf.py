@@ -351,7 +351,7 @@ class NHF(nn.Module):
         ``τ`` trades that for a small loss where ``f`` was right, and every ``τ`` gives a lower
         bound in expectation, so the highest of them is the tightest. How much wider pays
         depends on the model and on the dimension: docs/density.md measures ``τ ≈ 2`` on 2-D
-        toys and ``τ ≈ 1.1`` on 64-D digits, where ``τ = 2`` costs 40 nats. Call it once after
+        toys and ``τ = 1.1`` on 64-D digits, where ``τ = 2`` costs 41 nats. Call it once after
         training, on training or validation rows (choosing on the test rows would bias the test
         score up); every scale is scored with the same random draws.
 
