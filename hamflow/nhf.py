@@ -374,9 +374,10 @@ class NHF(nn.Module):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 scores[s] = self.log_prob(x, num_samples, proposal_scale=s).double().mean().item()
-        if not all(math.isfinite(v) for v in scores.values()):
-            raise ValueError(f"calibrate_proposal: a non-finite mean estimate, got {scores}")
-        self.proposal_scale.fill_(max(scores, key=scores.get))
+        finite = {s: v for s, v in scores.items() if math.isfinite(v)}
+        if not finite:
+            raise ValueError(f"calibrate_proposal: no scale gave a finite mean estimate: {scores}")
+        self.proposal_scale.fill_(max(finite, key=finite.get))
         return scores
 
     def forward(self, x: Tensor, num_samples: int = 16) -> Tensor:
