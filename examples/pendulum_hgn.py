@@ -6,11 +6,12 @@ speed, and from fresh prior samples (paper Fig. 7 and 8). It prints the test MSE
 "always predict the mean training image" reference and how exactly the backward rollout
 returns to the initial latent state, and saves PNG strips and GIFs.
 
-At its defaults (2500 steps) it reached a test MSE of 0.300, 0.222 and 0.257 times the mean
-image's with seeds 0, 1 and 2, with GECO's multiplier off its clamps throughout and a KL of
-about 1000-1350 nats per sequence (2-core CPU, no GPU, 2026-11-25; docs/hgn.md, "Try it").
+At its defaults (3000 steps) it reached a test MSE of 0.291, 0.201 and 0.214 times the mean
+image's with seeds 0, 1 and 2 on one torch thread, and 0.24 with seed 0 on torch's default two
+threads (9 min 42 s), with GECO's multiplier off its clamps throughout and a KL of about
+1000-1400 nats per sequence (2-core CPU, no GPU, 2026-11-25; docs/hgn.md, "Try it").
 
-    python examples/pendulum_hgn.py                      # 8-9 min on the 2-core CPU
+    python examples/pendulum_hgn.py                      # under 10 min on the 2-core CPU
     python examples/pendulum_hgn.py --system mass_spring --steps 3000
     python examples/pendulum_hgn.py --quick              # smoke run: ~1 min, 2 on busy cores
 
@@ -32,7 +33,7 @@ from hamflow_hgn.rollouts import save_rollouts
 from hamflow_hgn.runs import load_run
 from hamflow_hgn.train import train
 
-FULL = {"n_train": 512, "n_test": 32, "frames": 16, "size": 16, "width": 16, "steps": 2500}
+FULL = {"n_train": 512, "n_test": 32, "frames": 16, "size": 16, "width": 16, "steps": 3000}
 LR, HAMILTONIAN_LR = 1e-3, 3e-4
 """Adam's learning rates: the encoder, f_psi and decoder, and the learned Hamiltonian."""
 QUICK = {"n_train": 64, "n_test": 8, "frames": 8, "size": 16, "width": 8, "steps": 30}
