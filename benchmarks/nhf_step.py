@@ -82,10 +82,11 @@ def make_models(cfg: StepConfig) -> dict[str, torch.nn.Module]:
     return {"nhf": nhf, "nhf_autograd": auto, "nhf_paper": NHF.paper(2), "realnvp": rnvp}
 
 
-def time_steps(cfg: StepConfig) -> dict:
+def time_steps(cfg: StepConfig, compile_nhf: bool = False) -> dict:
+    """Median step times, interleaved; with ``compile_nhf`` also ``torch.compile(forward_kld)``
+    of a copy of ``NHF(2)`` (its compile time is reported apart, not in the median)."""
     torch.set_num_threads(cfg.threads)
     models = make_models(cfg)
-    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in models.items()}
     x = get_density("eight_gaussians").sample(cfg.batch, seed=cfg.seed)
 
     # The two NHF paths compute the same loss from the same weights.
@@ -95,11 +96,27 @@ def time_steps(cfg: StepConfig) -> dict:
     b = models["nhf_autograd"].forward_kld(x)
     max_loss_diff = (a - b).abs().item()
 
+    losses = {k: m.forward_kld for k, m in models.items()}
+    compile_s = compiled_loss_diff = None
+    if compile_nhf:  # a copy made after the first batch set the affine map: the same model
+        import torch._inductor.config as inductor_config
+
+        inductor_config.fallback_random = True  # eager's random numbers, so the losses compare
+        models["nhf_compiled"] = copy.deepcopy(models["nhf"])
+        losses["nhf_compiled"] = torch.compile(models["nhf_compiled"].forward_kld)
+        torch.manual_seed(1)
+        t0 = time.perf_counter()
+        c = losses["nhf_compiled"](x)
+        c.backward()
+        compile_s = time.perf_counter() - t0
+        compiled_loss_diff = (c - a).abs().item()  # same weights, same momenta as `a`
+    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in models.items()}
+
     times: dict[str, list[float]] = {k: [] for k in models}
     for rep in range(cfg.warmup + cfg.reps):
-        for name, model in models.items():
+        for name in models:
             t0 = time.process_time()
-            loss = model.forward_kld(x)
+            loss = losses[name](x)
             opts[name].zero_grad(set_to_none=True)
             loss.backward()
             opts[name].step()
@@ -114,6 +131,9 @@ def time_steps(cfg: StepConfig) -> dict:
         "ratio_nhf_paper_over_realnvp": med["nhf_paper"] / med["realnvp"],
         "speedup_closed_form_over_autograd": med["nhf_autograd"] / med["nhf"],
         "loss_diff_closed_vs_autograd": max_loss_diff,
+        "compile_seconds": compile_s,
+        "loss_diff_compiled_vs_eager": compiled_loss_diff,
+        "speedup_compiled_over_eager": med["nhf"] / med["nhf_compiled"] if compile_nhf else None,
         "all_ms": {k: [1e3 * t for t in v] for k, v in times.items()},
     }
 
@@ -144,6 +164,15 @@ def markdown(out: dict) -> str:
             f"(goal ≤ 1.5×); `NHF.paper(2)`: {r['ratio_nhf_paper_over_realnvp']:.2f}×",
             f"- closed form vs autograd: {r['speedup_closed_form_over_autograd']:.2f}× faster "
             f"(the two losses agree to {r['loss_diff_closed_vs_autograd']:.1e})",
+            *(
+                [
+                    f"- `torch.compile(model.forward_kld)` (inductor, CPU): "
+                    f"{ms['nhf_compiled']:.2f} ms, **{r['speedup_compiled_over_eager']:.2f}×** "
+                    f"the eager step's speed, after {r['compile_seconds']:.0f} s of compiling"
+                ]
+                if r.get("speedup_compiled_over_eager")
+                else []
+            ),
             "<!-- nhf_step:end -->",
         ]
     )
@@ -160,6 +189,9 @@ def main(argv: list[str] | None = None) -> dict:
             help=f"default {getattr(defaults, name)}",
         )
     p.add_argument("--quick", action="store_true", help="tiny smoke-test run")
+    p.add_argument(
+        "--compile", action="store_true", help="also time torch.compile(NHF.forward_kld)"
+    )
     add_output_args(p)
     args = p.parse_args(argv)
     check_output_args(p, args)
@@ -175,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = replace(cfg, **over)
     info = machine_info()
     info["torch_threads"] = cfg.threads
-    res = time_steps(cfg)
+    res = time_steps(cfg, compile_nhf=args.compile)
     argv_s = " ".join(argv if argv is not None else sys.argv[1:])
     out = {
         "config": asdict(cfg),

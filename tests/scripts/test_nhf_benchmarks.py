@@ -45,6 +45,15 @@ def test_toy_density_quick(tmp_path):
     assert (tmp_path / "toy_density.png").stat().st_size > 1000
 
 
+def test_nhf_step_compiled_row(tmp_path):
+    """``--compile`` times a compiled copy of the same model, whose loss equals the eager one."""
+    out = nhf_step.main(["--quick", "--compile", "--out-dir", str(tmp_path)])
+    r = out["results"]
+    assert r["loss_diff_compiled_vs_eager"] < 1e-4
+    assert r["speedup_compiled_over_eager"] > 0 and r["compile_seconds"] > 0
+    assert "torch.compile" in (tmp_path / "benchmarks.md").read_text()
+
+
 def test_nhf_step_quick(tmp_path):
     out = nhf_step.main(["--quick", "--out-dir", str(tmp_path)])
     r = out["results"]
