@@ -355,6 +355,12 @@ class NHF(nn.Module):
         training, on training or validation rows (choosing on the test rows would bias the test
         score up); every scale is scored with the same random draws.
 
+        Args:
+            x: rows to calibrate on, ``(N, dim)``; a few thousand are plenty.
+            num_samples: the ``K`` to calibrate for (that of the later :meth:`log_prob` calls).
+            scales: the candidate factors on the encoder's standard deviation.
+            seed: seeds the draws shared by every scale; torch's global RNG is left as it was.
+
         Example:
             >>> model = NHF(dim=2, num_flows=2, hidden=(16, 16), encoder_hidden=(16,))
             >>> scores = model.calibrate_proposal(torch.randn(64, 2), scales=(1.0, 2.0))

@@ -309,6 +309,16 @@ def test_proposal_scale_round_trips_and_old_models_load():
     assert float(fresh.proposal_scale) == 1.0
 
 
+def test_calibration_leaves_the_global_random_state_alone():
+    model = _off_encoder_model()
+    x = _data(30, seed=2)
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    model.calibrate_proposal(x, scales=(1.0, 2.0))
+    assert torch.equal(torch.rand(3), expected)
+
+
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
 def test_bad_proposal_scales_are_refused(bad):
     model = _off_encoder_model()
