@@ -23,7 +23,17 @@ from torch import Tensor, nn
 
 from hamflow import Energy
 
-__all__ = ["Encoder", "StateTransform", "ConvEnergy", "ResidualUpBlock", "Decoder", "mlp"]
+__all__ = [
+    "Encoder",
+    "StateTransform",
+    "ConvEnergy",
+    "DECODER_PATHS",
+    "DECODE_CHUNK",
+    "upsample_conv_kernel",
+    "ResidualUpBlock",
+    "Decoder",
+    "mlp",
+]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -200,15 +210,64 @@ class ConvEnergy(Energy):
         return g
 
 
+DECODER_PATHS: dict[str, str] = {
+    "reference": "nearest x2 upsampling, then a 3x3 conv; NCHW; every image in one call",
+    "fused": "the upsampling folded into a stride-2 transposed conv; channels-last; the images "
+    "in chunks of DECODE_CHUNK",
+}
+"""How :class:`Decoder` computes its (identical) function; ``"auto"`` picks per device.
+
+``"fused"`` is the default on the CPU, where it makes the HGN training step about twice as fast
+(issue 10, ``benchmarks/hgn_step.py``); ``"reference"`` is the default elsewhere (not yet timed on
+a GPU) and is the path used before issue 10. Both compute the same function of the same
+parameters (to float rounding; ``tests/hgn/test_fast_paths.py``).
+"""
+
+DECODE_CHUNK = 64
+"""Images per decoder call on the ``"fused"`` path. Whole-batch calls at 32x32 allocate tensors of
+over 100 MB, which glibc maps afresh (and the kernel zeroes) on every step: that page faulting
+cost the CPU step more than a third of its time."""
+
+_FOLD = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
+
+
+def upsample_conv_kernel(weight: Tensor) -> Tensor:
+    """The stride-2 transposed-conv kernel equal to nearest x2 upsampling then ``weight``.
+
+    ``conv2d(interpolate(x, scale_factor=2), W, padding=1)`` equals
+    ``conv_transpose2d(x, upsample_conv_kernel(W), stride=2, padding=1)``: each output pixel of
+    the upsampled image reads a 2x2 patch of ``x`` whose taps are sums of ``W``'s taps. The
+    transposed conv does 4 of the 9 multiply-adds per pixel. ``weight`` is ``(O, I, 3, 3)``;
+    the result is ``(I, O, 4, 4)``.
+
+    Example:
+        >>> w, x = torch.randn(5, 4, 3, 3, dtype=torch.float64), torch.randn(2, 4, 3, 3).double()
+        >>> up = F.conv2d(F.interpolate(x, scale_factor=2), w, padding=1)
+        >>> fused = F.conv_transpose2d(x, upsample_conv_kernel(w), stride=2, padding=1)
+        >>> bool(torch.allclose(up, fused, atol=1e-12))
+        True
+    """
+    if weight.dim() != 4 or tuple(weight.shape[2:]) != (3, 3):
+        raise ValueError(f"weight: expected (O, I, 3, 3), got {tuple(weight.shape)}")
+    fold = weight.new_tensor(_FOLD)
+    return torch.einsum("ak,oikl,bl->ioab", fold, weight, fold)
+
+
 class ResidualUpBlock(nn.Module):
     """Decoder block (A.1): nearest-neighbour x2, two conv+leaky-ReLU layers, skip, sigmoid.
 
     ``out = sigmoid(conv_b(conv_a(up(x))) + skip(up(x)))``, with a 1x1 conv as the skip when the
-    channel count changes.
+    channel count changes. ``fused=True`` computes the same function without materialising
+    ``up(x)``: ``conv_a(up(x))`` as one transposed conv (:func:`upsample_conv_kernel`) and
+    ``skip(up(x))`` as ``up(skip(x))`` (a 1x1 conv commutes with nearest upsampling).
 
     Example:
-        >>> ResidualUpBlock(4, 8)(torch.rand(1, 4, 4, 4)).shape
+        >>> block = ResidualUpBlock(4, 8).double()
+        >>> x = torch.rand(1, 4, 4, 4, dtype=torch.float64)
+        >>> block(x).shape
         torch.Size([1, 8, 8, 8])
+        >>> bool(torch.allclose(block(x), block(x, fused=True), atol=1e-12))
+        True
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -225,9 +284,15 @@ class ResidualUpBlock(nn.Module):
             else nn.Conv2d(in_channels, out_channels, 1)
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        up = F.interpolate(x, scale_factor=2, mode="nearest")
-        return torch.sigmoid(self.body(up) + self.skip(up))
+    def forward(self, x: Tensor, fused: bool = False) -> Tensor:
+        if not fused:
+            up = F.interpolate(x, scale_factor=2, mode="nearest")
+            return torch.sigmoid(self.body(up) + self.skip(up))
+        conv_a, act_a, conv_b, act_b = self.body
+        kernel = upsample_conv_kernel(conv_a.weight)
+        h = act_a(F.conv_transpose2d(x, kernel, conv_a.bias, stride=2, padding=1))
+        skip = F.interpolate(self.skip(x), scale_factor=2, mode="nearest")
+        return torch.sigmoid(act_b(conv_b(h)) + skip)
 
 
 class Decoder(nn.Module):
@@ -236,18 +301,62 @@ class Decoder(nn.Module):
     A sigmoid on the final conv keeps pixels in [0, 1] like the data (A.1 does not say what
     follows the final conv; without it the initial MSE is ten times larger).
 
+    ``path`` chooses how the same function is computed (:data:`DECODER_PATHS`): ``"auto"``
+    (default) is ``"fused"`` on the CPU and ``"reference"`` on other devices. It is a runtime
+    choice, not part of the model: the parameters, and so checkpoints, are the same.
+
     Example:
-        >>> Decoder(4, width=8, channels=3, n_up=2)(torch.randn(2, 4, 4, 4)).shape
+        >>> dec = Decoder(4, width=8, channels=3, n_up=2)
+        >>> dec(torch.randn(2, 4, 4, 4)).shape
         torch.Size([2, 3, 16, 16])
+        >>> Decoder(4, path="fast")
+        Traceback (most recent call last):
+        ...
+        ValueError: path: expected 'auto' or one of ['fused', 'reference'], got 'fast'
     """
 
     def __init__(
-        self, in_channels: int = 16, width: int = 64, channels: int = 3, n_up: int = 3
+        self,
+        in_channels: int = 16,
+        width: int = 64,
+        channels: int = 3,
+        n_up: int = 3,
+        *,
+        path: str = "auto",
     ) -> None:
         super().__init__()
         blocks = [ResidualUpBlock(in_channels if i == 0 else width, width) for i in range(n_up)]
         self.blocks = nn.Sequential(*blocks)
         self.out = nn.Conv2d(width, channels, 3, padding=1)
+        self.path = path
+
+    @property
+    def path(self) -> str:
+        """The requested path: ``"auto"`` or a key of :data:`DECODER_PATHS`."""
+        return self._path
+
+    @path.setter
+    def path(self, value: str) -> None:
+        if value != "auto" and value not in DECODER_PATHS:
+            raise ValueError(
+                f"path: expected 'auto' or one of {sorted(DECODER_PATHS)}, got {value!r}"
+            )
+        self._path = value
+
+    def resolved_path(self, device: torch.device) -> str:
+        """The path used for inputs on ``device``."""
+        if self._path != "auto":
+            return self._path
+        return "fused" if device.type == "cpu" else "reference"
 
     def forward(self, q: Tensor) -> Tensor:
-        return torch.sigmoid(self.out(self.blocks(q)))
+        if self.resolved_path(q.device) == "reference":
+            return self._decode(q, fused=False)
+        q = q.contiguous(memory_format=torch.channels_last)
+        return torch.cat([self._decode(c, fused=True) for c in q.split(DECODE_CHUNK)])
+
+    def _decode(self, q: Tensor, fused: bool) -> Tensor:
+        h = q
+        for block in self.blocks:
+            h = block(h, fused=fused)
+        return torch.sigmoid(self.out(h))
