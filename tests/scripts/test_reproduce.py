@@ -196,3 +196,24 @@ def test_latent_scale_diagnostic_reports_mse_and_state_size(tmp_path):
     assert all(r["mse"] > 0 and r["q0"] > 0 and r["p0"] > 0 for r in rows)
     with pytest.raises(SystemExit):
         module.main(["--data", str(data), "--lr", "0"])
+
+
+def test_ratio_to_the_mean_image_is_tabled(rt, tmp_path):
+    from hamflow_hgn.data import DataConfig, generate
+
+    plan = rt.build_plan(rt.SCALES["small"], tmp_path, ("mass_spring",), ("hgn_leapfrog",))
+    cfg = DataConfig("mass_spring", n_train=8, n_test=4, steps=4, size=8)
+    generate(cfg, plan.data_dir("mass_spring"), workers=1, progress=False)
+    reference = rt.mean_image_mse(plan)
+    assert set(reference) == {"mass_spring"} and reference["mass_spring"] > 0
+    fake_metrics(plan, "mass_spring", "hgn_leapfrog", "test", 0.25 * reference["mass_spring"], 0)
+    text = rt.results_markdown(plan, "cmd", date="d", machine="m")
+    row = next(line for line in text.splitlines() if line.startswith("| HGN (leapfrog) | **0"))
+    assert row == "| HGN (leapfrog) | **0.25** (6.23) |"
+    assert f"scores {reference['mass_spring'] * 1e4:.2f} on test" in text
+
+
+def test_ratio_table_without_data_says_so(rt, tmp_path):
+    plan = rt.build_plan(rt.SCALES["small"], tmp_path, ("pendulum",), ("hgn_leapfrog",))
+    text = rt.results_markdown(plan, "cmd", date="d", machine="m")
+    assert "No data was generated, so there is no mean image to compare with." in text
