@@ -6,6 +6,7 @@ hamflow_hgn.evaluate``) and from the figures of :mod:`hamflow_hgn.figures`.
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import json
 import os
@@ -22,6 +23,7 @@ __all__ = [
     "table1_markdown",
     "comparison_lines",
     "energy_lines",
+    "kl_balance_lines",
     "mean_image_mse",
     "mean_image_lines",
     "ratio_markdown",
@@ -111,6 +113,49 @@ def energy_lines(plan: Plan) -> list[str]:
             line += f". Euler / leapfrog variance: {ratio:.1f}× (paper: about 10×)."
         out.append(line)
     return out
+
+
+def kl_balance_lines(plan: Plan) -> list[str]:
+    """GECO's multiplier λ over each HGN run that has a KL term, read from its ``metrics.csv``:
+    its first and last value, its range, the share of logged steps at a clamp (where the KL's
+    weight ``1/λ`` is pinned), and the final KL per sequence. Issue 10 asks λ to stay off
+    its clamps."""
+    from hamflow import GECO
+
+    bounds = GECO(1.0)
+    rows = []
+    for system in plan.systems:
+        for model in plan.models:
+            run = plan.run_dir(system, model)
+            log, config = run / "metrics.csv", run / "config.json"
+            if model in BASELINES or not (log.exists() and config.exists()):
+                continue
+            cfg = json.loads(config.read_text()).get("model", {})
+            if cfg.get("variant") == "deterministic" or cfg.get("kl_balance") != "geco":
+                continue
+            with open(log, newline="") as f:
+                logged = [r for r in csv.DictReader(f) if r.get("lambda") not in (None, "")]
+            if not logged:
+                continue
+            lam = [float(r["lambda"]) for r in logged]
+            at_clamp = sum(
+                v >= bounds.lambda_max * (1 - 1e-6) or v <= bounds.lambda_min * (1 + 1e-6)
+                for v in lam
+            )
+            rows.append(
+                f"| {SYSTEM_TITLES[system]} | {ROWS[model].label} | {lam[0]:.3g} → {lam[-1]:.3g} "
+                f"| {min(lam):.3g} – {max(lam):.3g} | {100 * at_clamp / len(lam):.0f} % "
+                f"| {float(logged[-1]['kl']):.4g} |"
+            )
+    if not rows:
+        return ["- no HGN run with a KL term has logged GECO's multiplier."]
+    return [
+        f"λ's clamps are [{bounds.lambda_min:g}, {bounds.lambda_max:g}]; the KL's weight is 1/λ.",
+        "",
+        "| system | model | λ first → last | λ range | logged steps at a clamp | final KL |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def mean_image_mse(plan: Plan, max_sequences: int = 256) -> dict[str, float]:
@@ -282,6 +327,10 @@ def results_markdown(
         "mean, and the variance over time averaged over sequences (the paper shows one rollout).",
         "",
         *(energy_lines(plan) or ["- no energy statistics were recorded by the evaluation."]),
+        "",
+        "## Balancing the KL (GECO's multiplier during training)",
+        "",
+        *kl_balance_lines(plan),
         "",
         "## Figures",
         "",

@@ -217,3 +217,31 @@ def test_ratio_table_without_data_says_so(rt, tmp_path):
     plan = rt.build_plan(rt.SCALES["small"], tmp_path, ("pendulum",), ("hgn_leapfrog",))
     text = rt.results_markdown(plan, "cmd", date="d", machine="m")
     assert "No data was generated, so there is no mean image to compare with." in text
+
+
+def fake_training_log(plan, system, model, lambdas, variant="leapfrog") -> None:
+    run = plan.run_dir(system, model)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(
+        json.dumps({"model": {"variant": variant, "kl_balance": "geco"}})
+    )
+    rows = ["step,loss,mse,kl,kl_weight,lambda,seconds"]
+    rows += [f"{10 * i},1,0.1,{100 + i},{1 / v},{v},{i}" for i, v in enumerate(lambdas, 1)]
+    (run / "metrics.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_kl_balance_reports_lambda_at_its_clamps(rt, tmp_path):
+    plan = rt.build_plan(
+        rt.SCALES["small"], tmp_path, ("pendulum",), ("hgn_leapfrog", "hgn_deterministic")
+    )
+    fake_training_log(plan, "pendulum", "hgn_leapfrog", [1e5, 3e5, 1e6, 1e6])
+    fake_training_log(plan, "pendulum", "hgn_deterministic", [1e6] * 4, variant="deterministic")
+    text = rt.results_markdown(plan, "cmd", date="d", machine="m")
+    assert "| Pendulum | HGN (leapfrog) | 1e+05 → 1e+06 | 1e+05 – 1e+06 | 50 % | 104 |" in text
+    assert "| Pendulum | HGN (determ)" not in text  # no KL term, so no multiplier to report
+
+
+def test_kl_balance_without_runs_says_so(rt, tmp_path):
+    plan = rt.build_plan(rt.SCALES["small"], tmp_path, ("pendulum",), ("hgn_leapfrog",))
+    lines = rt.kl_balance_lines(plan)
+    assert lines == ["- no HGN run with a KL term has logged GECO's multiplier."]
