@@ -41,7 +41,10 @@ class HGN(nn.Module):
     ``config.geco_tolerance`` times the batch's pixel variance) and so sets the weight
     ``1/lambda`` of the KL term: ``loss = KL + lambda * (MSE / κ - 1)``. With
     ``kl_balance="fixed"`` lambda stays at ``geco_lambda_init``. Call :meth:`after_step` after
-    each optimiser step. The ``deterministic`` variant minimises the MSE alone.
+    each optimiser step. The ``deterministic`` variant samples nothing and keeps lambda at
+    ``geco_lambda_init``: ``loss = ½|μ|² + lambda * MSE / κ``, where ``½|μ|²`` is the KL of a
+    posterior of unit variance. That term holds the latent's scale; the bare MSE let it grow to
+    about 100, the decoder saturated, and the variant learned the mean image (Table 1).
 
     Args:
         config: the architecture, variant and protocol.
@@ -200,8 +203,11 @@ class HGN(nn.Module):
         mse = (recon.float() - target.float()).square().mean()
         metrics: dict[str, Tensor] = {"mse": mse.detach()}
         if logvar is None:
-            loss = mse
-            kl = torch.zeros((), dtype=mse.dtype, device=mse.device)
+            # A point estimate: of the KL only the mean's term is left, the KL of a posterior
+            # of unit variance. It holds the latent's scale; without it the state grew to
+            # ~100 and the saturated decoder drew the mean image. Lambda stays at its start.
+            kl = 0.5 * mean.float().square().flatten(1).sum(1).mean()
+            loss = kl + self.geco.lagrange.to(mse.dtype) * mse / self.tolerance(target, reduce)
         else:
             mean, logvar = mean.float(), logvar.float()
             kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(1).mean()
