@@ -67,22 +67,23 @@ SCALES: dict[str, Scale] = {
     ),
     # 2 CPU cores with --jobs 2: all four systems and six models in about an hour (measured
     # 2026-11-24 with other jobs sharing the cores); 16x16 frames, a 15-step unroll, narrow
-    # networks (width 16), 1200 HGN steps.
+    # networks (width 16), 3000 HGN steps with the learned Hamiltonian at lr 3e-4 (the pendulum
+    # example's settings).
     "small": Scale(
         name="small",
         n_train=512,
         n_test=64,
         frames=16,
         size=16,
-        hgn_steps=1200,
+        hgn_steps=3000,
         baseline_steps=2000,
         batch_size=16,
         eval_sequences=64,
-        hgn_args=("--width", "16", "--lr", "1e-3", "--hamiltonian-lr", "1e-4"),
+        hgn_args=("--width", "16", "--lr", "1e-3", "--hamiltonian-lr", "3e-4"),
         baseline_args=("--width", "16", "--lr", "1e-3"),
         device_args=("--device", "cpu"),
-        note="16x16 frames, 15-step unroll, width-16 networks, lr 1e-3 (HGN's Hamiltonian 1e-4), "
-        "HGN 1200 steps, "
+        note="16x16 frames, 15-step unroll, width-16 networks, lr 1e-3 (HGN's Hamiltonian 3e-4), "
+        "HGN 3000 steps (the pendulum example's settings), "
         "PixelHNN 2000 steps (a tenth of HGN's cost per step, so it gets more)",
         # One thread per process: on shared, oversubscribed cores torch's default thread pool
         # made a training step 100x slower; --jobs 2 then uses both cores.
