@@ -65,8 +65,8 @@ SCALES: dict[str, Scale] = {
         note="pipeline smoke test only",
         env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
     ),
-    # 2 CPU cores with --jobs 2: all four systems and six models in about an hour (measured
-    # 2026-11-24 with other jobs sharing the cores); 16x16 frames, a 15-step unroll, narrow
+    # 2 CPU cores with --jobs 2: all four systems and six models in about an hour (60 min of
+    # training and evaluation, 2026-12-05); 16x16 frames, a 15-step unroll, narrow
     # networks (width 16), 3000 HGN steps with the learned Hamiltonian at lr 3e-4 (the pendulum
     # example's settings).
     "small": Scale(
