@@ -44,7 +44,7 @@ class HGN(nn.Module):
     each optimiser step. The ``deterministic`` variant samples nothing and keeps lambda at
     ``geco_lambda_init``: ``loss = ½|μ|² + lambda * MSE / κ``, where ``½|μ|²`` is the KL of a
     posterior of unit variance. That term holds the latent's scale; the bare MSE let it grow to
-    about 100, the decoder saturated, and the variant learned the mean image (Table 1).
+    hundreds, the decoder saturated, and the variant learned the mean image (Table 1).
 
     Args:
         config: the architecture, variant and protocol.
@@ -205,7 +205,7 @@ class HGN(nn.Module):
         if logvar is None:
             # A point estimate: of the KL only the mean's term is left, the KL of a posterior
             # of unit variance. It holds the latent's scale; without it the state grew to
-            # ~100 and the saturated decoder drew the mean image. Lambda stays at its start.
+            # hundreds and the saturated decoder drew the mean image. Lambda stays at its start.
             kl = 0.5 * mean.float().square().flatten(1).sum(1).mean()
             loss = kl + self.geco.lagrange.to(mse.dtype) * mse / self.tolerance(target, reduce)
         else:
