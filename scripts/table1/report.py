@@ -116,7 +116,8 @@ def energy_lines(plan: Plan) -> list[str]:
 
 
 def kl_balance_lines(plan: Plan) -> list[str]:
-    """GECO's multiplier λ over each HGN run that has a KL term, read from its ``metrics.csv``:
+    """GECO's multiplier λ over each HGN run that GECO balances (not the deterministic variant,
+    whose λ is fixed), read from its ``metrics.csv``:
     its first and last value, its range, the share of logged steps at a clamp (where the KL's
     weight ``1/λ`` is pinned), and the final KL per sequence. Issue 10 asks λ to stay off
     its clamps."""
@@ -148,7 +149,7 @@ def kl_balance_lines(plan: Plan) -> list[str]:
                 f"| {float(logged[-1]['kl']):.4g} |"
             )
     if not rows:
-        return ["- no HGN run with a KL term has logged GECO's multiplier."]
+        return ["- no HGN run balanced by GECO has logged its multiplier."]
     return [
         f"λ's clamps are [{bounds.lambda_min:g}, {bounds.lambda_max:g}]; the KL's weight is 1/λ.",
         "",

@@ -311,9 +311,8 @@ def test_bad_images_shape():
 
 
 def test_deterministic_loss_holds_the_latent_scale():
-    """The deterministic variant's loss is ½|μ|² + lambda * MSE / kappa with lambda fixed. On
-    the bare MSE the latent state grew to an RMS of about 120 in 1200 steps on mass-spring, the
-    decoder saturated and the variant scored the mean image's MSE (Table 1)."""
+    """The deterministic variant's loss is ½|μ|² + lambda * MSE / kappa with lambda fixed (the
+    training behaviour is tested in tests/scripts/test_reproduce.py)."""
     torch.manual_seed(0)
     model = HGN(small(variant="deterministic"))
     images = torch.rand(4, FRAMES, 3, SIZE, SIZE)
@@ -323,11 +322,5 @@ def test_deterministic_loss_holds_the_latent_scale():
     lam = model.config.geco_lambda_init
     expected = kl + lam * metrics["mse"] / model.tolerance(images)
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=0)
-    # the penalty's gradient pulls the encoder's output towards zero: a latent scaled up by
-    # a constant costs more, all else equal
-    with torch.no_grad():
-        model.encoder.mean.weight.mul_(10.0)
-        model.encoder.mean.bias.mul_(10.0)
-    assert float(model(images)[1]["kl"]) > 50 * float(metrics["kl"])
     model.after_step()  # nothing moves lambda without sampling
     assert float(model.geco.lagrange) == lam

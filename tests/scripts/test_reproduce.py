@@ -198,6 +198,22 @@ def test_latent_scale_diagnostic_reports_mse_and_state_size(tmp_path):
         module.main(["--data", str(data), "--lr", "0"])
 
 
+def test_deterministic_variant_holds_its_latent_scale(tmp_path):
+    """50 steps at lr 1e-3: on the bare MSE the mean |q0| reached 431 here (the decoder then
+    saturates and the variant draws the mean image); with ½|μ|² in its loss it stays near 4."""
+    from hamflow_hgn.data import DataConfig, generate
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "hgn_latent_scale.py"
+    spec = importlib.util.spec_from_file_location("hgn_latent_scale", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = generate(DataConfig("mass_spring", 32, 2, steps=8, size=16), tmp_path, workers=1,
+                    progress=False)  # fmt: skip
+    rows = module.main(["--data", str(data), "--variant", "deterministic", "--steps", "50",
+                        "--every", "50", "--width", "16", "--batch-size", "8"])  # fmt: skip
+    assert rows[-1]["q0"] < 50 and rows[-1]["p0"] < 50
+
+
 def test_ratio_to_the_mean_image_is_tabled(rt, tmp_path):
     from hamflow_hgn.data import DataConfig, generate
 
@@ -238,10 +254,10 @@ def test_kl_balance_reports_lambda_at_its_clamps(rt, tmp_path):
     fake_training_log(plan, "pendulum", "hgn_deterministic", [1e6] * 4, variant="deterministic")
     text = rt.results_markdown(plan, "cmd", date="d", machine="m")
     assert "| Pendulum | HGN (leapfrog) | 1e+05 → 1e+06 | 1e+05 – 1e+06 | 50 % | 104 |" in text
-    assert "| Pendulum | HGN (determ)" not in text  # no KL term, so no multiplier to report
+    assert "| Pendulum | HGN (determ)" not in text  # lambda is fixed there: nothing to report
 
 
 def test_kl_balance_without_runs_says_so(rt, tmp_path):
     plan = rt.build_plan(rt.SCALES["small"], tmp_path, ("pendulum",), ("hgn_leapfrog",))
     lines = rt.kl_balance_lines(plan)
-    assert lines == ["- no HGN run with a KL term has logged GECO's multiplier."]
+    assert lines == ["- no HGN run balanced by GECO has logged its multiplier."]
