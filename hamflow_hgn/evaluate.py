@@ -22,6 +22,12 @@ input frames and rolled out for T steps (30 with the default 31 frames):
   mean ± std over sequences. The light background would otherwise dominate the normaliser
   (mean(truth^2) ≈ 0.8), and a model that draws an empty background would score the full VPT;
   normalised by the variance, that model scores 0, as on DeepMind's dark background.
+  ``vpt_loose`` is the same count at 0.3 times the variance (:data:`VPT_LOOSE_THRESHOLD`), the
+  reconstruction error that the default GECO setting asks of the model. On small frames every
+  model's first frame already misses 0.025 (at 16x16 an HGN's error sits at 0.06-0.2 of the
+  variance in every frame, flat over the rollout), so ``vpt`` is 0 everywhere and only the
+  looser threshold separates a model that tracks the bodies from one that draws the mean image
+  (about 0.9 of the variance) or a blank background (at least 1).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from .runs import EVAL, load_run
 
 __all__ = [
     "VPT_THRESHOLD",
+    "VPT_LOOSE_THRESHOLD",
     "foreground_power",
     "evaluate_split",
     "evaluate",
@@ -48,6 +55,9 @@ __all__ = [
 ]
 
 VPT_THRESHOLD = 0.025
+"""VPT's threshold on a frame's MSE over the truth's variance (DeepMind's value)."""
+VPT_LOOSE_THRESHOLD = 0.3
+"""A looser VPT threshold: the default GECO tolerance, ``ModelConfig().geco_tolerance``."""
 BATCH_SIZE = 64
 """Sequences evaluated at once (``--batch-size``)."""
 ROLLOUTS = 4
@@ -71,6 +81,14 @@ def foreground_power(images: torch.Tensor) -> torch.Tensor:
     return centred.float().square().mean(dim=(2, 3, 4)).clamp_min(1e-12)
 
 
+def _valid_steps(ratio: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Per sequence, the number of leading target steps whose error ratio is within
+    ``threshold``, ``(B,)``: the index of the first step above it, or all of them."""
+    bad = ratio > threshold
+    every = torch.full(bad.shape[:1], bad.shape[1], dtype=torch.long, device=bad.device)
+    return torch.where(bad.any(1), bad.float().argmax(1).long(), every)
+
+
 def _summary(x: np.ndarray) -> dict[str, float]:
     return {"mean": float(np.mean(x)), "std": float(np.std(x))}
 
@@ -88,7 +106,8 @@ def evaluate_split(
     n = len(dataset) if n is None else min(int(n), len(dataset))
     device = next(model.parameters()).device if device is None else device
     targets = list(cfg.target_frames)
-    mse_rows, energy_rows, vpt = [], [], []
+    mse_rows, energy_rows = [], []
+    vpt: dict[float, list[torch.Tensor]] = {VPT_THRESHOLD: [], VPT_LOOSE_THRESHOLD: []}
     for start in range(0, n, batch_size):
         idx = list(range(start, min(n, start + batch_size)))
         images = dataset.render_batch(idx, device)
@@ -96,11 +115,8 @@ def evaluate_split(
         err = (roll.frames.float() - images).square().mean(dim=(2, 3, 4))  # (B, T+1)
         mse_rows.append(err.cpu())
         ratio = (err / foreground_power(images))[:, targets]
-        bad = ratio > VPT_THRESHOLD
-        first = torch.where(
-            bad.any(1), bad.float().argmax(1), torch.full_like(bad[:, 0], 0).long() + len(targets)
-        )
-        vpt.append(first.cpu())
+        for threshold, rows in vpt.items():
+            rows.append(_valid_steps(ratio, threshold).cpu())
         if getattr(roll, "energy", None) is not None:
             energy_rows.append(roll.energy.float().cpu())
     mse = torch.cat(mse_rows).numpy()
@@ -109,7 +125,8 @@ def evaluate_split(
         "sequences": int(n),
         "mse_x1e4": _summary(per_seq * 1e4),
         "mse_curve": mse.mean(0).tolist(),
-        "vpt": _summary(torch.cat(vpt).numpy().astype(np.float64)),
+        "vpt": _summary(torch.cat(vpt[VPT_THRESHOLD]).numpy().astype(np.float64)),
+        "vpt_loose": _summary(torch.cat(vpt[VPT_LOOSE_THRESHOLD]).numpy().astype(np.float64)),
     }
     if energy_rows:
         energy = torch.cat(energy_rows).numpy().astype(np.float64)
@@ -126,14 +143,14 @@ def markdown_table(metrics: dict[str, Any]) -> str:
 
     Example:
         >>> m = {"model": "hgn_leapfrog", "splits": {"test": {"mse_x1e4": {"mean": 1.0, "std": 0.5},
-        ...      "vpt": {"mean": 30.0, "std": 0.0}}}}
+        ...      "vpt": {"mean": 3.0, "std": 1.0}, "vpt_loose": {"mean": 30.0, "std": 0.0}}}}
         >>> print(markdown_table(m).splitlines()[2])
-        | hgn_leapfrog | test | 1.00 ± 0.50 | 30.0 ± 0.0 | – | – |
+        | hgn_leapfrog | test | 1.00 ± 0.50 | 3.0 ± 1.0 | 30.0 ± 0.0 | – | – |
     """
     lines = [
-        "| model | split | MSE ×1e4 | VPT (steps) | energy variance along rollout "
-        "| relative std of energy |",
-        "|---|---|---|---|---|---|",
+        f"| model | split | MSE ×1e4 | VPT at {VPT_THRESHOLD:g} (steps) | VPT at "
+        f"{VPT_LOOSE_THRESHOLD:g} | energy variance along rollout | relative std of energy |",
+        "|---|---|---|---|---|---|---|",
     ]
     for split, m in metrics["splits"].items():
         e = m.get("energy")
@@ -142,10 +159,14 @@ def markdown_table(metrics: dict[str, Any]) -> str:
         rs = f"{rel['mean']:.3g} ± {rel['std']:.3g}" if rel else "–"
         lines.append(
             f"| {metrics['model']} | {split} | {m['mse_x1e4']['mean']:.2f} ± "
-            f"{m['mse_x1e4']['std']:.2f} | {m['vpt']['mean']:.1f} ± {m['vpt']['std']:.1f} "
-            f"| {ev} | {rs} |"
+            f"{m['mse_x1e4']['std']:.2f} | {_vpt_cell(m.get('vpt'))} | "
+            f"{_vpt_cell(m.get('vpt_loose'))} | {ev} | {rs} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _vpt_cell(summary: dict[str, float] | None) -> str:
+    return "–" if summary is None else f"{summary['mean']:.1f} ± {summary['std']:.1f}"
 
 
 def _plot_curves(metrics: dict[str, Any], path: Path) -> None:
@@ -199,6 +220,7 @@ def evaluate(
         "rollout_steps": mcfg.frames - 1,
         "target_frames": [mcfg.target_frames[0], mcfg.target_frames[-1]],
         "vpt_threshold": VPT_THRESHOLD,
+        "vpt_loose_threshold": VPT_LOOSE_THRESHOLD,
         "data": str(data),
         "splits": {},
     }

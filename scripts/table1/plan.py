@@ -131,7 +131,8 @@ class Plan:
         return self.run_dir(system, model) / "eval" / "metrics.json"
 
     def result(self, system: str, model: str, split: str) -> dict:
-        """``{"mse": (mean, std), "energy_mean", "energy_var"}`` (raw MSE), or ``{}``.
+        """``{"mse": (mean, std), "vpt", "vpt_loose", "energy_mean", "energy_var",
+        "energy_rel_std"}`` (raw MSE; the others when the evaluation recorded them), or ``{}``.
 
         Read from the evaluate CLI's ``metrics.json``, the only evaluation format.
         """
@@ -142,9 +143,14 @@ class Plan:
         if m is None:
             return {}
         out = {"mse": (m["mse_x1e4"]["mean"] / 1e4, m["mse_x1e4"]["std"] / 1e4)}
+        for key in ("vpt", "vpt_loose"):
+            if key in m:
+                out[key] = m[key]["mean"]
         if "energy" in m:
             out["energy_mean"] = m["energy"]["mean"]["mean"]
             out["energy_var"] = m["energy"]["variance"]["mean"]
+            if "relative_std" in m["energy"]:
+                out["energy_rel_std"] = m["energy"]["relative_std"]["mean"]
         return out
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "mean_image_mse",
     "mean_image_lines",
     "ratio_markdown",
+    "vpt_markdown",
     "hnn_check_lines",
     "run_hnn_check",
     "results_markdown",
@@ -110,7 +111,18 @@ def energy_lines(plan: Plan) -> list[str]:
         line = f"- {SYSTEM_TITLES[system]}: " + "; ".join(parts)
         if "hgn_leapfrog" in stats and "hgn_euler" in stats and stats["hgn_leapfrog"][1] > 0:
             ratio = stats["hgn_euler"][1] / stats["hgn_leapfrog"][1]
-            line += f". Euler / leapfrog variance: {ratio:.1f}× (paper: about 10×)."
+            line += f". Euler / leapfrog variance: {ratio:.1f}× (paper: about 10×)"
+            rel = [
+                plan.result(system, m, "test").get("energy_rel_std")
+                for m in ("hgn_euler", "hgn_leapfrog")
+            ]
+            if None not in rel and rel[1] > 0:
+                line += (
+                    f"; relative std of H along a rollout (std / |mean|, free of the learned "
+                    f"energy's scale): Euler {rel[0]:.3g}, leapfrog {rel[1]:.3g}, "
+                    f"{rel[0] / rel[1]:.1f}×"
+                )
+            line += "."
         out.append(line)
     return out
 
@@ -208,6 +220,40 @@ def ratio_markdown(plan: Plan, reference: dict[str, float]) -> str:
             cells.append(f"{ratio} {paper}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def vpt_markdown(plan: Plan) -> str:
+    """Test VPT per model and system: at the loose threshold, the standard one in brackets.
+
+    Each is the mean over test sequences of the steps before the first frame whose MSE exceeds
+    the threshold times the truth's variance (:mod:`hamflow_hgn.evaluate`).
+    """
+    from hamflow_hgn.evaluate import VPT_LOOSE_THRESHOLD, VPT_THRESHOLD
+
+    systems = [s for s in SYSTEMS if s in plan.systems]
+    head = "| Model | " + " | ".join(SYSTEM_TITLES[s] for s in systems)
+    lines = [head + " |", "|---" * (1 + len(systems)) + "|"]
+    for model in plan.models:
+        cells = [ROWS[model].label]
+        for system in systems:
+            r = plan.result(system, model, "test")
+            if "vpt_loose" not in r:
+                cells.append("—")
+                continue
+            cells.append(f"**{r['vpt_loose']:.1f}** ({r['vpt']:.1f})")
+        lines.append("| " + " | ".join(cells) + " |")
+    frames = (
+        f"out of the {plan.scale.frames} frames of the `reconstruct` protocol"
+        if plan.protocol == "reconstruct"
+        else "out of the frames after the encoder's input"
+    )
+    intro = (
+        "Mean over test sequences of the steps predicted before the first frame whose MSE "
+        f"exceeds {VPT_LOOSE_THRESHOLD:g}× the truth's variance about its mean colour (the "
+        f"default GECO tolerance), {frames}; in brackets the same at {VPT_THRESHOLD:g}× "
+        "(DeepMind's threshold). Drawing the mean image or an empty background scores 0 at both."
+    )
+    return "\n".join([intro, "", *lines])
 
 
 def hnn_check_lines(root: Path) -> list[str]:
@@ -314,6 +360,10 @@ def results_markdown(
         "paper's test MSE ×1e4, whose own mean-image level the paper does not give.",
         "",
         ratio_markdown(plan, reference),
+        "",
+        "### Valid prediction time",
+        "",
+        vpt_markdown(plan),
         "",
         "## Where we differ from the paper",
         "",

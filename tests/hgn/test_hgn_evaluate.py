@@ -9,7 +9,14 @@ from PIL import Image
 from hamflow_hgn.config import ModelConfig, TrainConfig
 from hamflow_hgn.data import DataConfig, generate, open_dataset
 from hamflow_hgn.data.render import BACKGROUND
-from hamflow_hgn.evaluate import VPT_THRESHOLD, evaluate, evaluate_split, main
+from hamflow_hgn.evaluate import (
+    VPT_LOOSE_THRESHOLD,
+    VPT_THRESHOLD,
+    evaluate,
+    evaluate_split,
+    foreground_power,
+    main,
+)
 from hamflow_hgn.models.base import Rollout
 from hamflow_hgn.train import train
 
@@ -42,7 +49,7 @@ def test_evaluate_writes_metrics_and_rollouts(run_dir):
         assert m["sequences"] == 6
         assert len(m["mse_curve"]) == 6  # T + 1 frames
         assert m["mse_x1e4"]["mean"] > 0 and m["mse_x1e4"]["std"] >= 0
-        assert 0 <= m["vpt"]["mean"] <= 6
+        assert 0 <= m["vpt"]["mean"] <= m["vpt_loose"]["mean"] <= 6
         assert m["energy"]["variance"]["mean"] >= 0
         assert m["energy"]["relative_std"]["mean"] >= 0
     out = run_dir / "eval"
@@ -98,16 +105,30 @@ def test_vpt_of_a_blank_background_model_is_zero_and_of_a_perfect_one_full(pendu
     background = torch.tensor(BACKGROUND).view(1, 1, 3, 1, 1)
     blank = _Painter(lambda x: background.expand_as(x).clone(), config)
     m = evaluate_split(blank, pendulum_test)
-    assert m["vpt"] == {"mean": 0.0, "std": 0.0}
+    assert m["vpt"] == m["vpt_loose"] == {"mean": 0.0, "std": 0.0}
     # the old normaliser would have called the blank model valid for every step
     images = pendulum_test.render_batch(range(8))
     err = (background - images).square().mean(dim=(2, 3, 4))
     assert bool((err / images.square().mean(dim=(2, 3, 4)) < VPT_THRESHOLD).all())
-    assert evaluate_split(_Painter(lambda x: x.clone(), config), pendulum_test)["vpt"] == {
-        "mean": 6.0,
-        "std": 0.0,
-    }
+    perfect = evaluate_split(_Painter(lambda x: x.clone(), config), pendulum_test)
+    assert perfect["vpt"] == perfect["vpt_loose"] == {"mean": 6.0, "std": 0.0}
     assert evaluate_split(blank, pendulum_test)["energy"]["relative_std"]["mean"] == 0.0
+
+
+def test_vpt_counts_the_steps_before_the_first_frame_over_each_threshold(pendulum_test):
+    # Off by a uniform shade whose MSE is 0.1x the frame's variance for 3 frames, then 0.5x:
+    # over 0.025 from the first frame, within 0.3 for exactly 3 steps.
+    assert VPT_THRESHOLD < 0.1 < VPT_LOOSE_THRESHOLD < 0.5
+    config = ModelConfig.reduced(8, frames=6, image_size=16)
+
+    def shaded(x):
+        ratio = torch.tensor([0.1, 0.1, 0.1, 0.5, 0.5, 0.5])
+        shade = (ratio * foreground_power(x)).sqrt()
+        return x + shade[:, :, None, None, None]
+
+    m = evaluate_split(_Painter(shaded, config), pendulum_test)
+    assert m["vpt"] == {"mean": 0.0, "std": 0.0}
+    assert m["vpt_loose"] == {"mean": 3.0, "std": 0.0}
 
 
 def _other_data(root, name, **kw):

@@ -131,7 +131,9 @@ def test_paper_table_is_complete_and_matches_the_goals(rt):
     assert table["pixel_hnn_conv"]["two_body"]["train"] == (7.3, 0.38)
 
 
-def fake_metrics(plan, system, model, split, mse, std, energy_var=None) -> None:
+def fake_metrics(
+    plan, system, model, split, mse, std, energy_var=None, vpt=None, rel_std=None
+) -> None:
     """Add one split to a run's ``eval/metrics.json`` in the evaluate CLI's format."""
     path = plan.eval_path(system, model)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,6 +141,10 @@ def fake_metrics(plan, system, model, split, mse, std, energy_var=None) -> None:
     m = {"mse_x1e4": {"mean": mse * 1e4, "std": std * 1e4}}
     if energy_var is not None:
         m["energy"] = {"mean": {"mean": 1.5, "std": 0}, "variance": {"mean": energy_var, "std": 0}}
+        if rel_std is not None:
+            m["energy"]["relative_std"] = {"mean": rel_std, "std": 0}
+    if vpt is not None:
+        m["vpt"], m["vpt_loose"] = ({"mean": v, "std": 0} for v in vpt)
     data["splits"][split] = m
     path.write_text(json.dumps(data))
 
@@ -169,6 +175,19 @@ def test_results_markdown_puts_ours_next_to_the_papers(rt, tmp_path):
     assert "test 5.00 vs the paper's 6.23 (×0.80)" in text
     assert "ordering matches the paper" in text
     assert "Euler / leapfrog variance: 20.0×" in text
+
+
+def test_vpt_and_relative_energy_std_are_reported(rt, tmp_path):
+    plan = rt.build_plan(
+        rt.SCALES["small"], tmp_path, ("pendulum", "two_body"), ("hgn_euler", "hgn_leapfrog")
+    )
+    fake_metrics(plan, "pendulum", "hgn_leapfrog", "test", 5e-4, 0, 2e-6, (0.0, 12.5), 0.01)
+    fake_metrics(plan, "pendulum", "hgn_euler", "test", 6e-4, 0, 4e-5, (1.0, 3.25), 0.04)
+    text = rt.results_markdown(plan, "cmd", date="d", machine="m")
+    assert "| HGN (Euler) | **3.2** (1.0) | — |" in text  # loose threshold first
+    assert "| HGN (leapfrog) | **12.5** (0.0) | — |" in text
+    assert "out of the 16 frames of the `reconstruct` protocol" in text
+    assert "Euler 0.04, leapfrog 0.01, 4.0×" in text
 
 
 def test_ordering_failure_is_reported(rt, tmp_path):
