@@ -54,6 +54,7 @@ from .distributed import (
     shutdown_distributed,
 )
 from .io import write_json
+from .kl_watch import LambdaCapWatch
 from .models import build_model
 from .runs import CHECKPOINT, CONFIG, MetricsLogger
 
@@ -286,6 +287,7 @@ def _train(
         return metrics
 
     logger = MetricsLogger(run, keep_until=start) if rank == 0 else None
+    watch = LambdaCapWatch(model) if rank == 0 else None
     bar = None
     if rank == 0 and config.progress:
         from tqdm.auto import tqdm
@@ -317,6 +319,9 @@ def _train(
                     )
             if bar is not None:
                 bar.update(1)
+            message = watch.check(step) if watch is not None else None
+            if message is not None:
+                (bar.write if bar is not None else print)(message, file=sys.stderr)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 checkpoint(step)
             if on_step is not None:
