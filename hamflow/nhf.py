@@ -23,7 +23,7 @@ from .distributions import GaussianMomentumEncoder, SoftUniform, sobol_normal
 from .flows import HamiltonianFlow
 from .hamiltonians import Energy, MLPEnergy, QuadraticEnergy, SeparableHamiltonian
 from .integrators import KickCache, get_integrator
-from .scaling import ConformalFriction, DiagonalAffine
+from .scaling import ConformalFriction, DiagonalAffine, TriangularAffine
 
 __all__ = ["NHF"]
 
@@ -33,8 +33,8 @@ class NHF(nn.Module):
 
     A prior state ``s₀ = (q₀, p₀)`` is moved by ``num_flows`` learned Hamiltonian flows, each
     ``steps_per_flow`` symplectic steps of its own ``H_i = K(p) + V_i(q)``; the data is the final
-    position (through a diagonal affine map, below). The momentum is a latent variable with a
-    Gaussian encoder ``f(p | q)``, and training maximises the ELBO of Eq. 6.
+    position (through a data-initialised affine map, below). The momentum is a latent variable
+    with a Gaussian encoder ``f(p | q)``, and training maximises the ELBO of Eq. 6.
 
     The defaults are **not** the paper's. They all stay in the Hamiltonian family, and
     ``benchmarks/nhf_ablation.py`` measures each (docs/benchmarks.md; the first three carry most
@@ -46,9 +46,11 @@ class NHF(nn.Module):
       each potential is evaluated once per pass (leapfrog needs two where flows meet);
     - ``friction=True``: a learned :class:`~hamflow.scaling.ConformalFriction` ``p ← e^{−c} p``
       after each flow, exact log-det ``−Σ c``; damped dynamics settle into the wells of ``V``;
-    - ``affine=True``: a :class:`~hamflow.scaling.DiagonalAffine` map ``x = b + e^s ⊙ q_T`` with
-      exact log-det ``Σ s``, initialised from the first training batch's mean and standard
-      deviation, so the model starts at the data's diagonal Gaussian;
+    - ``affine="triangular"``: a :class:`~hamflow.scaling.TriangularAffine` map ``x = b + L q_T``
+      (``L`` lower triangular, exact log-det ``Σ ln L_ii``), initialised from the first training
+      batch's mean and the Cholesky factor of its covariance, so the model starts at the data's
+      full-covariance Gaussian (``"diagonal"``: :class:`~hamflow.scaling.DiagonalAffine`, the
+      data's diagonal Gaussian);
     - ``potential_gain=5``: the potentials learn five times faster than the encoder;
     - ``encoder_trunk="shared"``: one encoder MLP outputs the momentum's mean and scale;
     - ``dt=0.5``, learned per flow.
@@ -72,7 +74,9 @@ class NHF(nn.Module):
             (the half-kicks where two flows meet then share one gradient evaluation).
         integrator: a symplectic integrator name (``leapfrog``, ``yoshida4``,
             ``symplectic_euler``).
-        affine: put a data-initialised diagonal affine map between ``q_T`` and the data.
+        affine: the data-initialised affine map between ``q_T`` and the data:
+            ``"triangular"`` (full covariance), ``"diagonal"`` (per-dimension scale) or
+            ``"none"``; ``True`` and ``False`` mean ``"diagonal"`` and ``"none"``.
         encoder_trunk: ``"shared"`` (one MLP outputs mean and log-scale) or ``"separate"`` (two
             MLPs, as in the paper).
         friction: a learned :class:`~hamflow.scaling.ConformalFriction` ``p ← e^{−c} p`` after
@@ -104,7 +108,7 @@ class NHF(nn.Module):
         learn_dt: bool = True,
         share_hamiltonian: bool = False,
         integrator: str = "symplectic_euler",
-        affine: bool = True,
+        affine: str | bool = "triangular",
         encoder_trunk: str = "shared",
         friction: bool = True,
         potential_gain: float = 5.0,
@@ -124,7 +128,7 @@ class NHF(nn.Module):
         self.dim = dim
         self.prior = self._make_prior(prior, dim)
         self.encoder = GaussianMomentumEncoder(dim, encoder_hidden, trunk=encoder_trunk)
-        self.affine = DiagonalAffine(dim) if affine else None
+        self.affine = _make_affine(affine, dim)
         # A fixed kinetic energy has no parameters: one module serves every flow.
         fixed = QuadraticEnergy(dim, learnable=False) if kinetic == "fixed" else None
 
@@ -429,6 +433,20 @@ class NHF(nn.Module):
 
     def _param_ref(self) -> Tensor:
         return next(self.encoder.parameters())
+
+
+def _make_affine(affine: str | bool, dim: int) -> DiagonalAffine | TriangularAffine | None:
+    if isinstance(affine, bool):
+        kind = "diagonal" if affine else "none"
+    else:
+        kind = affine
+    if kind == "triangular":
+        return TriangularAffine(dim)
+    if kind == "diagonal":
+        return DiagonalAffine(dim)
+    if kind == "none":
+        return None
+    raise ValueError(f"affine: expected 'triangular', 'diagonal', 'none' or a bool, got {affine!r}")
 
 
 def _check_scale(scale: float, name: str = "proposal_scale") -> None:

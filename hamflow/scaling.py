@@ -8,6 +8,14 @@ of ``d`` multiplications, and its log-det is exact: ``Σ_i s_i``.
 - :class:`DiagonalAffine`: ``y = b + exp(s) ⊙ x``, optionally initialised from data (the mean and
   standard deviation of a first batch, like Glow's ActNorm), so that the model starts from the
   data's diagonal Gaussian instead of from the standard normal.
+- :class:`TriangularAffine`: ``y = b + L x`` with ``L`` lower triangular, initialised from the
+  Cholesky factor of a first batch's covariance, so that the model starts from the data's
+  full-covariance Gaussian. Its log-det is as exact and as cheap, ``Σ ln L_ii``.
+- :class:`ConformalFriction`: ``p ← e^{−c} ⊙ p``, damping between Hamiltonian flows.
+
+Neither affine map is a network: each is one linear change of the data's coordinates. It is the
+position half of a linear canonical transformation ``(q, p) → (Lq, L^{−T} p)``, which is
+symplectic; only ``q`` is mapped here, and the ``d`` log-det terms are counted instead.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import normflows as nf
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DiagonalAffine", "ConformalFriction"]
+__all__ = ["DiagonalAffine", "TriangularAffine", "ConformalFriction"]
 
 
 class DiagonalAffine(nf.flows.Flow):
@@ -82,6 +90,91 @@ class DiagonalAffine(nf.flows.Flow):
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
         z = (y - self.shift) * torch.exp(-self.log_scale)
         return z, (-self.log_scale.sum()).expand(y.shape[0])
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, init_from_data={self.init_from_data}"
+
+
+class TriangularAffine(nf.flows.Flow):
+    """Lower-triangular affine ``y = b + L x``, exact log-det ``Σ s`` (a normflows Flow).
+
+    ``L`` has the diagonal ``exp(s)`` and a free strictly lower part, so it is always invertible
+    and ``ln |det L| = Σ s``. ``forward`` maps base → data; ``inverse`` maps data → base by one
+    triangular solve (``O(d²)`` per row) and returns ``−Σ s``. :meth:`initialize` sets ``b`` to a
+    batch's mean and ``L`` to the Cholesky factor of its covariance (plus ``min_std²`` on the
+    diagonal), so that the inverse whitens the batch and a model on top starts from the data's
+    full-covariance Gaussian. A batch of no more rows than ``dim`` cannot estimate a
+    covariance; then only the diagonal is set, as :class:`DiagonalAffine` would.
+
+    Args:
+        dim: number of features.
+        init_from_data: whether :meth:`maybe_initialize` should set ``b, L`` from the first batch.
+        min_std: added to the diagonal of the covariance, squared (constant features).
+
+    Example:
+        >>> layer = TriangularAffine(2)
+        >>> x = torch.tensor([[0.0, 0.0], [1.0, 2.0], [2.0, 1.0], [3.0, 5.0]])
+        >>> layer.initialize(x)
+        >>> z, log_det = layer.inverse(x)
+        >>> cov = torch.cov(z.T)                    # whitened: identity covariance
+        >>> bool(torch.allclose(cov, torch.eye(2), atol=1e-5))
+        True
+        >>> bool(torch.allclose(layer.forward(z)[0], x, atol=1e-6))
+        True
+    """
+
+    def __init__(self, dim: int, *, init_from_data: bool = True, min_std: float = 1e-3) -> None:
+        super().__init__()
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim: expected a positive integer, got {dim!r}")
+        if not (min_std > 0 and math.isfinite(min_std)):
+            raise ValueError(f"min_std: expected a positive number, got {min_std!r}")
+        self.dim = dim
+        self.min_std = float(min_std)
+        self.init_from_data = bool(init_from_data)
+        self.shift = nn.Parameter(torch.zeros(dim))
+        self.log_diag = nn.Parameter(torch.zeros(dim))
+        self.lower = nn.Parameter(torch.zeros(dim * (dim - 1) // 2))
+        self.register_buffer("rows_cols", torch.tril_indices(dim, dim, -1), persistent=False)
+        self.register_buffer("initialized", torch.tensor(not init_from_data))
+
+    def matrix(self) -> Tensor:
+        """``L``, ``(dim, dim)``: ``exp(s)`` on the diagonal, the free entries below it."""
+        m = torch.diag_embed(torch.exp(self.log_diag))
+        return m.index_put((self.rows_cols[0], self.rows_cols[1]), self.lower)
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor) -> None:
+        """Set ``b`` to the mean of ``x`` ``(N, dim)`` and ``L`` to its covariance's Cholesky
+        factor (its standard deviations alone when ``N <= dim``)."""
+        if x.dim() != 2 or x.shape[-1] != self.dim or x.shape[0] < 2:
+            raise ValueError(
+                f"x: expected shape (N >= 2, {self.dim}) to initialise from, got {tuple(x.shape)}"
+            )
+        x64 = x.double()
+        eye = torch.eye(self.dim, dtype=torch.float64, device=x.device)
+        cov = torch.cov(x64.T).reshape(self.dim, self.dim)
+        if x.shape[0] <= self.dim:
+            cov = torch.diag_embed(cov.diagonal())
+        factor = torch.linalg.cholesky(cov + self.min_std**2 * eye)
+        self.shift.copy_(x64.mean(0))
+        self.log_diag.copy_(factor.diagonal().log())
+        self.lower.copy_(factor[self.rows_cols[0], self.rows_cols[1]])
+        self.initialized.fill_(True)
+
+    def maybe_initialize(self, x: Tensor) -> None:
+        """:meth:`initialize` from ``x`` once, if this layer initialises from data."""
+        if not bool(self.initialized) and x.shape[0] >= 2:
+            self.initialize(x)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        y = self.shift + z @ self.matrix().T
+        return y, self.log_diag.sum().expand(z.shape[0])
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        # z Lᵀ = y − b: a solve against the upper-triangular Lᵀ from the right
+        z = torch.linalg.solve_triangular(self.matrix().T, y - self.shift, upper=True, left=False)
+        return z, (-self.log_diag.sum()).expand(y.shape[0])
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, init_from_data={self.init_from_data}"
