@@ -42,7 +42,7 @@ LEVERS: dict[str, tuple[dict, dict]] = {
         {"integrator": "leapfrog", "steps_per_flow": 2},
     ),
     "conformal friction": ({"friction": True}, {"friction": False}),
-    "data-initialised affine": ({"affine": True}, {"affine": False}),
+    "data-initialised affine (full covariance)": ({"affine": "triangular"}, {"affine": "none"}),
     "potential gain 5": ({"potential_gain": 5.0}, {"potential_gain": 1.0}),
     "shared encoder trunk": ({"encoder_trunk": "shared"}, {"encoder_trunk": "separate"}),
     "dt 0.5, learned": ({"dt": 0.5, "learn_dt": True}, {"dt": 0.25, "learn_dt": False}),

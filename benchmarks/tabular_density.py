@@ -19,6 +19,7 @@ A tenth of the training rows is held out for validation: every model keeps its b
 
 Rows: ``prior`` (a standard normal: what an NHF that learns nothing scores), ``gaussian`` (full
 covariance, fitted in closed form on the training rows), ``nhf`` (``NHF(dim)`` at its defaults),
+``nhf_diagonal`` (the same with a diagonal affine map, the default before 2026-12-05),
 ``nhf_paper`` (``NHF.paper(dim)``) and ``realnvp`` (matched to NHF's parameter count). The trained
 models get the same optimiser (Adam, ``--lr``), batch and CPU-time budget; NHF's test NLL is IWAE.
 
@@ -56,7 +57,7 @@ from hamflow import NHF  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("digits", "breast_cancer", "iris")
-MODELS = ("prior", "gaussian", "nhf", "nhf_paper", "realnvp")
+MODELS = ("prior", "gaussian", "nhf", "nhf_diagonal", "nhf_paper", "realnvp")
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,8 @@ def run(cfg: TabularConfig, log=print) -> dict:
         else:
             if name == "nhf":
                 model, extra = NHF(dim), {}
+            elif name == "nhf_diagonal":  # the default before 2026-12-05
+                model, extra = NHF(dim, affine="diagonal"), {}
             elif name == "nhf_paper":
                 model, extra = NHF.paper(dim), {}
             else:
