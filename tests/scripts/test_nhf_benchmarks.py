@@ -135,3 +135,44 @@ def test_nhf_log_prob_quick(tmp_path):
     assert all(row["proposal_scale"] == cal["scale"] for row in calibrated)
     assert r["reference"]["test_nll"] == min(ref["test_nll"] for ref in r["references"])
     assert "nhf_log_prob:begin" in (tmp_path / "benchmarks.md").read_text()
+
+
+def _fake_toy_run(nhf: float, realnvp: float) -> dict:
+    models = {"nhf": nhf, "realnvp": realnvp}
+    return {
+        "results": {
+            "ring_mixture": {
+                "true_entropy": 2.275,
+                "models": {m: {"seconds": {"test_nll": v}} for m, v in models.items()},
+            }
+        }
+    }
+
+
+def test_seed_summary_is_the_gap_per_seed_and_its_spread():
+    import toy_density_seeds
+
+    runs = {
+        0: _fake_toy_run(2.70, 2.41),
+        1: _fake_toy_run(2.60, 2.62),
+        2: _fake_toy_run(2.65, 2.60),
+    }
+    r = toy_density_seeds.summarise(runs)["ring_mixture"]
+    assert r["nll"] == {"nhf": [2.70, 2.60, 2.65], "realnvp": [2.41, 2.62, 2.60]}
+    assert r["gap"] == pytest.approx([0.29, -0.02, 0.05])
+    assert r["gap_mean"] == pytest.approx(0.32 / 3)
+    assert r["gap_std"] == pytest.approx(0.16258331197676)  # sample std (n - 1)
+    assert r["nhf_ahead"] == 1 and not r["held_out"]
+
+
+def test_toy_density_seeds_quick(tmp_path):
+    import toy_density_seeds
+
+    out = toy_density_seeds.main(["--quick", "--seeds", "0", "1", "--out-dir", str(tmp_path)])
+    r = out["summary"]["eight_gaussians"]
+    assert len(r["nll"]["nhf"]) == len(r["nll"]["realnvp"]) == 2
+    assert r["nll"]["nhf"][0] != r["nll"]["nhf"][1]  # the seeds differ
+    assert out["config"]["seconds"] == toy_density.QUICK["seconds"]
+    assert "toy_density_seeds:begin" in (tmp_path / "benchmarks.md").read_text()
+    with pytest.raises(SystemExit):
+        toy_density_seeds.main(["--quick", "--seeds", "3", "3"])
