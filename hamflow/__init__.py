@@ -3,8 +3,8 @@
 Implements the Hamiltonian flow machinery of *Hamiltonian Generative Networks*
 (Toth et al., 2019): Hamiltonians and energies, symplectic integrators with an exact inverse,
 :class:`HamiltonianFlow` layers for normflows, the exact-log-det scalings NHF may put around
-them (:class:`ConformalFriction`, :class:`DiagonalAffine`), and the Neural Hamiltonian Flow density
-model :class:`NHF` (paper Sec. 3.3 and A.2).
+them (:class:`ConformalFriction`, :class:`TriangularAffine`, :class:`DiagonalAffine`), and the
+Neural Hamiltonian Flow density model :class:`NHF` (paper Sec. 3.3 and A.2).
 """
 
 from . import integrators
@@ -21,13 +21,14 @@ from .hamiltonians import (
 )
 from .integrators import INTEGRATORS, get_integrator, integrate, rollout
 from .nhf import NHF
-from .scaling import ConformalFriction, DiagonalAffine
+from .scaling import ConformalFriction, DiagonalAffine, TriangularAffine
 
 __all__ = [
     "NHF",
     "HamiltonianFlow",
     "ConformalFriction",
     "DiagonalAffine",
+    "TriangularAffine",
     "SoftUniform",
     "GaussianMomentumEncoder",
     "GECO",

@@ -275,7 +275,7 @@ class NHF(nn.Module):
         """Single-sample (or ``num_samples``-averaged) ELBO of paper Eq. 6, shape ``(B,)``.
 
         In training mode, the first call initialises the affine map from ``x`` (see
-        :class:`~hamflow.scaling.DiagonalAffine`).
+        :class:`~hamflow.scaling.TriangularAffine`).
         """
         self._check_x(x)
         _check_num_samples(num_samples)
