@@ -29,7 +29,42 @@ from torch import Tensor, nn
 __all__ = ["DiagonalAffine", "TriangularAffine", "ConformalFriction"]
 
 
-class DiagonalAffine(nf.flows.Flow):
+class _DataAffine(nf.flows.Flow):
+    """What both data-initialised affine maps share: ``b``, the once-only initialisation from a
+    first batch, and the checks on their arguments. Subclasses add their scale parameters and
+    implement :meth:`initialize`, ``forward`` and ``inverse``."""
+
+    def __init__(self, dim: int, *, init_from_data: bool = True, min_std: float = 1e-3) -> None:
+        super().__init__()
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim: expected a positive integer, got {dim!r}")
+        if not (min_std > 0 and math.isfinite(min_std)):
+            raise ValueError(f"min_std: expected a positive number, got {min_std!r}")
+        self.dim = dim
+        self.min_std = float(min_std)
+        self.init_from_data = bool(init_from_data)
+        self.shift = nn.Parameter(torch.zeros(dim))
+        self.register_buffer("initialized", torch.tensor(not init_from_data))
+
+    def _check_batch(self, x: Tensor) -> None:
+        if x.dim() != 2 or x.shape[-1] != self.dim or x.shape[0] < 2:
+            raise ValueError(
+                f"x: expected shape (N >= 2, {self.dim}) to initialise from, got {tuple(x.shape)}"
+            )
+
+    def initialize(self, x: Tensor) -> None:
+        raise NotImplementedError
+
+    def maybe_initialize(self, x: Tensor) -> None:
+        """:meth:`initialize` from ``x`` once, if this layer initialises from data."""
+        if not bool(self.initialized) and x.shape[0] >= 2:
+            self.initialize(x)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, init_from_data={self.init_from_data}"
+
+
+class DiagonalAffine(_DataAffine):
     """Per-dimension affine ``y = b + exp(s) ⊙ x``, exact log-det ``Σ s`` (a normflows Flow).
 
     ``forward`` maps base → data and returns ``log |det ∂y/∂x| = Σ s`` per row; ``inverse`` maps
@@ -54,34 +89,17 @@ class DiagonalAffine(nf.flows.Flow):
     """
 
     def __init__(self, dim: int, *, init_from_data: bool = True, min_std: float = 1e-3) -> None:
-        super().__init__()
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim: expected a positive integer, got {dim!r}")
-        if not (min_std > 0 and math.isfinite(min_std)):
-            raise ValueError(f"min_std: expected a positive number, got {min_std!r}")
-        self.dim = dim
-        self.min_std = float(min_std)
-        self.init_from_data = bool(init_from_data)
-        self.shift = nn.Parameter(torch.zeros(dim))
+        super().__init__(dim, init_from_data=init_from_data, min_std=min_std)
         self.log_scale = nn.Parameter(torch.zeros(dim))
-        self.register_buffer("initialized", torch.tensor(not init_from_data))
 
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
         """Set ``b`` to the mean and ``exp(s)`` to the standard deviation of ``x`` ``(N, dim)``."""
-        if x.dim() != 2 or x.shape[-1] != self.dim or x.shape[0] < 2:
-            raise ValueError(
-                f"x: expected shape (N >= 2, {self.dim}) to initialise from, got {tuple(x.shape)}"
-            )
+        self._check_batch(x)
         x = x.to(self.shift.dtype)
         self.shift.copy_(x.mean(0))
         self.log_scale.copy_(x.std(0).clamp_min(self.min_std).log())
         self.initialized.fill_(True)
-
-    def maybe_initialize(self, x: Tensor) -> None:
-        """:meth:`initialize` from ``x`` once, if this layer initialises from data."""
-        if not bool(self.initialized) and x.shape[0] >= 2:
-            self.initialize(x)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         y = self.shift + torch.exp(self.log_scale) * z
@@ -91,11 +109,8 @@ class DiagonalAffine(nf.flows.Flow):
         z = (y - self.shift) * torch.exp(-self.log_scale)
         return z, (-self.log_scale.sum()).expand(y.shape[0])
 
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, init_from_data={self.init_from_data}"
 
-
-class TriangularAffine(nf.flows.Flow):
+class TriangularAffine(_DataAffine):
     """Lower-triangular affine ``y = b + L x``, exact log-det ``Σ s`` (a normflows Flow).
 
     ``L`` has the diagonal ``exp(s)`` and a free strictly lower part, so it is always invertible
@@ -124,19 +139,10 @@ class TriangularAffine(nf.flows.Flow):
     """
 
     def __init__(self, dim: int, *, init_from_data: bool = True, min_std: float = 1e-3) -> None:
-        super().__init__()
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim: expected a positive integer, got {dim!r}")
-        if not (min_std > 0 and math.isfinite(min_std)):
-            raise ValueError(f"min_std: expected a positive number, got {min_std!r}")
-        self.dim = dim
-        self.min_std = float(min_std)
-        self.init_from_data = bool(init_from_data)
-        self.shift = nn.Parameter(torch.zeros(dim))
+        super().__init__(dim, init_from_data=init_from_data, min_std=min_std)
         self.log_diag = nn.Parameter(torch.zeros(dim))
         self.lower = nn.Parameter(torch.zeros(dim * (dim - 1) // 2))
         self.register_buffer("rows_cols", torch.tril_indices(dim, dim, -1), persistent=False)
-        self.register_buffer("initialized", torch.tensor(not init_from_data))
 
     def matrix(self) -> Tensor:
         """``L``, ``(dim, dim)``: ``exp(s)`` on the diagonal, the free entries below it."""
@@ -147,10 +153,7 @@ class TriangularAffine(nf.flows.Flow):
     def initialize(self, x: Tensor) -> None:
         """Set ``b`` to the mean of ``x`` ``(N, dim)`` and ``L`` to its covariance's Cholesky
         factor (its standard deviations alone when ``N <= dim``)."""
-        if x.dim() != 2 or x.shape[-1] != self.dim or x.shape[0] < 2:
-            raise ValueError(
-                f"x: expected shape (N >= 2, {self.dim}) to initialise from, got {tuple(x.shape)}"
-            )
+        self._check_batch(x)
         x64 = x.double()
         eye = torch.eye(self.dim, dtype=torch.float64, device=x.device)
         cov = torch.cov(x64.T).reshape(self.dim, self.dim)
@@ -162,11 +165,6 @@ class TriangularAffine(nf.flows.Flow):
         self.lower.copy_(factor[self.rows_cols[0], self.rows_cols[1]])
         self.initialized.fill_(True)
 
-    def maybe_initialize(self, x: Tensor) -> None:
-        """:meth:`initialize` from ``x`` once, if this layer initialises from data."""
-        if not bool(self.initialized) and x.shape[0] >= 2:
-            self.initialize(x)
-
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         y = self.shift + z @ self.matrix().T
         return y, self.log_diag.sum().expand(z.shape[0])
@@ -175,9 +173,6 @@ class TriangularAffine(nf.flows.Flow):
         # z Lᵀ = y − b: a solve against the upper-triangular Lᵀ from the right
         z = torch.linalg.solve_triangular(self.matrix().T, y - self.shift, upper=True, left=False)
         return z, (-self.log_diag.sum()).expand(y.shape[0])
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, init_from_data={self.init_from_data}"
 
 
 class ConformalFriction(nf.flows.Flow):
