@@ -24,10 +24,10 @@ input frames and rolled out for T steps (30 with the default 31 frames):
   normalised by the variance, that model scores 0, as on DeepMind's dark background.
   ``vpt_loose`` is the same count at 0.3 times the variance (:data:`VPT_LOOSE_THRESHOLD`), the
   reconstruction error that the default GECO setting asks of the model. On small frames every
-  model's first frame already misses 0.025 (at 16x16 an HGN's error sits at 0.06-0.2 of the
-  variance in every frame, flat over the rollout), so ``vpt`` is 0 everywhere and only the
-  looser threshold separates a model that tracks the bodies from one that draws the mean image
-  (about 0.9 of the variance) or a blank background (at least 1).
+  model's first frame already misses 0.025 (the small-scale Table 1 in docs/results.md), so
+  ``vpt`` is 0 everywhere and only the looser threshold separates the models. A blank
+  background still scores 0 there: its error is at least the frame's variance, since the
+  variance is the smallest mean squared distance to any one colour.
 """
 
 from __future__ import annotations

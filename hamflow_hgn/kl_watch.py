@@ -49,8 +49,8 @@ class LambdaCapWatch:
         self.said = False
 
     def check(self, step: int) -> str | None:
-        """Call after an optimiser step; the message the first time λ has been at the cap for
-        ``patience`` steps, else ``None``."""
+        """Call after an optimiser step (the trainer calls it at log steps); the message the
+        first time λ has been at the cap for ``patience`` steps, else ``None``."""
         if self.geco is None or self.said:
             return None
         geco = self.geco

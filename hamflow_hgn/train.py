@@ -312,6 +312,11 @@ def _train(
                 logged = dict(zip(names, values.tolist()))
                 if logger is not None:
                     logger.log(step, logged, seconds_before + time.perf_counter() - t0)
+                # λ is read at log steps only: reading a device tensor every step would make
+                # the host wait for the device each time
+                message = watch.check(step) if watch is not None else None
+                if message is not None:
+                    (bar.write if bar is not None else print)(message, file=sys.stderr)
                 if bar is not None:
                     shown = {"loss": "loss", "mse": "mse", "kl": "kl", "geco_lambda": "lambda"}
                     bar.set_postfix(  # only what the model reports (the baselines have no KL)
@@ -319,9 +324,6 @@ def _train(
                     )
             if bar is not None:
                 bar.update(1)
-            message = watch.check(step) if watch is not None else None
-            if message is not None:
-                (bar.write if bar is not None else print)(message, file=sys.stderr)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 checkpoint(step)
             if on_step is not None:

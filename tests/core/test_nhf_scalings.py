@@ -264,3 +264,12 @@ def test_friction_log_det_is_exactly_minus_sum_of_rates():
     total = sum(f.rate.sum() for f in model.frictions)
     assert model.flow_log_det().item() == pytest.approx(-total.item(), abs=1e-14)
     assert math.isfinite(model.flow_log_det().item())
+
+
+def test_nhf_affine_choices_and_a_clear_error():
+    assert isinstance(NHF(2).affine, TriangularAffine)  # the default: full covariance
+    assert isinstance(NHF(2, affine="diagonal").affine, DiagonalAffine)
+    assert isinstance(NHF(2, affine=True).affine, DiagonalAffine)
+    assert NHF(2, affine="none").affine is None and NHF(2, affine=False).affine is None
+    with pytest.raises(ValueError, match="affine: expected 'triangular', 'diagonal', 'none'"):
+        NHF(2, affine="full")
