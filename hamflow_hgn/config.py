@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .schedule import check_decay
+
 __all__ = [
     "VARIANTS",
     "PROTOCOLS",
@@ -410,7 +412,10 @@ class TrainConfig:
     ``threads`` sets torch's intra-op threads (``None``: torch's default).
     ``hamiltonian_lr`` is Adam's learning rate for the learned Hamiltonian's parameters
     (``None``: ``lr``); the pendulum example uses ``lr / 10``, which keeps the latent rollout
-    from running away (docs/hgn.md).
+    from running away (docs/hgn.md). ``lr_decay`` is the fraction of the ``steps`` over which
+    every learning rate decays linearly toward zero at the end of the run (0: constant;
+    :func:`hamflow_hgn.schedule.lr_factor`). It depends on ``steps``, so resuming with a larger
+    ``--steps`` moves the decay to the new end.
 
     Example:
         >>> cfg = TrainConfig(data="DATA", out="RUN", steps=10)
@@ -438,6 +443,7 @@ class TrainConfig:
     allow_other_data: bool = False
     threads: int | None = None
     hamiltonian_lr: float | None = None
+    lr_decay: float = 0.0
 
     RESUMABLE = frozenset(
         {
@@ -472,6 +478,7 @@ class TrainConfig:
             _check_positive_int("max_train_sequences", self.max_train_sequences)
         if self.threads is not None:
             _check_positive_int("threads", self.threads)
+        check_decay(self.lr_decay)
         h = self.hamiltonian_lr
         if h is not None and not (isinstance(h, (int, float)) and math.isfinite(h) and h > 0):
             raise ValueError(

@@ -57,6 +57,7 @@ from .io import write_json
 from .kl_watch import LambdaCapWatch
 from .models import build_model
 from .runs import CHECKPOINT, CONFIG, MetricsLogger
+from .schedule import lr_factor
 
 __all__ = [
     "MAX_PARAMETER",
@@ -211,6 +212,7 @@ def _train(
     sampler = IndexSampler(n_data, config.seed)
     noise = SharedNoise(config.seed, device, rank, world)
     optimizer = torch.optim.Adam(param_groups(model, config), lr=config.lr)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]  # before a resume's decayed ones
     generators = {"sampler": sampler.generator, "noise": noise.generator}
     start, seconds_before = 0, 0.0
     cfg_dict = config_to_dict(config)
@@ -278,6 +280,9 @@ def _train(
         problem = _gradient_problem(model)
         if problem is not None:
             raise _diverged(step, problem, config, ckpt_path)
+        factor = lr_factor(step, config.steps, config.lr_decay)
+        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+            group["lr"] = base * factor
         optimizer.step()
         problem = _parameter_problem(model)
         if problem is not None:
@@ -418,6 +423,11 @@ def _parser() -> argparse.ArgumentParser:
         "--hamiltonian-lr", type=float, default=None,
         help="Adam learning rate of the learned Hamiltonian (default: --lr)",
     )  # fmt: skip
+    p.add_argument(
+        "--lr-decay", type=float, default=default_of(t, "lr_decay"),
+        help="fraction of the steps, at the end, over which every learning rate decays "
+        "linearly toward 0 (default: %(default)s, constant)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=default_of(t, "seed"), help="seed of everything")
     p.add_argument("--device", default=default_of(t, "device"), help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", default=default_of(t, "amp"), choices=AMP_MODES, help="autocast")
@@ -487,6 +497,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         batch_size=args.batch_size,
         lr=args.lr,
         hamiltonian_lr=args.hamiltonian_lr,
+        lr_decay=args.lr_decay,
         seed=args.seed,
         device=args.device,
         amp=args.amp,

@@ -335,3 +335,32 @@ def test_hamiltonian_lr_is_its_own_adam_group(data_dir, tmp_path):
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="hamiltonian_lr: expected a positive"):
             TrainConfig(data="D", out="R", hamiltonian_lr=bad)
+
+
+def test_lr_decay_scales_every_group_and_resumes_on_the_same_schedule(data_dir, tmp_path):
+    kw = dict(steps=6, lr=1e-3, hamiltonian_lr=1e-4, lr_decay=0.5, checkpoint_every=2)
+    full = train(config(data_dir, tmp_path / "full", **kw))
+    groups = load_checkpoint(full / "checkpoint.pt")["optimizer"]["param_groups"]
+    # three decaying steps (4, 5, 6): factors 3/4, 2/4, 1/4 of each group's own rate
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3 / 4, 1e-4 / 4], rel=1e-12)
+
+    class Stop(Exception):
+        pass
+
+    def stop(step):
+        if step == 5:
+            raise Stop
+
+    cut = tmp_path / "cut"
+    with pytest.raises(Stop):
+        train(config(data_dir, cut, **kw), on_step=stop)
+    # the checkpoint holds step 4, inside the decay; the resumed steps must use the full-run
+    # factors, not factors applied on top of the decayed rates the optimiser state stored
+    train(config(data_dir, cut, resume=True, **kw))
+    assert losses(cut) == losses(full)
+    const = train(config(data_dir, tmp_path / "const", **{**kw, "lr_decay": 0.0}))
+    assert losses(const)[5] != losses(full)[5]
+    args = train_parser().parse_args(["--data", "D", "--out", "R", "--lr-decay", "0.25"])
+    assert config_from_args(args).lr_decay == 0.25
+    with pytest.raises(ValueError, match="lr_decay"):
+        TrainConfig(data="D", out="R", lr_decay=2.0)
