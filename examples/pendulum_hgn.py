@@ -36,6 +36,8 @@ from hamflow_hgn.train import train
 FULL = {"n_train": 512, "n_test": 32, "frames": 16, "size": 16, "width": 16, "steps": 3000}
 LR, HAMILTONIAN_LR = 1e-3, 3e-4
 """Adam's learning rates: the encoder, f_psi and decoder, and the learned Hamiltonian."""
+LR_DECAY = 0.3
+"""Fraction of the steps, at the end, over which both rates decay linearly toward zero."""
 QUICK = {"n_train": 64, "n_test": 8, "frames": 8, "size": 16, "width": 8, "steps": 30}
 
 
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     model_cfg = ModelConfig.reduced(size["width"], **GECO_SETTINGS[args.geco_setting])
     config = TrainConfig(
         data=str(data_dir), out=str(run_dir), steps=steps, lr=LR, hamiltonian_lr=HAMILTONIAN_LR,
-        seed=args.seed,
+        lr_decay=LR_DECAY, seed=args.seed,
         device=args.device, model=model_cfg,
         checkpoint_every=max(1, steps // 5), progress=not args.no_progress,
         resume=(run_dir / "checkpoint.pt").exists(),

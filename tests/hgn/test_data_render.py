@@ -1,5 +1,6 @@
 """The smooth-disc renderer (paper A.4): shapes, range, determinism and where the discs are."""
 
+import dataclasses
 from functools import lru_cache
 
 import numpy as np
@@ -104,3 +105,12 @@ def test_errors_name_the_argument():
         render(torch.zeros(2, 2), system, 4)
     with pytest.raises(TypeError, match="positions: expected torch.Tensor"):
         render(np.zeros((2, 2)), system, 32)
+
+
+def test_three_body_big_discs_differs_from_three_body_only_in_disc_size():
+    """The small-scale Table 1's three-body: the same dynamics, discs 0.5/0.3 wider."""
+    small, big = get_system("three_body"), get_system("three_body_big_discs")
+    assert dataclasses.replace(small, name=big.name, disc_radius=big.disc_radius) == big
+    states = torch.from_numpy(big.sample_initial(np.random.default_rng(0))).float()[None]
+    cover = [float(alpha_masks(big.positions(states), s, 16).sum()) for s in (small, big)]
+    assert cover[1] / cover[0] == pytest.approx((0.5 / 0.3) ** 2, rel=0.25), cover

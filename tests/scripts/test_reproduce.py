@@ -66,6 +66,33 @@ def test_dry_run_lists_the_expected_runs(rt, capsys, tmp_path):
     assert all(a[a.index("--data") + 1] == str(tmp_path / "data" / "mass_spring") for a in evals)
 
 
+def test_small_plan_draws_three_body_with_big_discs_and_decays_hgns_rate(rt, capsys, tmp_path):
+    cmds = dry_run(
+        rt,
+        capsys,
+        *("--scale", "small", "--root", str(tmp_path), "--systems", "three_body", "pendulum"),
+        *("--models", "hgn_leapfrog", "pixel_hnn_mlp"),
+    )
+    argvs = [shlex.split(c) for c in cmds]
+    data = {
+        a[a.index("--out") + 1]: a[a.index("--system") + 1] for a in argvs if a[2].endswith("data")
+    }
+    assert data == {
+        str(tmp_path / "data" / "three_body"): "three_body_big_discs",
+        str(tmp_path / "data" / "pendulum"): "pendulum",
+    }
+    trains = {a[a.index("--model") + 1] + ":" + a[a.index("--out") + 1].split("/")[-2]: a
+              for a in argvs if a[2] == "hamflow_hgn.train"}  # fmt: skip
+    assert len(trains) == 4
+    for key, argv in trains.items():
+        decays = "--lr-decay" in argv
+        assert decays == key.startswith("hgn"), key
+        if decays:
+            assert argv[argv.index("--lr-decay") + 1] == "0.3"
+    paper = rt.build_plan(rt.SCALES["paper"], tmp_path, ("three_body",), ("hgn_leapfrog",))
+    assert "three_body" == paper.steps[0][1][paper.steps[0][1].index("--system") + 1]
+
+
 def test_full_paper_plan(rt, capsys, tmp_path):
     cmds = dry_run(rt, capsys, "--scale", "paper", "--root", str(tmp_path))
     assert len(cmds) == 4 + 4 * 6 * 2  # 4 systems, 6 models, train + evaluate
