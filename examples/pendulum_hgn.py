@@ -53,6 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="a small smoke run (51 s on 2 shared CPU cores, 2026-11-25)",
     )
+    p.add_argument(
+        "--lr-decay", type=float, default=LR_DECAY,
+        help="fraction of the steps, at the end, over which the learning rates decay linearly "
+        "toward 0 (default: %(default)s; 0 keeps them constant)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument(
         "--geco-setting", default="default", choices=sorted(GECO_SETTINGS),
@@ -61,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         p.error(f"--steps: expected an integer >= 1, got {args.steps}")
+    if not 0.0 <= args.lr_decay <= 1.0:  # also refuses NaN
+        p.error(f"--lr-decay: expected a fraction in [0, 1], got {args.lr_decay}")
     return args
 
 
@@ -80,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     model_cfg = ModelConfig.reduced(size["width"], **GECO_SETTINGS[args.geco_setting])
     config = TrainConfig(
         data=str(data_dir), out=str(run_dir), steps=steps, lr=LR, hamiltonian_lr=HAMILTONIAN_LR,
-        lr_decay=LR_DECAY, seed=args.seed,
+        lr_decay=args.lr_decay, seed=args.seed,
         device=args.device, model=model_cfg,
         checkpoint_every=max(1, steps // 5), progress=not args.no_progress,
         resume=(run_dir / "checkpoint.pt").exists(),
@@ -102,11 +109,14 @@ def main(argv: list[str] | None = None) -> dict:
     with open(run_dir / "metrics.csv") as f:
         logged = list(csv.DictReader(f))
     last, lambdas = logged[-1], [float(row["lambda"]) for row in logged]
+    # the per-batch training error over the last tenth of the run: how settled the end is
+    tail = torch.tensor([float(r["mse"]) for r in logged if int(r["step"]) > 0.9 * steps])
     lam_min, lam_max = model.geco.lambda_min, model.geco.lambda_max
     record = {
         "system": args.system,
         "train_steps": steps,
         "geco_setting": args.geco_setting,
+        "lr_decay": args.lr_decay,
         "test_mse": float((forward.frames - images).square().mean()),
         "mean_image_mse": float((mean_image - images).square().mean()),
         "reversal_error": float((back.q[:, -1] - forward.q[:, 0]).abs().max()),
@@ -118,6 +128,11 @@ def main(argv: list[str] | None = None) -> dict:
         )
         / len(lambdas),
         "final_kl": float(last["kl"]),
+        "train_mse_last_tenth": {
+            "mean": float(tail.mean()),
+            "relative_std": float(tail.std(correction=0) / tail.mean()),
+            "logged_steps": len(tail),
+        },
         "train_seconds": float(last["seconds"]),
     }
     record["ratio"] = record["test_mse"] / record["mean_image_mse"]
@@ -131,6 +146,11 @@ def main(argv: list[str] | None = None) -> dict:
           f"{r['lambda_range'][0]:.3g} to {r['lambda_range'][1]:.3g} over the run, "
           f"{100 * r['share_at_clamp']:.0f} % of logged steps at a clamp); learned "
           f"energy's relative std along rollouts {r['energy_relative_std']:.2g}")  # fmt: skip
+    tail = r["train_mse_last_tenth"]
+    print(
+        f"training MSE over the last tenth of the steps: mean {tail['mean']:.5f}, relative "
+        f"std {100 * tail['relative_std']:.0f} % over {tail['logged_steps']} logged batches"
+    )
     print(f"forward then backward {images.shape[1] - 1} steps returns q0 to within "
           f"{record['reversal_error']:.1e}")  # fmt: skip
     print(f"rollouts (PNG strips and GIFs): {args.out / 'rollouts'}")

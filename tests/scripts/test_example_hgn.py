@@ -1,5 +1,6 @@
 """examples/pendulum_hgn.py: the quick run trains, reverses its rollout and writes the strips."""
 
+import csv
 import importlib.util
 import json
 import math
@@ -32,6 +33,14 @@ def test_quick_run_rolls_out_and_reverses(example, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["train_steps"] == 30
     low, high = record["lambda_range"]  # GECO's multiplier over the logged steps
     assert low <= record["final_lambda"] <= high and 0.0 <= record["share_at_clamp"] <= 1.0
+    # the default decay: 9 of the 30 steps decay, so the last one runs at 1/10 of each rate
+    groups = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["optimizer"]["param_groups"]
+    rates = (example.LR, example.HAMILTONIAN_LR)
+    assert [g["lr"] for g in groups] == pytest.approx([r / 10 for r in rates], rel=1e-12)
+    with open(tmp_path / "run" / "metrics.csv") as f:  # logged steps 28-30: the last tenth
+        tail = [float(r["mse"]) for r in csv.DictReader(f) if int(r["step"]) > 27]
+    assert record["train_mse_last_tenth"]["logged_steps"] == len(tail) >= 1
+    assert record["train_mse_last_tenth"]["mean"] == pytest.approx(sum(tail) / len(tail))
     # A second call into the same folder resumes (the trainer refuses to overwrite a run
     # without resume) and trains on to the new step count.
     again = example.main(["--quick", "--out", str(tmp_path), "--no-progress", "--steps", "35"])
@@ -44,3 +53,7 @@ def test_bad_arguments_are_refused(example):
         example.parse_args(["--steps", "0"])
     with pytest.raises(SystemExit):
         example.parse_args(["--system", "four_body"])
+    for bad in ("1.5", "-0.1", "nan"):
+        with pytest.raises(SystemExit):
+            example.parse_args(["--lr-decay", bad])
+    assert example.parse_args(["--lr-decay", "0"]).lr_decay == 0.0
