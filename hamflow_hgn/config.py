@@ -411,11 +411,11 @@ class TrainConfig:
     ``allow_other_data`` lets a resume continue on a dataset other than the checkpoint's;
     ``threads`` sets torch's intra-op threads (``None``: torch's default).
     ``hamiltonian_lr`` is Adam's learning rate for the learned Hamiltonian's parameters
-    (``None``: ``lr``); the pendulum example uses ``lr / 10``, which keeps the latent rollout
-    from running away (docs/hgn.md). ``lr_decay`` is the fraction of the ``steps`` over which
-    every learning rate decays linearly toward zero at the end of the run (0: constant;
-    :func:`hamflow_hgn.schedule.lr_factor`). It depends on ``steps``, so resuming with a larger
-    ``--steps`` moves the decay to the new end.
+    (``None``: ``lr``); the pendulum example uses 3e-4 against ``lr`` 1e-3, which keeps the
+    latent rollout from running away (docs/hgn.md). ``lr_decay`` is the fraction of the
+    ``steps`` over which every learning rate decays linearly toward zero at the end of the run
+    (0: constant; :func:`hamflow_hgn.schedule.lr_factor`). It depends on ``steps``, so
+    resuming with a larger ``--steps`` moves the decay to the new end.
 
     Example:
         >>> cfg = TrainConfig(data="DATA", out="RUN", steps=10)
