@@ -32,6 +32,7 @@ from hamflow_hgn.data import SYSTEMS, DataConfig, generate, open_dataset
 from hamflow_hgn.io import write_json
 from hamflow_hgn.rollouts import save_rollouts
 from hamflow_hgn.runs import load_run
+from hamflow_hgn.schedule import check_decay
 from hamflow_hgn.train import train
 
 FULL = {"n_train": 512, "n_test": 32, "frames": 16, "size": 16, "width": 16, "steps": 3000}
@@ -67,8 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         p.error(f"--steps: expected an integer >= 1, got {args.steps}")
-    if not 0.0 <= args.lr_decay <= 1.0:  # also refuses NaN
-        p.error(f"--lr-decay: expected a fraction in [0, 1], got {args.lr_decay}")
+    try:
+        check_decay(args.lr_decay)
+    except ValueError as err:
+        p.error(str(err).replace("lr_decay", "--lr-decay", 1))
     return args
 
 
