@@ -89,6 +89,9 @@ def test_small_plan_draws_three_body_with_big_discs_and_decays_hgns_rate(rt, cap
         assert decays == key.startswith("hgn"), key
         if decays:
             assert argv[argv.index("--lr-decay") + 1] == "0.3"
+        # three-body's HGNs ask for a tolerance they can reach; nothing else changes it
+        tolerance = argv[argv.index("--geco-tolerance") + 1] if "--geco-tolerance" in argv else None
+        assert tolerance == ("0.5" if key == "hgn:three_body" else None), key
     paper = rt.build_plan(rt.SCALES["paper"], tmp_path, ("three_body",), ("hgn_leapfrog",))
     assert "three_body" == paper.steps[0][1][paper.steps[0][1].index("--system") + 1]
 
