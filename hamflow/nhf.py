@@ -47,10 +47,10 @@ class NHF(nn.Module):
     - ``friction=True``: a learned :class:`~hamflow.scaling.ConformalFriction` ``p ← e^{−c} p``
       after each flow, exact log-det ``−Σ c``; damped dynamics settle into the wells of ``V``;
     - ``affine="triangular"``: a :class:`~hamflow.scaling.TriangularAffine` map ``x = b + L q_T``
-      (``L`` lower triangular, exact log-det ``Σ ln L_ii``), initialised from the first training
-      batch's mean and the Cholesky factor of its covariance, so the model starts at the data's
-      full-covariance Gaussian (``"diagonal"``: :class:`~hamflow.scaling.DiagonalAffine`, the
-      data's diagonal Gaussian);
+      (``L`` lower triangular, exact log-det ``Σ ln L_ii``), fitted on the first training batch
+      so that the untrained model's samples have that batch's mean and covariance
+      (:meth:`initialize_affine`; ``"diagonal"``: :class:`~hamflow.scaling.DiagonalAffine`, its
+      means and variances only);
     - ``potential_gain=5``: the potentials learn five times faster than the encoder;
     - ``encoder_trunk="shared"``: one encoder MLP outputs the momentum's mean and scale;
     - ``dt=0.5``, learned per flow.
@@ -269,20 +269,45 @@ class NHF(nn.Module):
         log_pi = self.prior.log_prob(torch.cat([q0, p0], dim=-1))
         return log_pi.reshape(log_f.shape) - log_f + log_det - self.flow_log_det()
 
+    @torch.no_grad()
+    def initialize_affine(self, x: Tensor, num_base: int | None = None) -> None:
+        """Set the affine map so that the model's samples have the mean and covariance of ``x``.
+
+        The map's input is ``q_T``, the prior pushed through the Hamiltonian flows. Those move
+        it away from the prior before training, by ``dt · p`` per drift and a kick per potential
+        (with the defaults ``q_T`` has about five times the prior's variance), so the map is
+        fitted to ``num_base`` samples of ``q_T`` (default ``max(4096, 64 · dim)``), not to a
+        standard normal. Its random draws leave the global random state as it was. Called by
+        the first training-mode :meth:`elbo`; call it yourself to initialise from more data.
+        A model without an affine map (``affine="none"``) has nothing to set.
+        """
+        if self.affine is None:
+            return
+        self._check_x(x)
+        n = max(4096, 64 * self.dim) if num_base is None else int(num_base)
+        _check_num_samples(n, "num_base")
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            s0, _ = self.prior(n)
+            q0, p0 = s0.to(self._param_ref()).chunk(2, dim=-1)
+            q_T, _ = self.transport(q0, p0)
+        self.affine.initialize(x, q_T)
+
     # -- the normflows-style API --------------------------------------------------------------
 
     def elbo(self, x: Tensor, num_samples: int = 1) -> Tensor:
         """Single-sample (or ``num_samples``-averaged) ELBO of paper Eq. 6, shape ``(B,)``.
 
-        In training mode, the first call initialises the affine map from ``x`` (see
-        :class:`~hamflow.scaling.TriangularAffine`).
+        In training mode, the first call initialises the affine map from ``x`` so that the
+        untrained model's samples have the mean and covariance of ``x`` (see
+        :meth:`initialize_affine`).
         """
         self._check_x(x)
         _check_num_samples(num_samples)
         if x.shape[0] == 0:
             return x.new_zeros(0)
-        if self.affine is not None and self.training:
-            self.affine.maybe_initialize(x)
+        if self.affine is not None and self.training and self.affine.needs_initialization(x):
+            self.initialize_affine(x)
         log_w = self._log_weights(x, num_samples)
         return log_w if num_samples == 1 else log_w.mean(0)
 

@@ -11,6 +11,9 @@ of ``d`` multiplications, and its log-det is exact: ``Σ_i s_i``.
 - :class:`TriangularAffine`: ``y = b + L x`` with ``L`` lower triangular, initialised from the
   Cholesky factor of a first batch's covariance, so that the model starts from the data's
   full-covariance Gaussian. Its log-det is as exact and as cheap, ``Σ ln L_ii``.
+
+Both initialise for standard-normal inputs, or, given samples of what they will receive
+(``initialize(x, base)``), for those: NHF passes what its untrained flows make of the prior.
 - :class:`ConformalFriction`: ``p ← e^{−c} ⊙ p``, damping between Hamiltonian flows.
 
 Neither affine map is a network: each is one linear change of the data's coordinates. It is the
@@ -46,19 +49,33 @@ class _DataAffine(nf.flows.Flow):
         self.shift = nn.Parameter(torch.zeros(dim))
         self.register_buffer("initialized", torch.tensor(not init_from_data))
 
-    def _check_batch(self, x: Tensor) -> None:
+    def _check_batch(self, x: Tensor, name: str = "x") -> None:
         if x.dim() != 2 or x.shape[-1] != self.dim or x.shape[0] < 2:
             raise ValueError(
-                f"x: expected shape (N >= 2, {self.dim}) to initialise from, got {tuple(x.shape)}"
+                f"{name}: expected shape (N >= 2, {self.dim}) to initialise from, "
+                f"got {tuple(x.shape)}"
             )
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name}: expected finite values to initialise from, got NaN or inf")
 
-    def initialize(self, x: Tensor) -> None:
+    def initialize(self, x: Tensor, base: Tensor | None = None) -> None:
         raise NotImplementedError
 
-    def maybe_initialize(self, x: Tensor) -> None:
-        """:meth:`initialize` from ``x`` once, if this layer initialises from data."""
-        if not bool(self.initialized) and x.shape[0] >= 2:
-            self.initialize(x)
+    def needs_initialization(self, x: Tensor) -> bool:
+        """Whether :meth:`maybe_initialize` would initialise from ``x`` now."""
+        return not bool(self.initialized) and x.shape[0] >= 2
+
+    def maybe_initialize(self, x: Tensor, base: Tensor | None = None) -> None:
+        """:meth:`initialize` from ``x`` (and ``base``) once, if this layer initialises from
+        data."""
+        if self.needs_initialization(x):
+            self.initialize(x, base)
+
+    def _check_base(self, base: Tensor | None) -> Tensor | None:
+        if base is None:
+            return None
+        self._check_batch(base, "base")
+        return base.detach().double()
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, init_from_data={self.init_from_data}"
@@ -93,12 +110,23 @@ class DiagonalAffine(_DataAffine):
         self.log_scale = nn.Parameter(torch.zeros(dim))
 
     @torch.no_grad()
-    def initialize(self, x: Tensor) -> None:
-        """Set ``b`` to the mean and ``exp(s)`` to the standard deviation of ``x`` ``(N, dim)``."""
+    def initialize(self, x: Tensor, base: Tensor | None = None) -> None:
+        """Set ``b`` and ``s`` so that ``forward`` maps ``base`` ``(N', dim)``, samples of what
+        this layer will receive, to the mean and standard deviation of ``x`` ``(N, dim)``.
+
+        Without ``base`` the inputs are taken as standard normal: ``b`` is the mean and
+        ``exp(s)`` the standard deviation of ``x``.
+        """
         self._check_batch(x)
-        x = x.to(self.shift.dtype)
-        self.shift.copy_(x.mean(0))
-        self.log_scale.copy_(x.std(0).clamp_min(self.min_std).log())
+        base = self._check_base(base)
+        x64 = x.detach().double()
+        std = x64.std(0).clamp_min(self.min_std)
+        mean = x64.mean(0)
+        if base is not None:
+            std = std / base.std(0).clamp_min(self.min_std)
+            mean = mean - std * base.mean(0)
+        self.shift.copy_(mean)
+        self.log_scale.copy_(std.log())
         self.initialized.fill_(True)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -118,8 +146,9 @@ class TriangularAffine(_DataAffine):
     triangular solve (``O(d²)`` per row) and returns ``−Σ s``. :meth:`initialize` sets ``b`` to a
     batch's mean and ``L`` to the Cholesky factor of its covariance (plus ``min_std²`` on the
     diagonal), so that the inverse whitens the batch and a model on top starts from the data's
-    full-covariance Gaussian. A batch of no more rows than ``dim`` cannot estimate a
-    covariance; then only the diagonal is set, as :class:`DiagonalAffine` would.
+    full-covariance Gaussian (given ``base``, it maps ``base``'s moments to the batch's). A
+    batch of no more rows than ``dim`` cannot estimate a covariance; then only the diagonal is
+    set, as :class:`DiagonalAffine` would.
 
     Args:
         dim: number of features.
@@ -150,20 +179,41 @@ class TriangularAffine(_DataAffine):
         return m.index_put((self.rows_cols[0], self.rows_cols[1]), self.lower)
 
     @torch.no_grad()
-    def initialize(self, x: Tensor) -> None:
-        """Set ``b`` to the mean of ``x`` ``(N, dim)`` and ``L`` to its covariance's Cholesky
-        factor (its standard deviations alone when ``N <= dim``)."""
+    def initialize(self, x: Tensor, base: Tensor | None = None) -> None:
+        """Set ``b`` and ``L`` so that ``forward`` maps ``base`` ``(N', dim)``, samples of what
+        this layer will receive, to the mean and covariance of ``x`` ``(N, dim)``.
+
+        Without ``base`` the inputs are taken as standard normal: ``b`` is the mean of ``x`` and
+        ``L`` its covariance's Cholesky factor (its standard deviations alone when
+        ``N <= dim``). With it, ``L = A B⁻¹`` and ``b = mean(x) − L mean(base)``, where ``A``
+        and ``B`` are the Cholesky factors of the two covariances: a product of lower-triangular
+        factors, so ``L`` stays lower triangular, and ``L cov(base) Lᵀ = cov(x)``.
+        """
         self._check_batch(x)
-        x64 = x.double()
-        eye = torch.eye(self.dim, dtype=torch.float64, device=x.device)
-        cov = torch.cov(x64.T).reshape(self.dim, self.dim)
-        if x.shape[0] <= self.dim:
-            cov = torch.diag_embed(cov.diagonal())
-        factor = torch.linalg.cholesky(cov + self.min_std**2 * eye)
-        self.shift.copy_(x64.mean(0))
+        base = self._check_base(base)
+        x64 = x.detach().double()
+        factor = self._cholesky(x64)
+        shift = x64.mean(0)
+        if base is not None:
+            base = base.to(x64.device)
+            # L = A B⁻¹, i.e. the solution of L B = A (B lower triangular, from the right)
+            factor = torch.linalg.solve_triangular(
+                self._cholesky(base), factor, upper=False, left=False
+            )
+            shift = shift - factor @ base.mean(0)
+        self.shift.copy_(shift)
         self.log_diag.copy_(factor.diagonal().log())
         self.lower.copy_(factor[self.rows_cols[0], self.rows_cols[1]])
         self.initialized.fill_(True)
+
+    def _cholesky(self, x64: Tensor) -> Tensor:
+        """The Cholesky factor of the covariance of ``x64`` plus ``min_std²`` on the diagonal
+        (the variances alone when there are no more rows than ``dim``)."""
+        eye = torch.eye(self.dim, dtype=torch.float64, device=x64.device)
+        cov = torch.cov(x64.T).reshape(self.dim, self.dim)
+        if x64.shape[0] <= self.dim:
+            cov = torch.diag_embed(cov.diagonal())
+        return torch.linalg.cholesky(cov + self.min_std**2 * eye)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         y = self.shift + z @ self.matrix().T

@@ -122,6 +122,41 @@ def test_triangular_affine_falls_back_to_the_diagonal_on_too_few_rows():
         TriangularAffine(4).initialize(torch.zeros(1, 4))
 
 
+@pytest.mark.parametrize("kind", [DiagonalAffine, TriangularAffine])
+def test_affine_maps_the_given_inputs_onto_the_datas_mean_and_covariance(kind):
+    gen = torch.Generator().manual_seed(3)
+    cov = torch.tensor([[4.0, 1.9, 0.0], [1.9, 1.0, 0.1], [0.0, 0.1, 0.25]], dtype=F64)
+    data = torch.randn(2000, 3, generator=gen, dtype=F64) @ torch.linalg.cholesky(cov).T + 5.0
+    # inputs that are neither centred, nor unit, nor uncorrelated
+    mix = torch.tensor([[2.0, 0.0, 0.0], [-1.0, 0.5, 0.0], [0.3, 0.2, 3.0]], dtype=F64)
+    base = torch.randn(3000, 3, generator=gen, dtype=F64) @ mix.T - 2.0
+    layer = kind(3).double()
+    layer.initialize(data, base)
+    y, _ = layer(base)
+    assert torch.allclose(y.mean(0), data.mean(0), atol=1e-10)
+    if kind is TriangularAffine:  # the whole covariance, up to the min_std² on the diagonal
+        assert torch.allclose(torch.cov(y.T), torch.cov(data.T), atol=1e-5)
+    else:  # the standard deviations only
+        assert torch.allclose(y.std(0), data.std(0), atol=1e-10)
+    # without inputs, standard-normal ones are assumed
+    plain = kind(3).double()
+    plain.initialize(data)
+    assert torch.allclose(plain.shift, data.mean(0), atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", [DiagonalAffine, TriangularAffine])
+def test_affine_refuses_bad_inputs_to_initialise_from(kind):
+    data = torch.randn(50, 3, dtype=F64)
+    layer = kind(3).double()
+    with pytest.raises(ValueError, match=r"base: expected shape \(N >= 2, 3\)"):
+        layer.initialize(data, torch.zeros(50, 2, dtype=F64))
+    with pytest.raises(ValueError, match="base: expected finite values"):
+        layer.initialize(data, torch.full((50, 3), float("nan"), dtype=F64))
+    with pytest.raises(ValueError, match="x: expected finite values"):
+        layer.initialize(torch.full((50, 3), float("inf"), dtype=F64))
+    assert not bool(layer.initialized)  # a refused call changes nothing
+
+
 @SETTINGS
 @given(dim=st.integers(1, 5), seed=st.integers(0, 2**16), scale=st.floats(-3.0, 3.0))
 def test_conformal_friction_inverse_and_log_det(dim, seed, scale):
