@@ -279,7 +279,17 @@ class NHF(nn.Module):
         fitted to ``num_base`` samples of ``q_T`` (default ``max(4096, 64 · dim)``), not to a
         standard normal. Its random draws leave the global random state as it was. Called by
         the first training-mode :meth:`elbo`; call it yourself to initialise from more data.
-        A model without an affine map (``affine="none"``) has nothing to set.
+        A model without an affine map (``affine="none"``) has nothing to set. (Paper A.2 has no
+        affine map; this is the initialisation of this library's default, docs/density.md.)
+
+        Example:
+            >>> model = NHF(2)
+            >>> x = torch.randn(2048, 2) * torch.tensor([3.0, 0.5]) + 1.0
+            >>> model.initialize_affine(x)
+            >>> with torch.no_grad():
+            ...     ratio = model.sample(8000).var(0) / x.var(0)
+            >>> bool(((ratio - 1).abs() < 0.2).all())   # the untrained model has x's variances
+            True
         """
         if self.affine is None:
             return

@@ -11,10 +11,11 @@ of ``d`` multiplications, and its log-det is exact: ``Σ_i s_i``.
 - :class:`TriangularAffine`: ``y = b + L x`` with ``L`` lower triangular, initialised from the
   Cholesky factor of a first batch's covariance, so that the model starts from the data's
   full-covariance Gaussian. Its log-det is as exact and as cheap, ``Σ ln L_ii``.
-
-Both initialise for standard-normal inputs, or, given samples of what they will receive
-(``initialize(x, base)``), for those: NHF passes what its untrained flows make of the prior.
 - :class:`ConformalFriction`: ``p ← e^{−c} ⊙ p``, damping between Hamiltonian flows.
+
+Both affine maps initialise for standard-normal inputs, or, given samples of what they will
+receive (``initialize(x, base)``), for those: NHF passes what its untrained flows make of the
+prior.
 
 Neither affine map is a network: each is one linear change of the data's coordinates. It is the
 position half of a linear canonical transformation ``(q, p) → (Lq, L^{−T} p)``, which is
