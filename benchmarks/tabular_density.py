@@ -58,6 +58,22 @@ from hamflow import NHF  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("digits", "breast_cancer", "iris")
 MODELS = ("prior", "gaussian", "nhf", "nhf_diagonal", "nhf_paper", "realnvp")
+OPTIONAL_MODELS = ("nhf_unit_init",)
+"""Rows on request only (``--models``): ``nhf_unit_init`` is ``NHF(dim)`` with its affine map
+fitted as if the untrained flows left the prior standard normal, the default until the evening
+of 2026-12-05 (:class:`NHFUnitInit`)."""
+
+
+class NHFUnitInit(NHF):
+    """``NHF`` whose affine map is fitted to the data as if ``q_T`` were standard normal.
+
+    The untrained flows leave ``q_T`` with about five times the prior's variance, so this model
+    starts about five times wider than the data; ``NHF.initialize_affine`` corrects for it.
+    """
+
+    def initialize_affine(self, x: torch.Tensor, num_base: int | None = None) -> None:
+        if self.affine is not None:
+            self.affine.initialize(x)
 
 
 @dataclass(frozen=True)
@@ -187,6 +203,8 @@ def run(cfg: TabularConfig, log=print) -> dict:
                 model, extra = NHF(dim), {}
             elif name == "nhf_diagonal":  # the default before 2026-12-05
                 model, extra = NHF(dim, affine="diagonal"), {}
+            elif name == "nhf_unit_init":
+                model, extra = NHFUnitInit(dim), {}
             elif name == "nhf_paper":
                 model, extra = NHF.paper(dim), {}
             else:
@@ -239,7 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     d = TabularConfig()
     p.add_argument("--dataset", choices=DATASETS, default=None, help=f"default {d.dataset}")
-    p.add_argument("--models", nargs="+", choices=MODELS, default=None)
+    p.add_argument("--models", nargs="+", choices=MODELS + OPTIONAL_MODELS, default=None)
     p.add_argument("--seconds", type=float, default=None, help=f"default {d.seconds}")
     p.add_argument("--lr", type=float, default=None, help=f"default {d.lr}")
     for name in ("batch", "iwae_k", "seed", "threads"):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -89,6 +90,23 @@ def test_tabular_density_quick(tmp_path):
         assert 1 <= models[name]["best_step"] <= models[name]["steps"], models[name]
     assert math.isfinite(models["nhf"]["val_nll"])
     assert "tabular_iris:begin" in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_tabular_unit_init_row_starts_wider_than_the_default():
+    """``nhf_unit_init`` keeps the initialisation before 2026-12-05 (evening): its untrained
+    samples are several times wider than the data, the default's match it."""
+    x = torch.randn(1024, 3, generator=torch.Generator().manual_seed(0)) * 2.0
+    torch.manual_seed(0)
+    old = tabular_density.NHFUnitInit(3)
+    old.initialize_affine(x)
+    torch.manual_seed(0)
+    new = NHF(3)
+    new.initialize_affine(x)
+    with torch.no_grad():
+        old_ratio = old.sample(8000).var(0) / x.var(0)
+        new_ratio = new.sample(8000).var(0) / x.var(0)
+    assert (old_ratio > 3).all(), old_ratio
+    assert ((new_ratio - 1).abs() < 0.2).all(), new_ratio
 
 
 def test_tabular_data_is_standardised_on_the_training_rows():
