@@ -352,6 +352,17 @@ def test_affine_initialisation_leaves_the_global_random_state_alone():
     assert bool(model.affine.initialized)
 
 
+def test_an_affine_map_initialised_by_hand_is_kept():
+    """docs/density.md: ``model.affine.initialize(x)`` before training keeps the wider start."""
+    x = torch.randn(256, 2) * 3.0
+    model = NHF(2)
+    model.affine.initialize(x)
+    before = model.affine.log_diag.detach().clone()
+    model.forward_kld(x)
+    assert torch.equal(model.affine.log_diag, before)
+    assert torch.allclose(before.exp(), torch.linalg.cholesky(torch.cov(x.T)).diagonal(), atol=1e-3)
+
+
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
 def test_bad_proposal_scales_are_refused(bad):
     model = _off_encoder_model()
