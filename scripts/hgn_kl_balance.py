@@ -1,7 +1,8 @@
 """Compare ways of balancing HGN's KL against its reconstruction on small pendulum runs.
 
 Trains the pendulum example's model (16x16 frames, 16 per sequence, width 16, batch 16, 512
-training sequences, the example's learning rates and decoder initialisation) with each
+training sequences, the example's learning rates, their decay over the last 30 % of the steps
+since 2026-12-05, and its decoder initialisation) with each
 KL-balancing setting through the library's own trainer, one thread, and reports per setting:
 lambda at step 10 and at the end, the share of logged steps with lambda at a clamp (1e-6 or
 1e6), the KL per sequence (last and largest), and the test MSE
@@ -40,8 +41,8 @@ SETTINGS: dict[str, dict] = {
 }
 """The compared settings: name -> ModelConfig overrides."""
 
-LR, HAMILTONIAN_LR = 1e-3, 3e-4
-"""The pendulum example's learning rates (examples/pendulum_hgn.py)."""
+LR, HAMILTONIAN_LR, LR_DECAY = 1e-3, 3e-4, 0.3
+"""The pendulum example's learning rates and their decay (examples/pendulum_hgn.py)."""
 
 
 def _clamped(lam: float) -> bool:
@@ -62,8 +63,8 @@ def run_one(name: str, seed: int, steps: int, out: Path, quick: bool) -> dict:
     model = ModelConfig.reduced(size.get("width", 16), **SETTINGS[name])
     config = TrainConfig(
         data=str(data_dir), out=str(run_dir), model=model, steps=steps, lr=LR,
-        hamiltonian_lr=HAMILTONIAN_LR, seed=seed, device="cpu", threads=1, log_every=1,
-        checkpoint_every=steps, progress=False,
+        hamiltonian_lr=HAMILTONIAN_LR, lr_decay=LR_DECAY, seed=seed, device="cpu", threads=1,
+        log_every=1, checkpoint_every=steps, progress=False,
     )  # fmt: skip
     cpu = 0.0
     if (run_dir / "config.json").exists():
@@ -72,7 +73,7 @@ def run_one(name: str, seed: int, steps: int, out: Path, quick: bool) -> dict:
         keys = [*GECO_SETTINGS["default"], "hamiltonian_width", "decoder_bias"]
         if model.kl_balance == "fixed":  # λ does not move: GECO's update settings are unused
             keys = [k for k in keys if k not in ("geco_alpha", "geco_speed", "geco_max_log_step")]
-        run_keys = ["lr", "hamiltonian_lr", "seed"]
+        run_keys = ["lr", "hamiltonian_lr", "lr_decay", "seed"]
         if [stored["model"].get(k) for k in keys] + [stored.get(k) for k in run_keys] != [
             wanted["model"][k] for k in keys
         ] + [wanted[k] for k in run_keys]:

@@ -9,15 +9,21 @@ import torch
 
 from hamflow_hgn.config import GECO_SETTINGS
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "hgn_kl_balance.py"
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "hgn_kl_balance.py"
+EXAMPLE = ROOT / "examples" / "pendulum_hgn.py"
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("hgn_kl_balance", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("hgn_kl_balance", SCRIPT)
 
 
 def test_quick_comparison_shows_the_paper_setting_pinned_and_the_default_free(script, tmp_path):
@@ -36,6 +42,15 @@ def test_quick_comparison_shows_the_paper_setting_pinned_and_the_default_free(sc
     for r in results:
         assert r["ratio"] > 0 and r["kl_max"] >= r["kl_end"] >= 0
     assert json.loads((tmp_path / "summary.json").read_text()) == results
+    # the example's training settings, decay included
+    example = _load("pendulum_hgn", EXAMPLE)
+    assert (script.LR, script.HAMILTONIAN_LR, script.LR_DECAY) == (
+        example.LR,
+        example.HAMILTONIAN_LR,
+        example.LR_DECAY,
+    )
+    stored = json.loads((tmp_path / "default_seed1" / "config.json").read_text())
+    assert stored["lr_decay"] == example.LR_DECAY
     table = script.markdown(results).splitlines()
     assert len(table) == 2 + len(results) and table[2].startswith("| paper | 1 | ")
     # finished runs are read back, not retrained
