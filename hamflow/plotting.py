@@ -88,7 +88,10 @@ def kde_on_grid(
 
 
 def _image(ax: Axes, values: np.ndarray, bounds: Bounds, title: str, cmap: str = "viridis"):
-    ax.imshow(values, origin="lower", extent=(*bounds, *bounds), cmap=cmap, aspect="equal")
+    import matplotlib
+
+    colours = matplotlib.colormaps[cmap].with_extremes(bad="red")  # masked cells: not a value
+    ax.imshow(values, origin="lower", extent=(*bounds, *bounds), cmap=colours, aspect="equal")
     ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -115,11 +118,20 @@ def plot_log_density(
     title: str = "density",
     resolution: int = 100,
 ) -> Axes:
-    """Image of ``exp(log_prob(x))`` on a grid; ``log_prob`` maps ``(N, 2)`` to ``(N,)``."""
+    """Image of ``exp(log_prob(x))`` on a grid; ``log_prob`` maps ``(N, 2)`` to ``(N,)``.
+
+    A log-density of ``−inf`` is drawn as zero density. NaN or ``+inf`` is not a density: those
+    cells are drawn in red, and the title says what share of the grid they cover, rather than
+    being painted as some finite density.
+    """
     _, _, pts = grid_points(bounds, resolution)
     lp = torch.cat([log_prob(c) for c in pts.split(4096)]).float()
-    dens = lp.nan_to_num(neginf=-1e30).exp().reshape(resolution, resolution).numpy()
-    return _image(ax, dens, bounds, title)
+    bad = torch.isnan(lp) | torch.isposinf(lp)
+    dens = lp.masked_fill(bad, float("-inf")).exp().reshape(resolution, resolution).numpy()
+    mask = bad.reshape(resolution, resolution).numpy()
+    if mask.any():
+        title = f"{title} ({mask.mean():.0%} NaN/inf, red)"
+    return _image(ax, np.ma.masked_array(dens, mask=mask), bounds, title)
 
 
 @torch.no_grad()
