@@ -32,6 +32,7 @@ from hamflow_hgn.data import SYSTEMS, DataConfig, generate, open_dataset
 from hamflow_hgn.io import write_json
 from hamflow_hgn.rollouts import save_rollouts
 from hamflow_hgn.runs import load_run
+from hamflow_hgn.samples import LatentGaussian
 from hamflow_hgn.schedule import check_decay
 from hamflow_hgn.train import train
 
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     test = open_dataset(data_dir, "test", expect=data_cfg)
     train_set = open_dataset(data_dir, "train", expect=data_cfg)
     images = test.render_batch(range(len(test)), device)
-    mean_image = train_set.render_batch(range(len(train_set)), device).mean(0, keepdim=True)
+    train_images = train_set.render_batch(range(len(train_set)), device)
+    mean_image = train_images.mean(0, keepdim=True)
     with torch.no_grad():
         forward = model.rollout(images)
         back = model.rollout_from(
@@ -140,7 +142,10 @@ def main(argv: list[str] | None = None) -> dict:
         "train_seconds": float(last["seconds"]),
     }
     record["ratio"] = record["test_mse"] / record["mean_image_mse"]
-    paths = save_rollouts(model, images[:2], args.out / "rollouts")
+    # Prior samples show little at this scale (docs/hgn.md); also draw from a Gaussian fitted
+    # to the training posteriors (hamflow_hgn.samples).
+    latent = LatentGaussian.fit(model, train_images.split(64))
+    paths = save_rollouts(model, images[:2], args.out / "rollouts", latent=latent)
     record["figures"] = {kind: [str(p) for p in ps] for kind, ps in paths.items()}
     write_json(args.out / "summary.json", record)  # atomic
     r = record

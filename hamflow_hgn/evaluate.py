@@ -5,7 +5,8 @@ API: :func:`evaluate`. CLI::
     python -m hamflow_hgn.evaluate RUN [--data DIR] [--split test] [--max-sequences N]
 
 writes ``RUN/eval/metrics.json``, ``RUN/eval/metrics.md`` (Markdown table), ``mse_curve.png``
-and the rollout strips and GIFs of :mod:`hamflow_hgn.rollouts`.
+and the rollout strips and GIFs of :mod:`hamflow_hgn.rollouts` (samples from the prior and
+from a Gaussian fitted to the training posteriors, :mod:`hamflow_hgn.samples`, among them).
 
 Metrics, per split, from the posterior mean of the initial state inferred from the protocol's
 input frames and rolled out for T steps (30 with the default 31 frames):
@@ -42,7 +43,9 @@ import torch
 
 from .io import save_figure, write_json, write_text
 from .models import row_name
+from .models.hgn import HGN
 from .runs import EVAL, load_run
+from .samples import LatentGaussian
 
 __all__ = [
     "VPT_THRESHOLD",
@@ -62,6 +65,8 @@ BATCH_SIZE = 64
 """Sequences evaluated at once (``--batch-size``)."""
 ROLLOUTS = 4
 """Test sequences drawn as rollout strips and GIFs (``--rollouts``)."""
+LATENT_FIT_SEQUENCES = 2048
+"""Training sequences whose posteriors the rollouts' ``fitted_samples`` Gaussian is fitted to."""
 
 
 def foreground_power(images: torch.Tensor) -> torch.Tensor:
@@ -234,8 +239,23 @@ def evaluate(
         split = "test" if "test" in splits else splits[0]
         dataset = open_dataset(data, split)
         images = dataset.render_batch(list(range(min(rollouts, len(dataset)))), dev)
-        save_rollouts(model, images, out_dir / "rollouts")
+        latent = fitted_latent(model, open_dataset(data, "train"), batch_size, dev)
+        save_rollouts(model, images, out_dir / "rollouts", latent=latent)
     return metrics
+
+
+def fitted_latent(model, train, batch_size: int, device) -> LatentGaussian | None:
+    """A :class:`~hamflow_hgn.samples.LatentGaussian` fitted to the posteriors of the first
+    :data:`LATENT_FIT_SEQUENCES` training sequences, for models with an HGN latent (else None).
+    """
+    if not isinstance(model, HGN):
+        return None
+    n = min(len(train), LATENT_FIT_SEQUENCES)
+    batches = (
+        train.render_batch(list(range(i, min(n, i + batch_size))), device)
+        for i in range(0, n, batch_size)
+    )
+    return LatentGaussian.fit(model, batches)
 
 
 EXAMPLES = """\

@@ -9,7 +9,9 @@ the left and the model on the right):
 - ``backward``: rolled forward to the last frame, then back with ``-dt`` (it should retrace the
   sequence in reverse, since leapfrog is time-reversible);
 - ``double_speed`` / ``half_speed``: ``dt`` scaled by 2 and by 1/2;
-- ``samples``: initial states from the prior ``z ~ N(0, I)`` (Fig. 8).
+- ``samples``: initial states from the prior ``z ~ N(0, I)`` (Fig. 8);
+- ``fitted_samples`` (when given a :class:`~hamflow_hgn.samples.LatentGaussian`): initial
+  states from a Gaussian fitted to the training posteriors.
 """
 
 from __future__ import annotations
@@ -103,12 +105,19 @@ def save_gif(frames: Tensor, path: str | Path, fps: float = 8.0, scale: int = 4)
 
 @torch.no_grad()
 def save_rollouts(
-    model, images: Tensor, out_dir: str | Path, steps: int | None = None, every: int = 3
+    model,
+    images: Tensor,
+    out_dir: str | Path,
+    steps: int | None = None,
+    every: int = 3,
+    latent=None,
 ) -> dict[str, list[Path]]:
     """Write the forward, backward, double/half-speed and prior-sample rollouts of ``model``.
 
     ``images`` is ``(B, T+1, C, H, W)``; one GIF is written per sequence and rollout kind,
-    truth beside model (prior samples: the model alone).
+    truth beside model (samples: the model alone). With ``latent`` (a fitted
+    :class:`~hamflow_hgn.samples.LatentGaussian`) it also writes ``fitted_samples``: rollouts
+    from that Gaussian over the training posteriors instead of the prior.
     Returns the written paths by kind. Kinds the model cannot do (no ``rollout_from`` or
     ``sample``) are skipped.
     """
@@ -136,6 +145,10 @@ def save_rollouts(
         gen = torch.Generator().manual_seed(0)
         sampled = model.sample(images.shape[0], steps, generator=gen).frames.cpu()
         runs["samples"] = ([sampled], ["sample"])
+        if latent is not None:
+            gen = torch.Generator().manual_seed(0)
+            fitted = model.sample(images.shape[0], steps, generator=gen, latent=latent)
+            runs["fitted_samples"] = ([fitted.frames.cpu()], ["fitted"])
     written: dict[str, list[Path]] = {}
     for kind, (rows, labels) in runs.items():
         model_rows = rows[-1]

@@ -19,6 +19,7 @@ from hamflow import GECO, SeparableHamiltonian
 from hamflow.integrators import rollout as core_rollout
 
 from ..config import ModelConfig
+from ..samples import LatentGaussian
 from .base import NoiseFn, ReduceFn, Rollout, standard_noise
 from .networks import ConvEnergy, Decoder, Encoder, StateTransform
 
@@ -296,8 +297,12 @@ class HGN(nn.Module):
         *,
         dt: float | None = None,
         generator: torch.Generator | None = None,
+        latent: LatentGaussian | None = None,
     ) -> Rollout:
         """Rollouts from fresh prior samples ``z ~ N(0, I)`` (paper Fig. 8).
+
+        With ``latent`` (a fitted :class:`~hamflow_hgn.samples.LatentGaussian`), ``z`` is drawn
+        from that Gaussian over the training posteriors instead of from the prior.
 
         Example:
             >>> model = HGN(ModelConfig.reduced(8, image_size=8, frames=4))
@@ -307,7 +312,15 @@ class HGN(nn.Module):
         c = self.config
         param = next(self.parameters())
         shape = (n, c.z_channels, c.latent_size, c.latent_size)
-        where = param.device if generator is None else generator.device
-        z = torch.randn(shape, generator=generator, dtype=param.dtype, device=where)
+        if latent is not None:
+            if tuple(latent.shape) != shape[1:]:
+                raise ValueError(
+                    f"latent: expected a Gaussian over z of shape {shape[1:]}, got one over "
+                    f"{tuple(latent.shape)}"
+                )
+            z = latent.sample(n, generator=generator).to(param.dtype)
+        else:
+            where = param.device if generator is None else generator.device
+            z = torch.randn(shape, generator=generator, dtype=param.dtype, device=where)
         q, p = self.state_from_z(z.to(param.device))
         return self.rollout_from(q, p, c.frames - 1 if steps is None else steps, dt)

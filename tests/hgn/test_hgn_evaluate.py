@@ -56,11 +56,12 @@ def test_evaluate_writes_metrics_and_rollouts(run_dir):
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert "MSE ×1e4" in (out / "metrics.md").read_text()
     assert (out / "mse_curve.png").stat().st_size > 0
-    for kind in ("forward", "backward", "double_speed", "half_speed", "samples"):
+    kinds = ("forward", "backward", "double_speed", "half_speed", "samples", "fitted_samples")
+    for kind in kinds:
         assert (out / "rollouts" / f"{kind}.png").exists()
         gif = Image.open(out / "rollouts" / f"{kind}_1.gif")
-        # truth | white column | model, 4x upscaled; prior samples have no truth beside them
-        width = 64 if kind == "samples" else 4 * (16 + 1 + 16)
+        # truth | white column | model, 4x upscaled; samples have no truth beside them
+        width = 64 if kind.endswith("samples") else 4 * (16 + 1 + 16)
         assert gif.size == (width, 64) and gif.n_frames >= 1  # PIL merges identical frames
 
 

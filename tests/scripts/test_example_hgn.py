@@ -27,7 +27,8 @@ def test_quick_run_rolls_out_and_reverses(example, tmp_path):
     record = example.main(["--quick", "--out", str(tmp_path), "--no-progress"])
     assert math.isfinite(record["test_mse"]) and record["mean_image_mse"] > 0
     assert record["reversal_error"] < 1e-4  # leapfrog run backwards retraces the latent path
-    for kind in ("forward", "backward", "double_speed", "half_speed", "samples"):
+    kinds = ("forward", "backward", "double_speed", "half_speed", "samples", "fitted_samples")
+    for kind in kinds:
         png = tmp_path / "rollouts" / f"{kind}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", kind
     assert json.loads((tmp_path / "summary.json").read_text())["train_steps"] == 30

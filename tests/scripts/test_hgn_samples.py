@@ -1,0 +1,78 @@
+"""scripts/hgn_samples.py: the posterior diagnostics of a trained run, and nothing written into
+docs/ without --publish."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hamflow_hgn.config import ModelConfig, TrainConfig
+from hamflow_hgn.data import DataConfig, generate
+from hamflow_hgn.runs import load_run
+from hamflow_hgn.samples import nearest_sequence_ratio
+from hamflow_hgn.train import train
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "hgn_samples.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("hgn_samples_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("samples")
+    data = generate(
+        DataConfig("mass_spring", n_train=24, n_test=6, steps=5, size=16),
+        root / "data",
+        workers=1,
+        progress=False,
+    )
+    cfg = TrainConfig(
+        data=str(data), out=str(root / "run"), model=ModelConfig.reduced(8), steps=2,
+        batch_size=4, progress=False,
+    )  # fmt: skip
+    return train(cfg)
+
+
+def test_reports_the_kl_split_the_spectrum_and_the_ratios(script, run_dir, tmp_path):
+    docs = (ROOT / "docs" / "hgn.md").read_text()
+    (record,) = script.main([str(run_dir), "--out", str(tmp_path), "--samples", "5"])
+    assert (ROOT / "docs" / "hgn.md").read_text() == docs  # no --publish, no docs
+    saved = json.loads((tmp_path / "summary.json").read_text())["records"][0]
+    assert saved == record
+    assert record["kl_per_sequence"] == pytest.approx(
+        record["kl_variance_part"] + record["kl_mean_part"]
+    )
+    top = record["top_variances"]
+    assert top == sorted(top, reverse=True) and top[-1] >= 0
+    assert 1 <= record["directions_for_99pct"] <= record["latent_dims"]
+    # the test sequences' score, recomputed here from the data
+    loaded = load_run(run_dir, device="cpu")
+    from hamflow_hgn.data import open_dataset
+
+    test = open_dataset(loaded.data_dir, "test")
+    train_images = loaded.dataset.render_batch(range(len(loaded.dataset)))
+    expected = nearest_sequence_ratio(test.render_batch(range(len(test))), train_images)
+    assert record["nearest_ratio_median"]["test sequences"] == pytest.approx(
+        float(expected.median()), rel=1e-6
+    )
+    assert "| run | KL (var + mean)" in (tmp_path / "samples.md").read_text()
+    assert (tmp_path / "samples.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_refuses_a_folder_without_a_checkpoint(script, tmp_path):
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path)])
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path), "--samples", "0"])
