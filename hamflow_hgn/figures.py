@@ -5,7 +5,8 @@
   rollouts as ``E = mean ± variance·1e4`` (lower variance: better conservation).
 * :func:`figure7`: a three-body train and test sequence, HGN's inferred forward, backward,
   double-speed and half-speed rollouts, and the baseline's forward rollout.
-* :func:`figure8`: rollouts from prior samples of a trained HGN, for every system.
+* :func:`figure8`: rollouts from prior samples of a trained HGN, for every system, and from a
+  Gaussian fitted to its training posteriors.
 
 Runs are the folders written by ``python -m hamflow_hgn.train``, read with
 :func:`hamflow_hgn.runs.load_run`; the curves and energies are computed by
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from .data.render import frame_strip
-from .evaluate import evaluate_split
+from .evaluate import BATCH_SIZE, evaluate_split, fitted_latent
 from .io import save_figure, write_json
 from .models import TABLE1_ROWS
 from .runs import CHECKPOINT, load_run
@@ -135,7 +136,9 @@ def figure7(
 
 @torch.no_grad()
 def figure8(root: Path, systems, out: Path, n_samples: int = 3, seed: int = 0) -> Path | None:
-    """Rollouts from prior samples z ~ N(0, I) of the trained HGN (leapfrog), per system."""
+    """Rollouts from prior samples z ~ N(0, I) of the trained HGN (leapfrog), per system, and
+    below them rollouts from a Gaussian fitted to its training posteriors
+    (:class:`~hamflow_hgn.samples.LatentGaussian`; docs/hgn.md says why the prior's show less)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -146,17 +149,20 @@ def figure8(root: Path, systems, out: Path, n_samples: int = 3, seed: int = 0) -
         return None
     images, titles = [], []
     for system in rows:
-        model = _model(root / "runs" / system / "hgn_leapfrog")
-        gen = torch.Generator().manual_seed(seed)
-        frames = model.sample(n_samples, generator=gen).frames
-        every = max(1, (frames.shape[1] - 1) // 10)
-        images.append(np.concatenate([frame_strip(f, every) for f in frames]))
-        titles.append(f"{system}: {n_samples} prior samples, every {every} frames")
+        loaded = load_run(root / "runs" / system / "hgn_leapfrog", device="cpu", verify=False)
+        model = loaded.model
+        latent = fitted_latent(model, loaded.dataset, BATCH_SIZE, "cpu")
+        for name, z_dist in (("prior", None), ("fitted", latent)):
+            gen = torch.Generator().manual_seed(seed)
+            frames = model.sample(n_samples, generator=gen, latent=z_dist).frames
+            every = max(1, (frames.shape[1] - 1) // 10)
+            images.append(np.concatenate([frame_strip(f, every) for f in frames]))
+            titles.append(f"{system}: {n_samples} {name} samples, every {every} frames")
     # Size each panel by its image's aspect, so the strips are not padded with white space.
     width = 10.0
     heights = [width * img.shape[0] / img.shape[1] + 0.35 for img in images]
     fig, axes = plt.subplots(
-        len(rows), 1, figsize=(width, sum(heights)), squeeze=False,
+        len(images), 1, figsize=(width, sum(heights)), squeeze=False,
         gridspec_kw={"height_ratios": heights},
     )  # fmt: skip
     for ax, img, title in zip(axes[:, 0], images, titles):
