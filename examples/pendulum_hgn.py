@@ -2,7 +2,8 @@
 
 Generates a small pendulum data set, trains HGN (leapfrog) on it, then rolls the learned
 dynamics out from test sequences: forward, backward in time (``-dt``), at double and half
-speed, and from fresh prior samples (paper Fig. 7 and 8). It prints the test MSE next to the
+speed, from fresh prior samples (paper Fig. 7 and 8) and from a Gaussian fitted to the training
+posteriors (``fitted_samples``, docs/hgn.md says why). It prints the test MSE next to the
 "always predict the mean training image" reference and how exactly the backward rollout
 returns to the initial latent state, and saves PNG strips and GIFs.
 

@@ -35,6 +35,15 @@ __all__ = [
 ]
 
 
+FIG8_CAPTION = (
+    "Fig. 8 draws, for each system, three prior samples (`z ~ N(0, I)`, as the paper does) and "
+    "below them three samples from a Gaussian fitted to the run's training posteriors "
+    "(`hamflow_hgn.samples.LatentGaussian`); "
+    "[hgn.md](hgn.md#why-prior-samples-show-no-system-and-samples-that-do) says why only the "
+    "second show the systems at the small scale."
+)
+
+
 def _cell(ours: tuple[float, float] | None, paper: tuple[float, float]) -> str:
     p = f"{paper[0]:g} ± {paper[1]:g}"
     if ours is None:
@@ -388,6 +397,8 @@ def results_markdown(
     ]
     for fig in figures:
         lines += [f"![{Path(fig).stem}](img/{Path(fig).name})", ""]
+        if Path(fig).name == "results_fig8_samples.png":
+            lines += [FIG8_CAPTION, ""]
     if not figures:
         lines += ["No figures were produced (see the run log).", ""]
     lines += [

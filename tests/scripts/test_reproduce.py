@@ -207,6 +207,15 @@ def test_results_markdown_puts_ours_next_to_the_papers(rt, tmp_path):
     assert "Euler / leapfrog variance: 20.0×" in text
 
 
+def test_fig8_is_captioned_with_its_fitted_samples(rt, tmp_path):
+    plan = rt.build_plan(rt.SCALES["small"], tmp_path, ("mass_spring",), ("hgn_leapfrog",))
+    figures = ["img/results_fig6_mse.png", "img/results_fig8_samples.png"]
+    lines = rt.results_markdown(plan, "cmd", date="2026-12-05", figures=figures).splitlines()
+    at = lines.index("![results_fig8_samples](img/results_fig8_samples.png)")
+    assert "LatentGaussian" in lines[at + 2] and "prior samples" in lines[at + 2]
+    assert not any("LatentGaussian" in line for line in lines[:at])  # only under Fig. 8
+
+
 def test_vpt_and_relative_energy_std_are_reported(rt, tmp_path):
     plan = rt.build_plan(
         rt.SCALES["small"], tmp_path, ("pendulum", "two_body"), ("hgn_euler", "hgn_leapfrog")
