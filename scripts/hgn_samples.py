@@ -36,6 +36,10 @@ from hamflow_hgn.runs import load_run
 from hamflow_hgn.samples import LatentGaussian, nearest_sequence_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import update_markdown  # noqa: E402  (the benchmarks' Markdown-block writer)
+
 TAG = "hgn_samples"
 ROWS = ("test sequences", "reconstructions", "prior samples", "fitted samples")
 
@@ -118,17 +122,6 @@ def markdown(records: list[dict], command: str, when: str) -> str:
     return "\n".join(lines)
 
 
-def update_block(path: Path, block: str) -> None:
-    text = path.read_text()
-    begin, end = f"<!-- {TAG}:begin", f"<!-- {TAG}:end -->"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    write_text(path, text)
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", type=Path, help="run directories (RUN/checkpoint.pt)")
@@ -164,7 +157,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         labels += [f"prior #{i}", f"fitted #{i}"]
     figure = save_strip(rows, labels, args.out / "samples.png", every=1)
     if args.publish:
-        update_block(ROOT / "docs" / "hgn.md", block)
+        update_markdown(ROOT / "docs" / "hgn.md", block, TAG)
         save_strip(rows, labels, ROOT / "docs" / "img" / "hgn_example_fitted_samples.png", 1)
     print(f"wrote {args.out / 'summary.json'}, {args.out / 'samples.md'} and {figure}")
     return records

@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import torch
-
-from hamflow_hgn.config import ModelConfig, TrainConfig
-from hamflow_hgn.data import DataConfig, generate
 from hamflow_hgn.figures import figure8
 from hamflow_hgn.models.hgn import HGN
 from hamflow_hgn.samples import LatentGaussian
 
 
-def test_figure8_draws_prior_then_fitted_samples(tmp_path, monkeypatch):
-    torch.set_num_threads(1)
-    data = generate(
-        DataConfig("mass_spring", n_train=12, n_test=4, steps=5, size=16),
-        tmp_path / "data",
-        workers=1,
-        progress=False,
-    )
+def test_figure8_draws_prior_then_fitted_samples(tmp_path, monkeypatch, tiny_hgn_run):
     run = tmp_path / "runs" / "mass_spring" / "hgn_leapfrog"
-    cfg = ModelConfig.reduced(8)
-    train_cfg = TrainConfig(
-        data=str(data), out=str(run), model=cfg, steps=1, batch_size=4, progress=False
-    )
-    from hamflow_hgn.train import train
-
-    train(train_cfg)
+    tiny_hgn_run(tmp_path / "data", run, n_train=12, steps=1)
     seen = []
     original = HGN.sample
 

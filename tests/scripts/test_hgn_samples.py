@@ -8,13 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from hamflow_hgn.config import ModelConfig, TrainConfig
-from hamflow_hgn.data import DataConfig, generate
 from hamflow_hgn.runs import load_run
 from hamflow_hgn.samples import nearest_sequence_ratio
-from hamflow_hgn.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "hgn_samples.py"
@@ -29,20 +25,9 @@ def script():
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    torch.set_num_threads(1)
+def run_dir(tmp_path_factory, tiny_hgn_run):
     root = tmp_path_factory.mktemp("samples")
-    data = generate(
-        DataConfig("mass_spring", n_train=24, n_test=6, steps=5, size=16),
-        root / "data",
-        workers=1,
-        progress=False,
-    )
-    cfg = TrainConfig(
-        data=str(data), out=str(root / "run"), model=ModelConfig.reduced(8), steps=2,
-        batch_size=4, progress=False,
-    )  # fmt: skip
-    return train(cfg)
+    return tiny_hgn_run(root / "data", root / "run")
 
 
 def test_reports_the_kl_split_the_spectrum_and_the_ratios(script, run_dir, tmp_path):
