@@ -54,6 +54,7 @@ __all__ = [
     "evaluate_split",
     "evaluate",
     "markdown_table",
+    "fitted_latent",
     "main",
 ]
 
@@ -247,6 +248,16 @@ def evaluate(
 def fitted_latent(model, train, batch_size: int, device) -> LatentGaussian | None:
     """A :class:`~hamflow_hgn.samples.LatentGaussian` fitted to the posteriors of the first
     :data:`LATENT_FIT_SEQUENCES` training sequences, for models with an HGN latent (else None).
+
+    Example:
+        >>> import numpy as np
+        >>> from hamflow_hgn.config import ModelConfig
+        >>> from hamflow_hgn.data import DataConfig, SequenceDataset
+        >>> states = np.random.default_rng(0).normal(size=(8, 4, 2)).astype(np.float32)
+        >>> train = SequenceDataset(DataConfig("pendulum", 8, 1, steps=4, size=8), states, states)
+        >>> model = HGN(ModelConfig.reduced(8, image_size=8, frames=4)).eval()
+        >>> int(fitted_latent(model, train, 4, "cpu").num_sequences)
+        8
     """
     if not isinstance(model, HGN):
         return None
