@@ -44,12 +44,6 @@ TAG = "hgn_samples"
 ROWS = ("test sequences", "reconstructions", "prior samples", "fitted samples")
 
 
-def batches(dataset, n: int, batch_size: int = 64):
-    """Rendered sequences ``0 … n-1`` of ``dataset``, ``batch_size`` at a time."""
-    for start in range(0, n, batch_size):
-        yield dataset.render_batch(range(start, min(n, start + batch_size)))
-
-
 @torch.no_grad()
 def analyse(run_dir: Path, num_samples: int, seed: int) -> tuple[dict, list, list]:
     """The figures of one run, and the prior and fitted sample frames of its first two."""
@@ -57,8 +51,8 @@ def analyse(run_dir: Path, num_samples: int, seed: int) -> tuple[dict, list, lis
     model, data = loaded.model, loaded.data_dir
     train = loaded.dataset
     test = open_dataset(data, "test")
-    reference = torch.cat(list(batches(train, len(train))))
-    means, logvars = zip(*(model.encode(b) for b in batches(train, len(train))))
+    reference = train.render_batch(range(len(train)))
+    means, logvars = zip(*(model.encode(b) for b in reference.split(64)))
     mu = torch.cat(means).flatten(1).double()
     kl_mean = 0.5 * mu.square().sum(1).mean()
     kl_var = torch.tensor(0.0, dtype=torch.float64)
@@ -67,8 +61,8 @@ def analyse(run_dir: Path, num_samples: int, seed: int) -> tuple[dict, list, lis
         kl_var = 0.5 * (lv.exp() - 1 - lv).sum(1).mean()
     spectrum = torch.linalg.eigvalsh(torch.cov(mu.T)).flip(0).clamp_min(0)
     share = spectrum.cumsum(0) / spectrum.sum()
-    latent = LatentGaussian.fit(model, batches(train, len(train)))
-    truth = torch.cat(list(batches(test, len(test))))
+    latent = LatentGaussian.fit(model, reference.split(64))
+    truth = test.render_batch(range(len(test)))
     gen = torch.Generator().manual_seed(seed)
     prior = model.sample(num_samples, generator=gen).frames
     fitted = model.sample(num_samples, generator=gen, latent=latent).frames
@@ -101,21 +95,25 @@ def markdown(records: list[dict], command: str, when: str) -> str:
         f"Command: `{command}`  ",
         f"Machine: 2-core CPU dev machine, no GPU, 1 torch thread; date: {when}; "
         f"torch {torch.__version__}.  ",
-        "KL in nats per sequence (its variance and mean parts); the first three variances of "
+        "KL in nats per sequence (its variance and mean parts); the posteriors' mean variance "
+        "σ²; the first three variances of "
         "the posterior means along their principal directions (the prior's: 1 in each), and "
         "how many directions carry 99 % of their variance; then the median MSE to the nearest "
         "training sequence over the mean image's MSE (`nearest_sequence_ratio`: 0 for a "
         "training sequence, about 1 for a picture of no system).",
         "",
-        "| run | KL (var + mean) | top variances | dirs 99 % | " + " | ".join(ROWS) + " |",
-        "|---|---|---|---|" + "---|" * len(ROWS),
+        "| run | KL (var + mean) | mean σ² | top variances | dirs 99 % | "
+        + " | ".join(ROWS)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(ROWS),
     ]
     for r in records:
         top = ", ".join(f"{v:.3g}" for v in r["top_variances"][:3])
+        var = "-" if r["mean_posterior_variance"] is None else f"{r['mean_posterior_variance']:.2g}"
         cells = " | ".join(f"{r['nearest_ratio_median'][k]:.2f}" for k in ROWS)
         lines.append(
             f"| `{r['run']}` | {r['kl_per_sequence']:.0f} ({r['kl_variance_part']:.0f} + "
-            f"{r['kl_mean_part']:.0f}) | {top} | {r['directions_for_99pct']} of "
+            f"{r['kl_mean_part']:.0f}) | {var} | {top} | {r['directions_for_99pct']} of "
             f"{r['latent_dims']} | {cells} |"
         )
     lines.append(f"<!-- {TAG}:end -->")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from hamflow_hgn.runs import load_run
 from hamflow_hgn.samples import nearest_sequence_ratio
@@ -52,7 +53,16 @@ def test_reports_the_kl_split_the_spectrum_and_the_ratios(script, run_dir, tmp_p
     assert record["nearest_ratio_median"]["test sequences"] == pytest.approx(
         float(expected.median()), rel=1e-6
     )
-    assert "| run | KL (var + mean)" in (tmp_path / "samples.md").read_text()
+    # the KL against HGN's own per-sequence KL of the posteriors, and its two parts
+    with torch.no_grad():
+        mean, logvar = loaded.model.encode(train_images)
+    mean, logvar = mean.double().flatten(1), logvar.double().flatten(1)
+    kl_mean = 0.5 * mean.square().sum(1).mean()
+    kl = 0.5 * (mean.square() + logvar.exp() - 1 - logvar).sum(1).mean()
+    assert record["kl_per_sequence"] == pytest.approx(float(kl), rel=1e-6)
+    assert record["kl_mean_part"] == pytest.approx(float(kl_mean), rel=1e-6)
+    assert record["mean_posterior_variance"] == pytest.approx(float(logvar.exp().mean()))
+    assert "| run | KL (var + mean) | mean σ²" in (tmp_path / "samples.md").read_text()
     assert (tmp_path / "samples.png").read_bytes()[:4] == b"\x89PNG"
 
 
