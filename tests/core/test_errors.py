@@ -151,10 +151,15 @@ def test_nhf_bad_num_samples(n):
         *calls,
         lambda: model.log_prob(torch.zeros(3, 2), num_samples=n),
         lambda: model.elbo(torch.zeros(3, 2), num_samples=n),
+        lambda: model.iwae(torch.zeros(3, 2), num_samples=n),
+        lambda: model.forward_kld(torch.zeros(3, 2), num_samples=n),
     ):
         with pytest.raises(ValueError) as info:
             call()
         check_message(info, "num_samples", repr(n))
+    with pytest.raises(ValueError) as info:
+        _nhf(train_samples=n)
+    check_message(info, "train_samples", repr(n))
 
 
 @pytest.mark.parametrize("dt", [0.0, NAN])

@@ -107,9 +107,31 @@ def test_elbo_equals_hand_computed_value():
     eps = torch.randn(x.shape, dtype=F64)
     expected = _hand_log_weights(model, x, eps)
     assert torch.allclose(elbo, expected, rtol=0, atol=1e-10)
-    # and the loss is its negative mean
+    # and the loss with one momentum per point is its negative mean
     torch.manual_seed(5)
-    assert torch.allclose(model.forward_kld(x), -expected.mean(), atol=1e-10)
+    assert torch.allclose(model.forward_kld(x, num_samples=1), -expected.mean(), atol=1e-10)
+
+
+def test_training_loss_is_the_importance_weighted_bound_by_hand():
+    """forward_kld's default is −mean of ln (1/K) Σ w_k over K = train_samples draws, not the
+    mean of the K ELBOs; NHF.paper keeps the ELBO (K = 1)."""
+    model = make_model()
+    x = _data()
+    K = model.train_samples
+    assert K == 4 and NHF.paper(DIM).train_samples == 1
+    torch.manual_seed(9)
+    loss = model.forward_kld(x)
+    torch.manual_seed(9)
+    log_w = _hand_log_weights(model, x, torch.randn(K, *x.shape, dtype=F64))
+    bound = torch.logsumexp(log_w, 0) - math.log(K)
+    assert torch.allclose(loss, -bound.mean(), rtol=0, atol=1e-10)
+    assert (bound - log_w.mean(0)).min() > 0  # strictly above the mean ELBO of the same draws
+    torch.manual_seed(9)
+    assert torch.allclose(model.iwae(x, K), bound, rtol=0, atol=1e-10)
+    # the gradient is that of the bound: it reaches the encoder and every potential
+    loss.backward()
+    assert model.encoder.mean[0].weight.grad.abs().sum() > 0
+    assert all(f.hamiltonian.potential.layers[0].weight.grad.abs().sum() > 0 for f in model.flows)
 
 
 def test_elbo_with_several_samples_is_their_mean():
