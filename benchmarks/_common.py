@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import statistics
@@ -152,6 +153,44 @@ def publish(
     md = markdown or (root / "docs" / "benchmarks.md" if to_docs else out_dir / "benchmarks.md")
     update_markdown(md, block, tag=name)
     return path, md
+
+
+LR_FLOOR = 1 / 20
+"""The cosine schedule's last learning rate, as a fraction of the first (as in
+``examples/multimodal.py``)."""
+
+
+def cosine_lr(opt: torch.optim.Optimizer, base_lr: float, progress: float) -> float:
+    """Set every group's learning rate to the cosine schedule at ``progress`` (0 to 1); return it.
+
+    ``base_lr`` at 0, decaying to ``LR_FLOOR * base_lr`` at 1 (and staying there after). Every
+    model of a benchmark gets the same schedule over the same budget.
+
+    Example:
+        >>> opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> [round(cosine_lr(opt, 1e-3, t), 6) for t in (0.0, 0.5, 1.0, 2.0)]
+        [0.001, 0.000525, 5e-05, 5e-05]
+    """
+    t = min(max(progress, 0.0), 1.0)
+    lr = base_lr * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t)))
+    for group in opt.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def points_per_step(model: nn.Module, batch: int) -> int:
+    """Data points per training step so that every model moves ``batch`` samples through its layers.
+
+    NHF's loss draws ``train_samples`` momenta per point (``NHF.forward_kld``), so it gets
+    ``batch // train_samples`` points: its step moves as many phase-space states as a flow's
+    step moves points. Other models get ``batch``.
+
+    Example:
+        >>> from hamflow import NHF
+        >>> points_per_step(NHF(2), 512), points_per_step(NHF.paper(2), 512)
+        (128, 512)
+    """
+    return max(1, batch // int(getattr(model, "train_samples", 1)))
 
 
 def timed_step(

@@ -23,9 +23,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
+    LR_FLOOR,
     add_output_args,
     check_output_args,
+    cosine_lr,
     machine_info,
+    points_per_step,
     publish,
     timed_step,
 )
@@ -46,6 +49,7 @@ LEVERS: dict[str, tuple[dict, dict]] = {
     "potential gain 5": ({"potential_gain": 5.0}, {"potential_gain": 1.0}),
     "shared encoder trunk": ({"encoder_trunk": "shared"}, {"encoder_trunk": "separate"}),
     "dt 0.5, learned": ({"dt": 0.5, "learn_dt": True}, {"dt": 0.25, "learn_dt": False}),
+    "importance-weighted loss, K = 4": ({"train_samples": 4}, {"train_samples": 1}),
 }
 """Lever name → (its setting, the paper's setting)."""
 
@@ -86,9 +90,10 @@ def run_one(density: str, overrides: dict, cfg: AblationConfig) -> dict:
     model = NHF.paper(2, **overrides)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
-    steps, elapsed = 0, 0.0
+    steps, elapsed, points = 0, 0.0, points_per_step(model, cfg.batch)
     while elapsed < cfg.seconds:
-        batch = train[torch.randint(len(train), (cfg.batch,), generator=gen)]
+        cosine_lr(opt, cfg.lr, elapsed / cfg.seconds)
+        batch = train[torch.randint(len(train), (points,), generator=gen)]
         elapsed += timed_step(model, opt, batch)[0]
         steps += 1
     model.eval()
@@ -113,7 +118,9 @@ def markdown(out: dict) -> str:
         f"Machine: {info['machine']} ({info['torch_threads']} torch thread(s)); date: "
         f"{info['date']}; torch {info['torch']}.  ",
         f"Each row is `NHF.paper(2, **setting)` trained for {cfg['seconds']:g} s of CPU time "
-        f"(batch {cfg['batch']}, Adam {cfg['lr']}); test NLL in nats (IWAE K = {cfg['iwae_k']} "
+        f"({cfg['batch']} samples per step: with `train_samples = K`, `{cfg['batch']} / K` points "
+        f"× K momenta; Adam {cfg['lr']} cosine-decayed to {LR_FLOOR:g}× over the budget); "
+        f"test NLL in nats (IWAE K = {cfg['iwae_k']} "
         "after `calibrate_proposal` on 2000 training rows, "
         f"{cfg['n_test']} held-out points), with the steps it took in brackets.",
         "",

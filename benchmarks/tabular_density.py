@@ -43,11 +43,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
+    LR_FLOOR,
     add_output_args,
     check_output_args,
+    cosine_lr,
     machine_info,
     match_params,
     num_params,
+    points_per_step,
     publish,
     realnvp,
     timed_step,
@@ -140,14 +143,18 @@ def train(model, name: str, data: torch.Tensor, val: torch.Tensor, cfg: TabularC
     A few hundred rows overfit within seconds, so, as a user would, every ``cfg.val_every``
     steps the model is scored on ``val`` (rows held out of the training set, never the test set)
     and the best state is restored at the end. Only the optimiser steps count against the budget.
+    Every model gets the same learning-rate schedule (:func:`cosine_lr` over the budget) and
+    ``cfg.batch`` samples per step (:func:`points_per_step`).
     """
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     step, elapsed, skipped = 0, 0.0, 0
+    points = points_per_step(model, cfg.batch)
     best = (math.inf, 0, copy.deepcopy(model.state_dict()))
     model.train()
     while elapsed < cfg.seconds:
-        idx = torch.randint(len(data), (cfg.batch,), generator=gen)
+        cosine_lr(opt, cfg.lr, elapsed / cfg.seconds)
+        idx = torch.randint(len(data), (points,), generator=gen)
         seconds, taken = timed_step(model, opt, data[idx])
         elapsed += seconds
         skipped += not taken
@@ -231,8 +238,10 @@ def markdown(out: dict) -> str:
         f"Machine: {info['machine']} ({info['torch_threads']} torch thread(s)); date: "
         f"{info['date']}; torch {info['torch']}, normflows {info['normflows']}.  ",
         f"Data: `{cfg['dataset']}` ({r['dim']}-d, {r['n_train']} train / {r['n_test']} test rows, "
-        f"standardised on the training rows). Trained models: Adam lr {cfg['lr']}, batch "
-        f"{cfg['batch']}, {cfg['seconds']:g} s of CPU time each, scored every "
+        f"standardised on the training rows). Trained models: Adam lr {cfg['lr']} cosine-decayed "
+        f"to {LR_FLOOR:g}× over the budget, {cfg['batch']} samples per step (NHF at its "
+        f"defaults: {cfg['batch']} / 4 points × 4 momenta), {cfg['seconds']:g} s of CPU time "
+        "each, scored every "
         f"{cfg['val_every']} steps on {r['n_val']} validation rows held out of the training set, "
         f"the best state kept. NHF: IWAE K = {cfg['iwae_k']} on the test set, its proposal width "
         "calibrated on the training rows (`calibrate_proposal`). `inf`: some test "

@@ -2,8 +2,9 @@
 
 Rows: ``nhf`` is ``NHF(2)`` at its defaults, ``nhf_paper`` is ``NHF.paper(2)`` (paper A.2), and
 the normflows baselines are sized to the default NHF's parameter count. For every density in
-:data:`BENCHMARK_DENSITIES`, each model is trained once with the same batch size and optimiser,
-and evaluated at two checkpoints of that one run:
+:data:`BENCHMARK_DENSITIES`, each model is trained once with the same samples per step and the
+same optimiser and learning-rate schedule (Adam, cosine-decayed over the wall-clock budget), and
+evaluated at two checkpoints of that one run:
 
 - **equal steps**: after ``--steps`` optimiser steps;
 - **equal wall-clock**: after ``--seconds`` of training time.
@@ -34,11 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     BASELINES,
+    LR_FLOOR,
     add_output_args,
     check_output_args,
+    cosine_lr,
     machine_info,
     match_params,
     num_params,
+    points_per_step,
     publish,
     timed_step,
 )
@@ -126,14 +130,19 @@ def sample(name: str, model, n: int) -> torch.Tensor:
 
 
 def train(name: str, model, data: torch.Tensor, cfg: BenchConfig) -> dict:
-    """One run; snapshots at ``cfg.steps`` steps and at ``cfg.seconds`` of training time."""
+    """One run; snapshots at ``cfg.steps`` steps and at ``cfg.seconds`` of training time.
+
+    The learning rate follows :func:`cosine_lr` over ``cfg.seconds`` (then stays at its floor,
+    should the step snapshot come later); NHF gets :func:`points_per_step` points per step."""
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
+    points = points_per_step(model, cfg.batch)
     snaps: dict[str, dict] = {}
     step, elapsed, skipped = 0, 0.0, 0
     model.train()
     while "steps" not in snaps or "seconds" not in snaps:
-        idx = torch.randint(len(data), (cfg.batch,), generator=gen)
+        cosine_lr(opt, cfg.lr, elapsed / cfg.seconds)
+        idx = torch.randint(len(data), (points,), generator=gen)
         seconds, taken = timed_step(model, opt, data[idx])
         elapsed += seconds
         skipped += not taken
@@ -271,7 +280,10 @@ def markdown(out: dict, command: str) -> str:
         f"{info['load_avg_1m']:.1f} at the start); "
         f"date: {info['date']}; "
         f"torch {info['torch']}, normflows {info['normflows']}.  ",
-        f"Settings: batch {cfg['batch']}, Adam lr {cfg['lr']}, equal steps = {cfg['steps']}, "
+        f"Settings: {cfg['batch']} samples per step (NHF: {cfg['batch']} phase-space states, "
+        "its `train_samples` momenta for each of `batch / train_samples` points), Adam lr "
+        f"{cfg['lr']} cosine-decayed to {LR_FLOOR:g}× over the wall-clock budget for every "
+        f"model, equal steps = {cfg['steps']}, "
         f"equal wall-clock = {cfg['seconds']:g} s of training (CPU time); `nhf` is `NHF(2)` at "
         "its defaults, `nhf_paper` is `NHF.paper(2)`, the flows are matched to `NHF(2)`'s "
         f"parameter count. Test NLL on {cfg['n_test']} held-out samples (nats; ± standard "

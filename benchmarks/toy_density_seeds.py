@@ -86,7 +86,9 @@ def markdown(out: dict) -> str:
         f"run{'s' if cfg['jobs'] != 1 else ''} at a time); "
         f"date: {info['date']}; torch {info['torch']}, normflows {info['normflows']}.  ",
         f"Each seed is one `toy_density.py --models nhf realnvp --seconds {cfg['seconds']:g} "
-        f"--steps {cfg['steps']} --n-test {cfg['n_test']} --seed S` run; test NLL at equal CPU "
+        f"--steps {cfg['steps']} --n-test {cfg['n_test']} --seed S` run (512 samples per step, "
+        "NHF's as 128 points × 4 momenta; Adam 1e-3 cosine-decayed over the budget for both "
+        "models); test NLL at equal CPU "
         f"time (nats; NHF: IWAE K = {cfg['iwae_k']} after `calibrate_proposal`), then the gap "
         "NHF − RealNVP "
         "(negative: NHF ahead).",

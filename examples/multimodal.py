@@ -42,7 +42,7 @@ class MultimodalConfig:
     hidden: int = 128  # NHF's default widths
     encoder_hidden: int = 128
     share_hamiltonian: bool = False
-    batch: int = 512
+    batch: int = 128  # points per step; NHF's loss draws 4 momenta for each: 512 states
     lr: float = 1e-3
     n_test: int = 2000
     iwae_k: int = 256

@@ -12,6 +12,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import _common  # noqa: E402
 import nhf_ablation  # noqa: E402
 import nhf_step  # noqa: E402
 import tabular_density  # noqa: E402
@@ -59,8 +60,26 @@ def test_nhf_step_quick(tmp_path):
     out = nhf_step.main(["--quick", "--out-dir", str(tmp_path)])
     r = out["results"]
     assert r["ratio_nhf_over_realnvp"] > 0
+    # every model steps on the same number of samples: NHF on a quarter of the points, each
+    # with its loss's 4 momenta, and a copy on all the points for the other reading
+    batch = out["config"]["batch"]
+    assert r["points"]["realnvp"] == r["points"]["nhf_paper"] == batch
+    assert r["points"]["nhf"] * NHF(2).train_samples == batch
+    assert r["points"]["nhf_full_batch"] == batch
     assert (tmp_path / "nhf_step_quick.json").exists()
     assert "nhf_step:begin" in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_cosine_lr_and_points_per_step():
+    opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1.0)
+    lrs = [_common.cosine_lr(opt, 1e-3, t / 10) for t in range(12)]
+    assert lrs[0] == 1e-3 and opt.param_groups[0]["lr"] == lrs[-1]
+    assert all(a > b for a, b in zip(lrs[:10], lrs[1:11]))  # strictly decreasing to the end
+    assert lrs[10] == lrs[11] == pytest.approx(1e-3 * _common.LR_FLOOR)  # then stays
+    assert lrs[5] == pytest.approx(1e-3 * (1 + _common.LR_FLOOR) / 2)
+    assert _common.points_per_step(NHF(2, train_samples=3), 512) == 170
+    assert _common.points_per_step(NHF(2, train_samples=1), 512) == 512
+    assert _common.points_per_step(torch.nn.Linear(2, 2), 512) == 512
 
 
 def test_ablation_settings_are_paper_plus_levers():
