@@ -58,10 +58,11 @@ class NHF(nn.Module):
     - ``dt=0.5``, learned per flow;
     - ``train_samples=4``: the training loss (:meth:`forward_kld`) is the importance-weighted
       bound with four momenta per point (Burda et al., 2016), not the single-sample ELBO. The
-      encoder's Gaussian is far from the momentum's true posterior (on eight Gaussians the ELBO
-      sits 0.4 nats below ``ln p``), and the ELBO makes the flows pay for that gap; the bound
-      with ``K`` samples charges them less. A step then moves ``4B`` phase-space states for a
-      batch of ``B`` points: give NHF a quarter of the batch a flow would get.
+      encoder's Gaussian is far from the momentum's true posterior
+      (``benchmarks/nhf_log_prob.py`` measures how far below ``ln p`` the ELBO sits), and the
+      ELBO makes the flows pay for that gap; the bound with ``K`` samples charges them less. A
+      step then moves ``4B`` phase-space states for a batch of ``B`` points: give NHF a quarter
+      of the batch a flow would get.
 
     :meth:`paper` builds the configuration of paper A.2 exactly (learned MLP ``K`` and ``V``, two
     leapfrog steps per flow, two encoder MLPs, no friction and no affine map).
@@ -437,8 +438,9 @@ class NHF(nn.Module):
         """Set the width of :meth:`log_prob`'s proposal to the one of ``scales`` that gives the
         highest mean estimate on ``x``, and return every scale's mean ``ln p``.
 
-        Trained on the ELBO, whose ``KL(f ‖ posterior)`` is mode-seeking, the encoder ``f(p | q)``
-        is narrower than the true posterior of the momentum. Few importance samples from a
+        Trained on a variational bound, whose gap (for the ELBO ``KL(f ‖ posterior)``) is
+        mode-seeking, the encoder ``f(p | q)`` is narrower than the true posterior of the
+        momentum (less so with the default ``train_samples=4``). Few importance samples from a
         proposal narrower than its target miss the target's tails: the weights are heavy-tailed,
         and the IWAE estimate sits well below ``ln p(x)``. Widening the proposal by a factor
         ``τ`` trades that for a small loss where ``f`` was right, and every ``τ`` gives a lower
