@@ -66,7 +66,6 @@ class LogProbConfig:
 
 
 QUICK = dict(
-    full_batch_check=False,
     seconds=1.0,
     n_train=2000,
     n_test=100,

@@ -171,7 +171,13 @@ def test_nhf_log_prob_quick(tmp_path):
     calibrated = r["rows"][: len(out["config"]["ks"])]
     assert all(row["proposal_scale"] == cal["scale"] for row in calibrated)
     assert r["reference"]["test_nll"] == min(ref["test_nll"] for ref in r["references"])
-    assert "nhf_log_prob:begin" in (tmp_path / "benchmarks.md").read_text()
+    # the default steps on batch / 4 points (x 4 momenta); the check model on the whole batch
+    assert r["points_per_step"] * 4 == out["config"]["batch"]
+    fb = r["full_batch"]
+    assert fb["train_steps"] >= 1 and math.isfinite(fb["reference"]["test_nll"])
+    md = (tmp_path / "benchmarks.md").read_text()
+    assert "nhf_log_prob:begin" in md and "the ELBO (K = 1" in md
+    assert f"trained instead on {out['config']['batch']} points per step" in md
 
 
 def _fake_toy_run(nhf: float, realnvp: float) -> dict:
