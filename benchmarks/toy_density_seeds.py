@@ -30,8 +30,37 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("nhf", "realnvp")
 
 
+def reusable(seed: int, args: argparse.Namespace, work: Path) -> dict | None:
+    """The JSON of an earlier run of ``seed`` in ``work`` with the same settings, else ``None``.
+
+    With ``--reuse`` a seed that finished before (say, before a crash, or alone while another
+    seed was rerun because a job beside it had slowed it down) is read, not trained again. The
+    settings are compared; the code is not, so reuse only runs of the same checkout.
+    """
+    path = work / f"toy_density_seed{seed}{'_quick' if args.quick else ''}.json"
+    if not path.exists():
+        return None
+    try:
+        old = json.loads(path.read_text())
+        cfg = old["config"]
+        same = (
+            list(cfg["densities"]) == list(args.densities)
+            and list(cfg["models"]) == list(MODELS)
+            and cfg["seed"] == seed
+            and (args.quick or (cfg["seconds"], cfg["steps"], cfg["n_test"]) == (
+                args.seconds, args.steps, args.n_test))
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError) as err:
+        raise RuntimeError(f"--reuse: {path} is not a toy_density.py result ({err})") from err
+    return old if same else None
+
+
 def run_seed(seed: int, args: argparse.Namespace, work: Path) -> dict:
-    """``toy_density.py`` for one seed, in a subprocess; its JSON."""
+    """``toy_density.py`` for one seed, in a subprocess; its JSON (or, with ``--reuse``, that of
+    an earlier run with the same settings)."""
+    if args.reuse and (old := reusable(seed, args, work)) is not None:
+        print(f"seed {seed}: reusing {old['machine']['date']}'s run from {work}")
+        return {**old, "reused": True}
     name = f"toy_density_seed{seed}"
     argv = [
         sys.executable, str(ROOT / "benchmarks" / "toy_density.py"),
@@ -91,7 +120,13 @@ def markdown(out: dict) -> str:
         "models); test NLL at equal CPU "
         f"time (nats; NHF: IWAE K = {cfg['iwae_k']} after `calibrate_proposal`), then the gap "
         "NHF − RealNVP "
-        "(negative: NHF ahead).",
+        "(negative: NHF ahead)."
+        + (
+            f" Seeds {', '.join(map(str, cfg['reused_seeds']))} were read from an earlier run "
+            "with the same settings (`--reuse`), the others trained in this one."
+            if cfg.get("reused_seeds")
+            else ""
+        ),
         "",
         "| density | true entropy | NHF by seed | RealNVP by seed | gap mean ± sd | NHF ahead |",
         "|---|---|---|---|---|---|",
@@ -117,6 +152,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--n-test", type=int, default=3000)
     p.add_argument("--jobs", type=int, default=2, help="seeds run at a time (one core each)")
     p.add_argument("--quick", action="store_true", help="smoke run (toy_density.py --quick)")
+    p.add_argument(
+        "--reuse", action="store_true",
+        help="read the seeds already run with these settings (runs/benchmarks/"
+        "toy_density_seeds/) instead of training them again; delete a seed's JSON to rerun it",
+    )  # fmt: skip
     add_output_args(p)
     args = p.parse_args(argv)
     check_output_args(p, args)
@@ -142,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
             "seeds": args.seeds,
             "densities": args.densities,
             "jobs": args.jobs,
+            "reused_seeds": [s for s, r in runs.items() if r.get("reused")],
             **{k: results[0]["config"][k] for k in ("seconds", "steps", "n_test", "iwae_k")},
         },
         "summary": summarise(runs),

@@ -219,3 +219,31 @@ def test_toy_density_seeds_quick(tmp_path):
     assert "toy_density_seeds:begin" in (tmp_path / "benchmarks.md").read_text()
     with pytest.raises(SystemExit):
         toy_density_seeds.main(["--quick", "--seeds", "3", "3"])
+    # --reuse reads both seeds back instead of training them: the same numbers, and it says so
+    again = toy_density_seeds.main(
+        ["--quick", "--seeds", "0", "1", "--reuse", "--out-dir", str(tmp_path)]
+    )
+    assert again["summary"] == out["summary"] and again["config"]["reused_seeds"] == [0, 1]
+    assert "Seeds 0, 1 were read from an earlier run" in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_toy_density_seeds_reuses_only_runs_with_the_same_settings(tmp_path):
+    import argparse
+
+    import toy_density_seeds
+
+    args = argparse.Namespace(
+        quick=False, densities=["two_moons"], seconds=40.0, steps=1000, n_test=3000
+    )
+    assert toy_density_seeds.reusable(0, args, tmp_path) is None  # nothing there yet
+    cfg = {"densities": ["two_moons"], "models": ["nhf", "realnvp"], "seed": 0,
+           "seconds": 40.0, "steps": 1000, "n_test": 3000}  # fmt: skip
+    path = tmp_path / "toy_density_seed0.json"
+    path.write_text(json.dumps({"config": cfg}))
+    assert toy_density_seeds.reusable(0, args, tmp_path) == {"config": cfg}
+    for key, other in (("seconds", 20.0), ("densities", ["rings"]), ("models", ["nhf"])):
+        path.write_text(json.dumps({"config": {**cfg, key: other}}))
+        assert toy_density_seeds.reusable(0, args, tmp_path) is None, key
+    path.write_text("{}")
+    with pytest.raises(RuntimeError, match="not a toy_density.py result"):
+        toy_density_seeds.reusable(0, args, tmp_path)
