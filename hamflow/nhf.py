@@ -61,8 +61,9 @@ class NHF(nn.Module):
       encoder's Gaussian is far from the momentum's true posterior
       (``benchmarks/nhf_log_prob.py`` measures how far below ``ln p`` the ELBO sits), and the
       ELBO makes the flows pay for that gap; the bound with ``K`` samples charges them less. A
-      step then moves ``4B`` phase-space states for a batch of ``B`` points: give NHF a quarter
-      of the batch a flow would get.
+      step then moves ``4B`` phase-space states for a batch of ``B`` points: on a large data
+      set, give NHF a quarter of the batch a flow would get (docs/density.md; on a few hundred
+      rows keep the rows per step).
 
     :meth:`paper` builds the configuration of paper A.2 exactly (learned MLP ``K`` and ``V``, two
     leapfrog steps per flow, two encoder MLPs, no friction and no affine map).
