@@ -197,9 +197,9 @@ def markdown(out: dict) -> str:
     elbo = next((x for x in r["rows"] if x["k"] == 1 and x["proposal_scale"] == 1.0), None)
     if elbo is not None:
         lines.append(
-            f"- the ELBO (K = 1 at the encoder's width, the paper's training loss): "
-            f"{elbo['test_nll'] - ref['test_nll']:.3f} nats below the reference: the gap that "
-            "the default's 4-momenta loss narrows"
+            f"- this model's ELBO (K = 1 at the encoder's width, the paper's training loss): "
+            f"{elbo['test_nll'] - ref['test_nll']:.3f} nats below the reference: trained on the "
+            "4-momenta bound, the encoder is a proposal for several draws, not a fit on its own"
         )
     fb = r.get("full_batch")
     if fb:

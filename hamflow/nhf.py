@@ -58,9 +58,9 @@ class NHF(nn.Module):
     - ``dt=0.5``, learned per flow;
     - ``train_samples=4``: the training loss (:meth:`forward_kld`) is the importance-weighted
       bound with four momenta per point (Burda et al., 2016), not the single-sample ELBO. The
-      encoder's Gaussian is far from the momentum's true posterior
-      (``benchmarks/nhf_log_prob.py`` measures how far below ``ln p`` the ELBO sits), and the
-      ELBO makes the flows pay for that gap; the bound with ``K`` samples charges them less. A
+      encoder's Gaussian is far from the momentum's true posterior, and the ELBO makes the
+      flows pay for that gap; the bound with ``K`` samples charges them less (the ablation in
+      docs/benchmarks.md measures what the ELBO costs). A
       step then moves ``4B`` phase-space states for a batch of ``B`` points: on a large data
       set, give NHF a quarter of the batch a flow would get (docs/density.md; on a few hundred
       rows keep the rows per step).
