@@ -111,6 +111,24 @@ def test_tabular_density_quick(tmp_path):
     assert "tabular_iris:begin" in (tmp_path / "benchmarks.md").read_text()
 
 
+@pytest.mark.parametrize("name, rows", [("nhf", 32), ("nhf_quarter_rows", 8), ("realnvp", 32)])
+def test_tabular_rows_per_step(monkeypatch, name, rows):
+    """Every model steps on ``batch`` rows (NHF draws its 4 momenta for each); only the
+    ``nhf_quarter_rows`` row gets a quarter of them, as the toy benchmarks give NHF."""
+    seen = []
+
+    def fake_step(model, opt, batch):
+        seen.append(len(batch))
+        return 1.0, True  # one CPU-second per step: a 3-second budget is 3 steps
+
+    monkeypatch.setattr(tabular_density, "timed_step", fake_step)
+    cfg = tabular_density.TabularConfig(seconds=3.0, batch=32, val_every=100, val_k=2)
+    data, val = torch.randn(64, 4), torch.randn(8, 4)
+    model = tabular_density.realnvp(8, dim=4) if name == "realnvp" else NHF(4)
+    out = tabular_density.train(model, name, data, val, cfg)
+    assert seen == [rows] * 3 and out["steps"] == 3
+
+
 def test_tabular_unit_init_row_starts_wider_than_the_default():
     """``nhf_unit_init`` keeps the initialisation before 2026-12-05 (evening): its untrained
     samples are several times wider than the data, the default's match it."""
