@@ -39,8 +39,9 @@ class NHF(nn.Module):
     default) its importance-weighted form, a tighter bound on ``ln p``.
 
     The defaults are **not** the paper's. They all stay in the Hamiltonian family, and
-    ``benchmarks/nhf_ablation.py`` measures each (docs/benchmarks.md; the first three carry most
-    of the gain on 2-D toys, the affine map matters in tens of dimensions):
+    ``benchmarks/nhf_ablation.py`` measures each (docs/benchmarks.md; in its latest run the fixed
+    kinetic energy, the 4-momenta loss and the potential gain carry most of the gain on 2-D
+    toys, and the affine map matters in tens of dimensions):
 
     - ``kinetic="fixed"``: ``K = ½|p|²`` (Souveton et al., 2023), so only ``V`` is learned and a
       drift costs no network evaluation;
