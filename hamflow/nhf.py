@@ -332,8 +332,9 @@ class NHF(nn.Module):
         log_w = self._training_log_weights(x, num_samples)
         return log_w if num_samples == 1 or log_w.numel() == 0 else log_w.mean(0)
 
-    def iwae(self, x: Tensor, num_samples: int = 4) -> Tensor:
-        """The importance-weighted bound ``ln (1/K) Σ_k w_k`` with ``K = num_samples``, ``(B,)``.
+    def iwae(self, x: Tensor, num_samples: int | None = None) -> Tensor:
+        """The importance-weighted bound ``ln (1/K) Σ_k w_k``, ``(B,)``; ``K = num_samples``, by
+        default the model's ``train_samples``.
 
         ``w_k = π(s₀(x, p_k)) |det| / f(p_k | x)`` for ``K`` reparametrised momenta
         ``p_k ~ f(· | x)`` (Burda et al., 2016). It is differentiable, so it can be trained on;
@@ -348,10 +349,11 @@ class NHF(nn.Module):
             >>> bound.shape, bound.requires_grad
             (torch.Size([5]), True)
         """
-        log_w = self._training_log_weights(x, num_samples)
-        if num_samples == 1 or log_w.numel() == 0:
+        k = self.train_samples if num_samples is None else num_samples
+        log_w = self._training_log_weights(x, k)
+        if k == 1 or log_w.numel() == 0:
             return log_w
-        return torch.logsumexp(log_w, dim=0) - math.log(num_samples)
+        return torch.logsumexp(log_w, dim=0) - math.log(k)
 
     def _training_log_weights(self, x: Tensor, num_samples: int) -> Tensor:
         """Checked :meth:`_log_weights` with a graph; in training mode it may set the affine map."""
@@ -379,8 +381,7 @@ class NHF(nn.Module):
             >>> bool(torch.equal(a, b))                    # K = 1 is the ELBO
             True
         """
-        k = self.train_samples if num_samples is None else num_samples
-        bound = self.iwae(x, k)
+        bound = self.iwae(x, num_samples)
         if bound.numel() == 0:
             raise ValueError("x: expected at least one data point for a training loss, got 0")
         return -bound.mean()
