@@ -20,6 +20,7 @@ from .paper import BASELINES, PAPER_TABLE1, ROWS, SYSTEM_TITLES, SYSTEMS
 from .plan import Plan
 
 __all__ = [
+    "PAPER_PENDULUM_COMMAND",
     "table1_markdown",
     "comparison_lines",
     "energy_lines",
@@ -42,6 +43,13 @@ FIG8_CAPTION = (
     "[hgn.md](hgn.md#why-prior-samples-show-no-system-and-samples-that-do) says why only the "
     "second show the systems at the small scale."
 )
+
+PAPER_PENDULUM_COMMAND = (
+    "python scripts/reproduce_table1.py --scale paper --systems pendulum --models hgn_leapfrog "
+    "--root runs/paper_pendulum"
+)
+"""The paper-scale pendulum HGN (leapfrog, 32×32, 30-step unroll, 15 000 steps) alone: the GPU
+run of issue 10. ``tests/scripts/test_reproduce.py`` runs the same line at ``--scale tiny``."""
 
 
 def _cell(ours: tuple[float, float] | None, paper: tuple[float, float]) -> str:
@@ -409,6 +417,13 @@ def results_markdown(
         "",
         "```bash",
         "scripts/reproduce_table1.sh --scale paper --root /path/with/space --hnn-check --publish",
+        "```",
+        "",
+        "The pendulum's HGN (leapfrog) alone at that scale (32×32 frames, a 30-step unroll, 15 000",
+        "steps), the run to time on one GPU, is:",
+        "",
+        "```bash",
+        PAPER_PENDULUM_COMMAND,
         "```",
         "",
     ]

@@ -319,3 +319,28 @@ def test_kl_balance_without_runs_says_so(rt, tmp_path):
     plan = rt.build_plan(rt.SCALES["small"], tmp_path, ("pendulum",), ("hgn_leapfrog",))
     lines = rt.kl_balance_lines(plan)
     assert lines == ["- no HGN run balanced by GECO has logged its multiplier."]
+
+
+def test_documented_gpu_run_is_the_paper_pendulum_and_runs_at_tiny_scale(rt, capsys, tmp_path):
+    """Issue 10's GPU run: one line in results.md, the paper's pendulum HGN (leapfrog, 32×32,
+    30-step unroll, 15 000 steps, on CUDA), and the same line at ``--scale tiny`` runs here."""
+    line = rt.PAPER_PENDULUM_COMMAND
+    docs = (SCRIPT.parents[1] / "docs" / "results.md").read_text()
+    assert line in docs.splitlines()
+    argv = shlex.split(line)[2:]  # after "python scripts/reproduce_table1.py"
+    root = argv.index("--root") + 1
+    argv[root] = str(tmp_path / "paper")
+    cmds = [shlex.split(c) for c in dry_run(rt, capsys, *argv)]
+    data, train, evaluate = cmds
+    assert data[data.index("--size") + 1] == "32" and data[data.index("--steps") + 1] == "31"
+    assert data[data.index("--system") + 1] == "pendulum"
+    assert train[train.index("--variant") + 1] == "leapfrog"
+    assert train[train.index("--steps") + 1] == "15000"
+    assert train[train.index("--device") + 1] == "cuda" == evaluate[evaluate.index("--device") + 1]
+
+    tiny = [a if a != "paper" else "tiny" for a in argv]
+    tiny[root] = str(tmp_path / "tiny")
+    assert rt.main([*tiny, "--no-figures"]) == 0
+    plan = rt.build_plan(rt.SCALES["tiny"], tmp_path / "tiny", ("pendulum",), ("hgn_leapfrog",))
+    assert plan.eval_path("pendulum", "hgn_leapfrog").exists()
+    assert "HGN (leapfrog)" in (tmp_path / "tiny" / "results.md").read_text()
