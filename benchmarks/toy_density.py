@@ -53,7 +53,7 @@ from hamflow.toy import TOY_DENSITIES, get_density  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("nhf", "nhf_paper", "realnvp", "nsf")
 
-HELD_OUT: tuple[str, ...] = ("grid_gaussians",)
+HELD_OUT: tuple[str, ...] = ("grid_gaussians", "checkerboard", "banana")
 """Densities the main table never trains on (run them with `--name toy_density_heldout`)."""
 
 BENCHMARK_DENSITIES: tuple[str, ...] = tuple(n for n in TOY_DENSITIES if n not in HELD_OUT)

@@ -13,11 +13,14 @@ name                   what                                                     
 ``ring_mixture``       2 concentric rings, radii 1 and 2 (normflows' spec)       exact
 ``two_moons``          normflows' ``TwoMoons`` energy                            numerical
 ``grid_gaussians``     9 Gaussians, σ = 0.2, on a 3×3 grid of spacing 1.5         exact
+``checkerboard``       uniform on the 8 dark squares of a 4×4 board on [−4, 4]²  exact
+``banana``             a Gaussian bent into a parabola by a shear of unit Jacobian  exact
 =====================  =======================================================  ============
 
-``grid_gaussians`` is **held out**: the benchmarks' main table does not train on it, so that
-NHF's defaults can be checked on a density they were not chosen on (``benchmarks/toy_density.py``
-says which it uses).
+``grid_gaussians``, ``checkerboard`` and ``banana`` are **held out**: the benchmarks' main table
+does not train on them, so that NHF's defaults can be checked on densities they were not chosen
+on (``benchmarks/toy_density.py`` says which it uses; the last two were added on 2026-12-06,
+after the defaults were fixed).
 
 ``two_moons`` is defined by an unnormalised energy with no closed-form normaliser; its
 ``ln Z`` is computed once by numerical integration on a fine grid (``exact`` is ``False``).
@@ -27,8 +30,8 @@ Example:
     >>> x = d.sample(4, seed=0)
     >>> x.shape, x.dtype, d.log_prob(x).shape
     (torch.Size([4, 2]), torch.float32, torch.Size([4]))
-    >>> sorted(TOY_DENSITIES)[:2]
-    ['circular_gmm', 'eight_gaussians']
+    >>> sorted(TOY_DENSITIES)[:3]
+    ['banana', 'checkerboard', 'circular_gmm']
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ __all__ = [
     "GaussianMixture",
     "RingMixture",
     "TwoMoons",
+    "Checkerboard",
+    "Banana",
     "Entropy",
     "TOY_DENSITIES",
     "get_density",
@@ -306,6 +311,70 @@ class TwoMoons(ToyDensity):
         return _two_moons_energy(x) - self._log_z
 
 
+@dataclass(frozen=True)
+class Checkerboard(ToyDensity):
+    """Uniform on the dark squares of a 4×4 board of ``cell``-sized squares centred at 0.
+
+    The square in column ``i`` and row ``j`` (both from 0, from the lower left) is dark when
+    ``i + j`` is even, so 8 of the 16 carry mass: ``ln p = −ln(8 cell²)`` on them and ``−inf``
+    elsewhere, and the entropy is exactly ``ln(8 cell²)``. With ``cell = 2`` the board fills
+    ``bounds = [−4, 4]²``; its sharp edges are what a smooth flow finds hard.
+
+    Example:
+        >>> d = Checkerboard("board")
+        >>> d.log_prob(torch.tensor([[-3.0, -3.0], [-1.0, -3.0]])).exp()
+        tensor([0.0312, 0.0000])
+    """
+
+    cell: float = 2.0
+
+    def _index(self, x: np.ndarray | Tensor):
+        return (x + 2 * self.cell) // self.cell  # (column, row), 0..3 on the board
+
+    def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        dark = np.array([(i, j) for j in range(4) for i in range(4) if (i + j) % 2 == 0])
+        corner = dark[rng.integers(0, len(dark), n)] * self.cell - 2 * self.cell
+        return corner + rng.uniform(0.0, self.cell, size=(n, 2))
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        ij = self._index(x)
+        on_board = ((ij >= 0) & (ij <= 3)).all(-1)
+        dark = on_board & (ij.sum(-1).remainder(2) == 0)
+        log_p = -math.log(8 * self.cell**2)
+        return torch.where(dark, torch.full_like(x[:, 0], log_p), float("-inf"))
+
+
+@dataclass(frozen=True)
+class Banana(ToyDensity):
+    """A Gaussian bent into a parabola by a shear of unit Jacobian.
+
+    ``y ~ N(0, diag(s₁², s₂²))`` and ``x = (y₁, y₂ + b(y₁² − s₁²))`` with ``b = bend``, so
+    ``ln p(x) = ln N(x₁; 0, s₁²) + ln N(x₂ − b(x₁² − s₁²); 0, s₂²)`` exactly, and the entropy is
+    the Gaussian's, ``ln(2πe s₁s₂)``.
+
+    Example:
+        >>> d = Banana("b")
+        >>> h = d.entropy(num_samples=100_000)
+        >>> abs(h.value - math.log(2 * math.pi * math.e * 0.8 * 0.35)) < 4 * h.stderr
+        True
+    """
+
+    bounds: tuple[float, float] = (-6.0, 6.0)
+    s1: float = 0.8
+    s2: float = 0.35
+    bend: float = 0.5
+
+    def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        y = rng.standard_normal((n, 2)) * np.array([self.s1, self.s2])
+        y[:, 1] += self.bend * (y[:, 0] ** 2 - self.s1**2)
+        return y
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        y2 = x[:, 1] - self.bend * (x[:, 0] ** 2 - self.s1**2)
+        z = torch.stack([x[:, 0] / self.s1, y2 / self.s2], -1)
+        return -0.5 * (z * z).sum(-1) - math.log(2 * math.pi * self.s1 * self.s2)
+
+
 TOY_DENSITIES: dict[str, ToyDensity] = {
     d.name: d
     for d in (
@@ -329,6 +398,8 @@ TOY_DENSITIES: dict[str, ToyDensity] = {
             means=tuple((1.5 * i, 1.5 * j) for j in (-1, 0, 1) for i in (-1, 0, 1)),
             covs=(((0.04, 0.0), (0.0, 0.04)),) * 9,
         ),
+        Checkerboard("checkerboard"),
+        Banana("banana"),
     )
 }
 """The toy suite by name; see the module docstring for what each one is."""
