@@ -88,3 +88,29 @@ def test_grid_gaussians_entropy():
     expected = math.log(9) + math.log(2 * math.pi * math.e * 0.04)
     h = get_density("grid_gaussians").entropy(num_samples=50_000)
     assert abs(h.value - expected) < 4 * h.stderr + 1e-3
+
+
+def test_checkerboard_is_uniform_on_its_dark_squares():
+    d = get_density("checkerboard")
+    assert d.entropy().value == pytest.approx(math.log(32), abs=1e-12)  # 8 squares of side 2
+    # lower-left square (column 0, row 0) is dark, its right neighbour light, off the board empty
+    lp = d.log_prob(torch.tensor([[-3.0, -3.0], [-1.0, -3.0], [-3.0, -1.0], [-1.0, -1.0],
+                                  [4.5, 0.5], [0.5, 0.5]]))  # fmt: skip
+    assert lp[[0, 3, 5]].tolist() == pytest.approx([-math.log(32)] * 3)
+    assert torch.isneginf(lp[[1, 2, 4]]).all()
+    x = d.sample(8000, seed=1)
+    square = ((x + 4) // 2).long()
+    counts = torch.bincount(square[:, 0] + 4 * square[:, 1], minlength=16)
+    assert (counts[[1, 3, 4, 6, 9, 11, 12, 14]] == 0).all()  # no sample on a light square
+    assert counts.max() < 1.15 * counts[counts > 0].min()  # the dark ones equally often
+
+
+def test_banana_entropy_is_the_unbent_gaussians():
+    d = get_density("banana")
+    expected = math.log(2 * math.pi * math.e * d.s1 * d.s2)
+    h = d.entropy(num_samples=100_000)
+    assert abs(h.value - expected) < 4 * h.stderr
+    # the bend moves mass off the x1 axis: at x1 = ±2 the mode sits at b (4 - s1²), not at 0
+    x2 = torch.linspace(-1, 3, 401)
+    x = torch.stack([torch.full_like(x2, 2.0), x2], -1)
+    assert x2[d.log_prob(x).argmax()].item() == pytest.approx(d.bend * (4 - d.s1**2), abs=0.01)

@@ -265,3 +265,17 @@ def test_toy_density_seeds_reuses_only_runs_with_the_same_settings(tmp_path):
     path.write_text("{}")
     with pytest.raises(RuntimeError, match="not a toy_density.py result"):
         toy_density_seeds.reusable(0, args, tmp_path)
+
+
+def test_toy_density_seeds_under_another_name_keeps_the_main_tables_files(tmp_path):
+    import toy_density_seeds
+
+    argv = ["--quick", "--seeds", "0", "1", "--densities", "banana", "--name", "heldout_seeds"]
+    out = toy_density_seeds.main([*argv, "--out-dir", str(tmp_path)])
+    assert list(out["summary"]) == ["banana"] and out["summary"]["banana"]["held_out"]
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert "<!-- heldout_seeds:begin" in text and "toy_density_seeds:begin" not in text
+    assert (tmp_path / "heldout_seeds_quick.json").exists()
+    work = toy_density_seeds.ROOT / "runs" / "benchmarks" / "toy_density_seeds"
+    assert (work / "heldout_seeds_seed1_quick.json").exists()
+    assert toy_density_seeds.seed_name("toy_density_seeds", 1) == "toy_density_seed1"
