@@ -7,7 +7,7 @@ data, the test data, the initialisation and the batches), ``--jobs`` seeds at a 
 own single-threaded process, and tables the equal-time test NLLs side by side with the gap's mean
 and standard deviation over seeds.
 
-    python benchmarks/toy_density_seeds.py                        # seeds 0 1 2, ~15 min on 2 cores
+    python benchmarks/toy_density_seeds.py                        # seeds 0 1 2, ~20 min on 2 cores
     python benchmarks/toy_density_seeds.py --quick               # smoke run, under runs/
 
 ``--densities D ... --name N`` runs a subset as a table of its own (its JSON, its block in
