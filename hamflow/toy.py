@@ -328,8 +328,9 @@ class Checkerboard(ToyDensity):
 
     cell: float = 2.0
 
-    def _index(self, x: np.ndarray | Tensor):
-        return (x + 2 * self.cell) // self.cell  # (column, row), 0..3 on the board
+    def _index(self, x: Tensor) -> Tensor:
+        """``(column, row)`` of each point's square: 0 to 3 on the board."""
+        return (x + 2 * self.cell) // self.cell
 
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         dark = np.array([(i, j) for j in range(4) for i in range(4) if (i + j) % 2 == 0])
