@@ -52,6 +52,7 @@ from _common import (  # noqa: E402
     machine_info,
     match_params,
     num_params,
+    points_per_step,
     publish,
     realnvp,
     timed_step,
@@ -156,9 +157,9 @@ def train(model, name: str, data: torch.Tensor, val: torch.Tensor, cfg: TabularC
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     step, elapsed, skipped = 0, 0.0, 0
-    points = cfg.batch  # rows per step, the same for every model (NHF: x its train_samples)
-    if name == "nhf_quarter_rows":
-        points = max(1, cfg.batch // model.train_samples)
+    # rows per step, the same for every model (NHF: x its train_samples), except the optional
+    # row that steps on a quarter of them, as the toy benchmarks give NHF (points_per_step)
+    points = points_per_step(model, cfg.batch) if name == "nhf_quarter_rows" else cfg.batch
     best = (math.inf, 0, copy.deepcopy(model.state_dict()))
     model.train()
     while elapsed < cfg.seconds:

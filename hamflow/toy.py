@@ -14,7 +14,7 @@ name                   what                                                     
 ``two_moons``          normflows' ``TwoMoons`` energy                            numerical
 ``grid_gaussians``     9 Gaussians, σ = 0.2, on a 3×3 grid of spacing 1.5         exact
 ``checkerboard``       uniform on the 8 dark squares of a 4×4 board on [−4, 4]²  exact
-``banana``             a Gaussian bent into a parabola by a shear of unit Jacobian  exact
+``banana``             a Gaussian bent into a parabola (unit-Jacobian shear)      exact
 =====================  =======================================================  ============
 
 ``grid_gaussians``, ``checkerboard`` and ``banana`` are **held out**: the benchmarks' main table
