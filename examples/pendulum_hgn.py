@@ -35,6 +35,7 @@ from hamflow_hgn.rollouts import save_rollouts
 from hamflow_hgn.runs import load_run
 from hamflow_hgn.samples import LatentGaussian
 from hamflow_hgn.schedule import check_decay
+from hamflow_hgn.tracking import body_radius_px, tracking
 from hamflow_hgn.train import train
 
 FULL = {"n_train": 512, "n_test": 32, "frames": 16, "size": 16, "width": 16, "steps": 3000}
@@ -143,6 +144,9 @@ def main(argv: list[str] | None = None) -> dict:
         "train_seconds": float(last["seconds"]),
     }
     record["ratio"] = record["test_mse"] / record["mean_image_mse"]
+    # Does the rollout follow the bob? Its drawn centre against the truth's, frame by frame.
+    radius = body_radius_px(test.system, size["size"])
+    record["tracking"] = {**tracking(forward.frames, images, radius), "radius_px": radius}
     # Prior samples show little at this scale (docs/hgn.md); also draw from a Gaussian fitted
     # to the training posteriors (hamflow_hgn.samples).
     latent = LatentGaussian.fit(model, train_images.split(64))
@@ -156,6 +160,12 @@ def main(argv: list[str] | None = None) -> dict:
           f"{r['lambda_range'][0]:.3g} to {r['lambda_range'][1]:.3g} over the run, "
           f"{100 * r['share_at_clamp']:.0f} % of logged steps at a clamp); learned "
           f"energy's relative std along rollouts {r['energy_relative_std']:.2g}")  # fmt: skip
+    track = r["tracking"]
+    print(
+        f"tracking: drawn centre {track['error_px']:.2f} px from the truth's on average; "
+        f"{100 * track['frames']:.0f} % of frames within the bob's radius "
+        f"({track['radius_px']:g} px), {100 * track['sequences']:.0f} % of sequences in every frame"
+    )
     tail = r["train_mse_last_tenth"]
     print(
         f"training MSE over the last tenth of the steps: mean {tail['mean']:.5f}, relative "

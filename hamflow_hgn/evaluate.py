@@ -29,6 +29,11 @@ input frames and rolled out for T steps (30 with the default 31 frames):
   ``vpt`` is 0 everywhere and only the looser threshold separates the models. A blank
   background still scores 0 there: its error is at least the frame's variance, since the
   variance is the smallest mean squared distance to any one colour.
+- ``tracking``: whether the rollout follows the bodies (:mod:`hamflow_hgn.tracking`): the mean
+  distance in pixels between the model's and the truth's foreground centroids over the target
+  frames (``error_px``), the share of those frames within a body's rendered radius of it
+  (``frames``; the radius is ``radius_px``) and the share of sequences within it in every
+  target frame (``sequences``).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from .models import row_name
 from .models.hgn import HGN
 from .runs import EVAL, load_run
 from .samples import LatentGaussian
+from .tracking import body_radius_px, centroid_error, summarize
 
 __all__ = [
     "VPT_THRESHOLD",
@@ -112,7 +118,7 @@ def evaluate_split(
     n = len(dataset) if n is None else min(int(n), len(dataset))
     device = next(model.parameters()).device if device is None else device
     targets = list(cfg.target_frames)
-    mse_rows, energy_rows = [], []
+    mse_rows, energy_rows, centroid_rows = [], [], []
     vpt: dict[float, list[torch.Tensor]] = {VPT_THRESHOLD: [], VPT_LOOSE_THRESHOLD: []}
     for start in range(0, n, batch_size):
         idx = list(range(start, min(n, start + batch_size)))
@@ -120,6 +126,7 @@ def evaluate_split(
         roll = model.rollout(images)
         err = (roll.frames.float() - images).square().mean(dim=(2, 3, 4))  # (B, T+1)
         mse_rows.append(err.cpu())
+        centroid_rows.append(centroid_error(roll.frames, images)[:, targets].cpu())
         ratio = (err / foreground_power(images))[:, targets]
         for threshold, rows in vpt.items():
             rows.append(_valid_steps(ratio, threshold).cpu())
@@ -134,6 +141,9 @@ def evaluate_split(
         "vpt": _summary(torch.cat(vpt[VPT_THRESHOLD]).numpy().astype(np.float64)),
         "vpt_loose": _summary(torch.cat(vpt[VPT_LOOSE_THRESHOLD]).numpy().astype(np.float64)),
     }
+    radius = body_radius_px(dataset.system, dataset.config.size)
+    tracked = summarize(torch.cat(centroid_rows), radius)
+    out["tracking"] = None if tracked is None else {**tracked, "radius_px": radius}
     if energy_rows:
         energy = torch.cat(energy_rows).numpy().astype(np.float64)
         out["energy"] = {
