@@ -4,8 +4,9 @@ Generates a small pendulum data set, trains HGN (leapfrog) on it, then rolls the
 dynamics out from test sequences: forward, backward in time (``-dt``), at double and half
 speed, from fresh prior samples (paper Fig. 7 and 8) and from a Gaussian fitted to the training
 posteriors (``fitted_samples``, docs/hgn.md says why). It prints the test MSE next to the
-"always predict the mean training image" reference and how exactly the backward rollout
-returns to the initial latent state, and saves PNG strips and GIFs.
+"always predict the mean training image" reference, how often the rollout draws the bob where
+the truth has it (:mod:`hamflow_hgn.tracking`), and how exactly the backward rollout returns to
+the initial latent state, and saves PNG strips and GIFs.
 
 At its defaults (3000 steps, both learning rates decaying over the last 30 %) it reached a test
 MSE of 0.21, 0.19, 0.21, 0.27 and 0.24 times the mean image's with seeds 0-4, one torch thread
