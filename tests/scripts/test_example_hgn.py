@@ -31,7 +31,11 @@ def test_quick_run_rolls_out_and_reverses(example, tmp_path):
     for kind in kinds:
         png = tmp_path / "rollouts" / f"{kind}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", kind
-    assert json.loads((tmp_path / "summary.json").read_text())["train_steps"] == 30
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["train_steps"] == 30 and summary["encoder_widths"] == [8] * 7  # QUICK's
+    track = record["tracking"]  # hamflow_hgn.tracking over every test sequence
+    assert 0.0 <= track["sequences"] <= track["frames"] <= 1.0
+    assert track["radius_px"] == pytest.approx(1.5)
     low, high = record["lambda_range"]  # GECO's multiplier over the logged steps
     assert low <= record["final_lambda"] <= high and 0.0 <= record["share_at_clamp"] <= 1.0
     # the default decay: 9 of the 30 steps decay, so the last one runs at 1/10 of each rate
@@ -58,3 +62,13 @@ def test_bad_arguments_are_refused(example):
         with pytest.raises(SystemExit):
             example.parse_args(["--lr-decay", bad])
     assert example.parse_args(["--lr-decay", "0"]).lr_decay == 0.0
+    for bad in ("0", "-2", "wide"):
+        with pytest.raises(SystemExit):
+            example.parse_args(["--encoder-width", bad])
+
+
+def test_the_encoder_is_wider_than_the_rest_unless_asked(example):
+    # The example's model: every network 16 wide but the encoder, 32 (docs/hgn.md, "Try it").
+    assert (example.FULL["width"], example.FULL["encoder_width"]) == (16, 32)
+    assert example.parse_args([]).encoder_width is None
+    assert example.parse_args(["--encoder-width", "16"]).encoder_width == 16
