@@ -438,6 +438,11 @@ def _parser() -> argparse.ArgumentParser:
         help="one width for every layer (ModelConfig.reduced); default: the A.1 widths",
     )  # fmt: skip
     p.add_argument(
+        "--encoder-width", type=positive_int, default=None,
+        help="one width for the encoder's seven conv layers, over --width or A.1's (the "
+        "pendulum example: --width 16 --encoder-width 32)",
+    )  # fmt: skip
+    p.add_argument(
         "--geco-setting", default="default", choices=sorted(GECO_SETTINGS),
         help="KL balancing: 'default' (tolerance 0.3 of the pixel variance, lambda from 1e5 in "
         "log steps of at most 1e-3), 'fast' (lambda from 1e3, steps of 1e-2), 'fixed' (lambda "
@@ -484,6 +489,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
     if args.geco_tolerance is not None:
         model_kw["geco_tolerance"] = args.geco_tolerance
+    if args.encoder_width is not None:
+        model_kw["encoder_widths"] = (args.encoder_width,) * len(ModelConfig().encoder_widths)
     if args.width is not None:
         model = ModelConfig.reduced(args.width, **model_kw)
     else:

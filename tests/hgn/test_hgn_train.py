@@ -272,7 +272,7 @@ def test_effective_batch_is_printed_without_progress_bar(data_dir, tmp_path, cap
 
 def test_cli_edge_cases(data_dir, tmp_path, capsys):
     base = ["--data", str(data_dir), "--out", str(tmp_path / "run")]
-    for bad in (["--width", "0"], ["--threads", "0"], ["--steps", "0"]):
+    for bad in (["--width", "0"], ["--encoder-width", "0"], ["--threads", "0"], ["--steps", "0"]):
         with pytest.raises(SystemExit) as info:
             train_parser().parse_args(base + bad)
         assert info.value.code == 2
@@ -281,6 +281,12 @@ def test_cli_edge_cases(data_dir, tmp_path, capsys):
     cfg = config_from_args(args)
     assert cfg.threads == 1 and cfg.model.hamiltonian_width == 8
     assert config_from_args(train_parser().parse_args(base)).model.hamiltonian_width == 64
+    # the pendulum example's model: every network 16 wide but the encoder, 32
+    example = train_parser().parse_args(base + ["--width", "16", "--encoder-width", "32"])
+    model = config_from_args(example).model
+    assert model.encoder_widths == (32,) * 7 and model.decoder_width == model.latent_channels == 16
+    a1 = config_from_args(train_parser().parse_args(base + ["--encoder-width", "48"])).model
+    assert a1.encoder_widths == (48,) * 7 and a1 == ModelConfig(encoder_widths=(48,) * 7)
 
 
 def test_cli_geco_setting(tmp_path):
