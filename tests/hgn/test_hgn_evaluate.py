@@ -1,6 +1,7 @@
 """Evaluation: metrics.json, the Markdown table, the MSE curve, VPT, rollout strips and GIFs."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -114,6 +115,19 @@ def test_vpt_of_a_blank_background_model_is_zero_and_of_a_perfect_one_full(pendu
     perfect = evaluate_split(_Painter(lambda x: x.clone(), config), pendulum_test)
     assert perfect["vpt"] == perfect["vpt_loose"] == {"mean": 6.0, "std": 0.0}
     assert evaluate_split(blank, pendulum_test)["energy"]["relative_std"]["mean"] == 0.0
+
+
+def test_evaluate_split_reports_tracking_at_the_bodies_radius(pendulum_test):
+    # hamflow_hgn.tracking over the target frames, within the pendulum's radius at 16x16
+    config = ModelConfig.reduced(8, frames=6, image_size=16)
+    perfect = evaluate_split(_Painter(lambda x: x.clone(), config), pendulum_test)["tracking"]
+    assert perfect.pop("radius_px") == pytest.approx(1.5)
+    assert perfect == {"error_px": 0.0, "frames": 1.0, "sequences": 1.0}
+    background = torch.tensor(BACKGROUND).view(1, 1, 3, 1, 1)
+    blank = _Painter(lambda x: background.expand_as(x).clone(), config)
+    drawn = evaluate_split(blank, pendulum_test)["tracking"]
+    assert drawn["frames"] == drawn["sequences"] == 0.0
+    assert drawn["error_px"] == pytest.approx(math.hypot(16, 16))  # nothing drawn: the worst
 
 
 def test_vpt_counts_the_steps_before_the_first_frame_over_each_threshold(pendulum_test):

@@ -5,13 +5,10 @@ import math
 import pytest
 import torch
 
-from hamflow_hgn.config import ModelConfig
 from hamflow_hgn.data import DataConfig, generate, open_dataset
 from hamflow_hgn.data.dataset import render_states
 from hamflow_hgn.data.render import BACKGROUND, world_to_pixel
 from hamflow_hgn.data.systems import get_system
-from hamflow_hgn.evaluate import evaluate_split
-from hamflow_hgn.models.base import Rollout
 from hamflow_hgn.tracking import (
     body_radius_px,
     centroid_error,
@@ -110,23 +107,3 @@ def test_body_radius_follows_the_system_and_the_image_size():
     assert body_radius_px(get_system("pendulum"), 32) == pytest.approx(3.0)
     big = get_system("three_body_big_discs")
     assert body_radius_px(big, 16) == pytest.approx(0.5 * 16 / (2 * big.extent))
-
-
-class _Painter(torch.nn.Module):
-    def __init__(self, frames, config):
-        super().__init__()
-        self.frames, self.config, self.w = frames, config, torch.nn.Parameter(torch.zeros(()))
-
-    def rollout(self, images):
-        return Rollout(self.frames(images), None, None, torch.ones(images.shape[:2]))
-
-
-def test_evaluate_split_reports_tracking_at_the_bodies_radius(pendulum):
-    data, _ = pendulum
-    config = ModelConfig.reduced(8, frames=6, image_size=16)
-    perfect = evaluate_split(_Painter(lambda x: x.clone(), config), data)["tracking"]
-    assert perfect.pop("radius_px") == pytest.approx(body_radius_px(data.system, 16)) == 1.5
-    assert perfect == {"error_px": 0.0, "frames": 1.0, "sequences": 1.0}
-    blank = evaluate_split(_Painter(_blank, config), data)["tracking"]
-    assert blank["frames"] == blank["sequences"] == 0.0
-    assert blank["error_px"] == pytest.approx(math.hypot(16, 16))
