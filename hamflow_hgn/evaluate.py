@@ -155,28 +155,33 @@ def evaluate_split(
 
 
 def markdown_table(metrics: dict[str, Any]) -> str:
-    """Table 1's row format (MSE x1e4, mean ± std) plus VPT and the energy along rollouts.
+    """Table 1's row format (MSE x1e4, mean ± std) plus VPT, the energy along rollouts and the
+    tracked shares of frames and sequences (:mod:`hamflow_hgn.tracking`).
 
     Example:
         >>> m = {"model": "hgn_leapfrog", "splits": {"test": {"mse_x1e4": {"mean": 1.0, "std": 0.5},
-        ...      "vpt": {"mean": 3.0, "std": 1.0}, "vpt_loose": {"mean": 30.0, "std": 0.0}}}}
+        ...      "vpt": {"mean": 3.0, "std": 1.0}, "vpt_loose": {"mean": 30.0, "std": 0.0},
+        ...      "tracking": {"error_px": 0.5, "frames": 0.99, "sequences": 0.9}}}}
         >>> print(markdown_table(m).splitlines()[2])
-        | hgn_leapfrog | test | 1.00 ± 0.50 | 3.0 ± 1.0 | 30.0 ± 0.0 | – | – |
+        | hgn_leapfrog | test | 1.00 ± 0.50 | 3.0 ± 1.0 | 30.0 ± 0.0 | – | – | 99.0 % / 90.0 % |
     """
     lines = [
         f"| model | split | MSE ×1e4 | VPT at {VPT_THRESHOLD:g} (steps) | VPT at "
-        f"{VPT_LOOSE_THRESHOLD:g} | energy variance along rollout | relative std of energy |",
-        "|---|---|---|---|---|---|---|",
+        f"{VPT_LOOSE_THRESHOLD:g} | energy variance along rollout | relative std of energy | "
+        "tracked frames / sequences |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for split, m in metrics["splits"].items():
         e = m.get("energy")
         ev = f"{e['variance']['mean']:.3g} ± {e['variance']['std']:.3g}" if e else "–"
         rel = e.get("relative_std") if e else None
         rs = f"{rel['mean']:.3g} ± {rel['std']:.3g}" if rel else "–"
+        t = m.get("tracking")
+        tr = f"{100 * t['frames']:.1f} % / {100 * t['sequences']:.1f} %" if t else "–"
         lines.append(
             f"| {metrics['model']} | {split} | {m['mse_x1e4']['mean']:.2f} ± "
             f"{m['mse_x1e4']['std']:.2f} | {_vpt_cell(m.get('vpt'))} | "
-            f"{_vpt_cell(m.get('vpt_loose'))} | {ev} | {rs} |"
+            f"{_vpt_cell(m.get('vpt_loose'))} | {ev} | {rs} | {tr} |"
         )
     return "\n".join(lines) + "\n"
 

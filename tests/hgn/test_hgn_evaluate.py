@@ -53,9 +53,13 @@ def test_evaluate_writes_metrics_and_rollouts(run_dir):
         assert 0 <= m["vpt"]["mean"] <= m["vpt_loose"]["mean"] <= 6
         assert m["energy"]["variance"]["mean"] >= 0
         assert m["energy"]["relative_std"]["mean"] >= 0
+        assert 0 <= m["tracking"]["sequences"] <= m["tracking"]["frames"] <= 1
     out = run_dir / "eval"
     assert json.loads((out / "metrics.json").read_text()) == metrics
-    assert "MSE ×1e4" in (out / "metrics.md").read_text()
+    table = (out / "metrics.md").read_text()
+    assert "MSE ×1e4" in table and "tracked frames / sequences" in table
+    t = metrics["splits"]["test"]["tracking"]
+    assert f"{100 * t['frames']:.1f} % / {100 * t['sequences']:.1f} % |" in table
     assert (out / "mse_curve.png").stat().st_size > 0
     kinds = ("forward", "backward", "double_speed", "half_speed", "samples", "fitted_samples")
     for kind in kinds:
