@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
         "train_seconds": float(last["seconds"]),
     }
     record["ratio"] = record["test_mse"] / record["mean_image_mse"]
-    # Does the rollout follow the bob? Its drawn centre against the truth's, frame by frame.
+    # Does the rollout follow the bodies? Drawn centre against the truth's, frame by frame.
     radius = body_radius_px(test.system, size["size"])
     record["tracking"] = {**tracking(forward.frames, images, radius), "radius_px": radius}
     # Prior samples show little at this scale (docs/hgn.md); also draw from a Gaussian fitted
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     track = r["tracking"]
     print(
         f"tracking: drawn centre {track['error_px']:.2f} px from the truth's on average; "
-        f"{100 * track['frames']:.0f} % of frames within the bob's radius "
+        f"{100 * track['frames']:.0f} % of frames within a body's radius "
         f"({track['radius_px']:g} px), {100 * track['sequences']:.0f} % of sequences in every frame"
     )
     tail = r["train_mse_last_tenth"]
