@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> dict:
     record["ratio"] = record["test_mse"] / record["mean_image_mse"]
     # Does the rollout follow the bodies? Drawn centre against the truth's, frame by frame.
     radius = body_radius_px(test.system, size["size"])
-    record["tracking"] = {**tracking(forward.frames, images, radius), "radius_px": radius}
+    tracked = tracking(forward.frames, images, radius, colors=test.system.colors)
+    record["tracking"] = {**tracked, "radius_px": radius}
     # Prior samples show little at this scale (docs/hgn.md); also draw from a Gaussian fitted
     # to the training posteriors (hamflow_hgn.samples).
     latent = LatentGaussian.fit(model, train_images.split(64))

@@ -30,10 +30,10 @@ input frames and rolled out for T steps (30 with the default 31 frames):
   background still scores 0 there: its error is at least the frame's variance, since the
   variance is the smallest mean squared distance to any one colour.
 - ``tracking``: whether the rollout follows the bodies (:mod:`hamflow_hgn.tracking`): the mean
-  distance in pixels between the model's and the truth's foreground centroids over the target
-  frames (``error_px``), the share of those frames within a body's rendered radius of it
-  (``frames``; the radius is ``radius_px``) and the share of sequences within it in every
-  target frame (``sequences``).
+  distance in pixels between the model's and the truth's centroids of each body (told apart
+  by colour; the frame's worst body counts) over the target frames (``error_px``), the share
+  of those frames within a body's rendered radius (``frames``; the radius is ``radius_px``)
+  and the share of sequences within it in every target frame (``sequences``).
 """
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ def evaluate_split(
         roll = model.rollout(images)
         err = (roll.frames.float() - images).square().mean(dim=(2, 3, 4))  # (B, T+1)
         mse_rows.append(err.cpu())
-        centroid_rows.append(centroid_error(roll.frames, images)[:, targets].cpu())
+        centroid = centroid_error(roll.frames, images, colors=dataset.system.colors)
+        centroid_rows.append(centroid[:, targets].cpu())
         ratio = (err / foreground_power(images))[:, targets]
         for threshold, rows in vpt.items():
             rows.append(_valid_steps(ratio, threshold).cpu())

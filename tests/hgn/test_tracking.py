@@ -44,10 +44,50 @@ def test_the_centroid_is_where_the_bob_is_rendered():
     states = torch.stack((angles, torch.zeros_like(angles)), -1)[None]  # (1, 9, 2)
     frames = render_states(states, system, size)
     background = frames.flatten(-2).median(-1).values[..., None, None]
-    centre, _ = foreground_centroids(frames, background)
+    centre, _ = foreground_centroids(frames, background)  # one body: (1, 9, 1, 2)
     col_row = world_to_pixel(torch.as_tensor(system.positions(states))[..., 0, :], system, size)
     expected = col_row.flip(-1).float() - 0.5  # (row, col), pixel k's centre at k + 0.5
-    assert torch.allclose(centre, expected, atol=0.1)
+    assert torch.allclose(centre[:, :, 0], expected, atol=0.1)
+
+
+@pytest.mark.parametrize("name", ["two_body", "three_body_big_discs"])
+def test_each_body_is_found_by_its_colour(tmp_path, name):
+    # Generated (admissible) sequences: every body on the canvas. Frames where two discs
+    # touch share pixels between them, so only well-separated frames are compared.
+    root = generate(DataConfig(name, n_train=2, n_test=4, steps=4, size=32), tmp_path,
+                    workers=1, progress=False)  # fmt: skip
+    data = open_dataset(root, "test")
+    frames = data.render_batch(range(4))
+    colors = torch.tensor(data.system.colors)
+    background = torch.tensor(BACKGROUND).view(3, 1, 1)
+    centre, mass = foreground_centroids(frames, background, colors=colors)
+    positions = torch.as_tensor(data.system.positions(data.states))  # (4, 4, K, 2)
+    expected = world_to_pixel(positions, data.system, 32).flip(-1) - 0.5
+    gaps = (positions[:, :, :, None] - positions[:, :, None]).norm(dim=-1)
+    gaps = gaps + 1e9 * torch.eye(positions.shape[2])
+    apart = gaps.amin(dim=(-2, -1)) > 2.5 * data.system.disc_radius
+    assert bool(apart.any()) and bool((mass > 0).all())
+    assert torch.allclose(centre[apart], expected[apart].float(), atol=0.25)
+
+
+def test_bodies_that_trade_places_are_not_tracked(tmp_path):
+    # Two bodies drawn where the other one is: the same shapes, so the colour-blind centroid
+    # barely moves (it weighs the two colours' distances to the background a little
+    # differently); by colour, each body is as far off as the two are apart.
+    system = get_system("two_body")
+    root = generate(DataConfig("two_body", n_train=2, n_test=4, steps=4, size=32), tmp_path,
+                    workers=1, progress=False)  # fmt: skip
+    data = open_dataset(root, "test")
+    states = torch.as_tensor(data.states)
+    truth = render_states(states, system, 32)
+    q, p = states[..., :4].view(4, 4, 2, 2), states[..., 4:]
+    swapped = render_states(torch.cat((q.flip(2).flatten(-2), p), -1), system, 32)
+    by_colour = centroid_error(swapped, truth, colors=torch.tensor(system.colors))
+    apart = world_to_pixel(torch.as_tensor(system.positions(states)), system, 32)
+    distance = (apart[:, :, 0] - apart[:, :, 1]).norm(dim=-1)
+    assert torch.allclose(by_colour, distance.float(), rtol=0.05, atol=0.3)
+    assert bool((centroid_error(swapped, truth) < 0.2 * by_colour).all())
+    assert tracking(swapped, truth, radius=2.0, colors=system.colors)["sequences"] == 0.0
 
 
 def test_a_shifted_rollout_is_off_by_its_shift_and_blur_costs_nothing(pendulum):
