@@ -164,7 +164,8 @@ class Plan:
 
     def result(self, system: str, model: str, split: str) -> dict:
         """``{"mse": (mean, std), "vpt", "vpt_loose", "energy_mean", "energy_var",
-        "energy_rel_std"}`` (raw MSE; the others when the evaluation recorded them), or ``{}``.
+        "energy_rel_std", "tracked_frames", "tracked_sequences"}`` (raw MSE; the others when the
+        evaluation recorded them), or ``{}``.
 
         Read from the evaluate CLI's ``metrics.json``, the only evaluation format.
         """
@@ -183,6 +184,9 @@ class Plan:
             out["energy_var"] = m["energy"]["variance"]["mean"]
             if "relative_std" in m["energy"]:
                 out["energy_rel_std"] = m["energy"]["relative_std"]["mean"]
+        if m.get("tracking"):
+            out["tracked_frames"] = m["tracking"]["frames"]
+            out["tracked_sequences"] = m["tracking"]["sequences"]
         return out
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "mean_image_lines",
     "ratio_markdown",
     "vpt_markdown",
+    "tracking_markdown",
     "hnn_check_lines",
     "run_hnn_check",
     "results_markdown",
@@ -273,6 +274,34 @@ def vpt_markdown(plan: Plan) -> str:
     return "\n".join([intro, "", *lines])
 
 
+def tracking_markdown(plan: Plan) -> str:
+    """Test sequences tracked in every frame per model and system, frames tracked in brackets.
+
+    A frame is tracked when each body's centroid in the model's frame lies within the body's
+    rendered radius of its centroid in the truth's (:mod:`hamflow_hgn.tracking`).
+    """
+    systems = [s for s in SYSTEMS if s in plan.systems]
+    head = "| Model | " + " | ".join(SYSTEM_TITLES[s] for s in systems)
+    lines = [head + " |", "|---" * (1 + len(systems)) + "|"]
+    for model in plan.models:
+        cells = [ROWS[model].label]
+        for system in systems:
+            r = plan.result(system, model, "test")
+            if "tracked_sequences" not in r:
+                cells.append("—")
+                continue
+            cells.append(
+                f"**{100 * r['tracked_sequences']:.0f} %** ({100 * r['tracked_frames']:.0f} %)"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    intro = (
+        "Share of test sequences in which the rollout draws every body within its rendered "
+        "radius of the truth in every frame (in brackets: the share of frames), each body found "
+        "by its colour (`hamflow_hgn.tracking`). An empty background scores 0 %."
+    )
+    return "\n".join([intro, "", *lines])
+
+
 def hnn_check_lines(root: Path) -> list[str]:
     """The HNN-on-states sanity check (paper Sec. 4), when ``--hnn-check`` wrote it."""
     path = root / "hnn_state_check.json"
@@ -381,6 +410,10 @@ def results_markdown(
         "### Valid prediction time",
         "",
         vpt_markdown(plan),
+        "",
+        "### Tracking",
+        "",
+        tracking_markdown(plan),
         "",
         "## Where we differ from the paper",
         "",

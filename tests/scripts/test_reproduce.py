@@ -162,7 +162,7 @@ def test_paper_table_is_complete_and_matches_the_goals(rt):
 
 
 def fake_metrics(
-    plan, system, model, split, mse, std, energy_var=None, vpt=None, rel_std=None
+    plan, system, model, split, mse, std, energy_var=None, vpt=None, rel_std=None, tracked=None
 ) -> None:
     """Add one split to a run's ``eval/metrics.json`` in the evaluate CLI's format."""
     path = plan.eval_path(system, model)
@@ -175,6 +175,8 @@ def fake_metrics(
             m["energy"]["relative_std"] = {"mean": rel_std, "std": 0}
     if vpt is not None:
         m["vpt"], m["vpt_loose"] = ({"mean": v, "std": 0} for v in vpt)
+    if tracked is not None:
+        m["tracking"] = {"error_px": 0.5, "frames": tracked[0], "sequences": tracked[1]}
     data["splits"][split] = m
     path.write_text(json.dumps(data))
 
@@ -227,6 +229,20 @@ def test_vpt_and_relative_energy_std_are_reported(rt, tmp_path):
     assert "| HGN (leapfrog) | **12.5** (0.0) | — |" in text
     assert "out of the 16 frames of the `reconstruct` protocol" in text
     assert "Euler 0.04, leapfrog 0.01, 4.0×" in text
+
+
+def test_tracking_is_reported_per_model_and_system(rt, tmp_path):
+    plan = rt.build_plan(
+        rt.SCALES["small"], tmp_path, ("pendulum", "two_body"), ("hgn_euler", "hgn_leapfrog")
+    )
+    fake_metrics(plan, "pendulum", "hgn_leapfrog", "test", 5e-4, 0, tracked=(0.99, 0.906))
+    fake_metrics(plan, "two_body", "hgn_leapfrog", "test", 5e-4, 0, tracked=(0.5, 0.0))
+    fake_metrics(plan, "pendulum", "hgn_euler", "test", 6e-4, 0)  # evaluated before tracking
+    lines = rt.results_markdown(plan, "cmd", date="d", machine="m").splitlines()
+    at = lines.index("### Tracking")
+    table = lines[at : at + 9]
+    assert "| HGN (leapfrog) | **91 %** (99 %) | **0 %** (50 %) |" in table  # sequences first
+    assert "| HGN (Euler) | — | — |" in table
 
 
 def test_ordering_failure_is_reported(rt, tmp_path):
