@@ -11,6 +11,7 @@ import datetime as _dt
 import json
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 from hamflow_hgn.data import open_dataset
@@ -240,6 +241,21 @@ def ratio_markdown(plan: Plan, reference: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def _test_grid(plan: Plan, key: str, cell: Callable[[dict], str]) -> list[str]:
+    """A model × system Markdown table of test results: ``cell(result)``, or a dash for the
+    runs whose evaluation has no ``key``."""
+    systems = [s for s in SYSTEMS if s in plan.systems]
+    head = "| Model | " + " | ".join(SYSTEM_TITLES[s] for s in systems)
+    lines = [head + " |", "|---" * (1 + len(systems)) + "|"]
+    for model in plan.models:
+        cells = [ROWS[model].label]
+        for system in systems:
+            r = plan.result(system, model, "test")
+            cells.append(cell(r) if key in r else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def vpt_markdown(plan: Plan) -> str:
     """Test VPT per model and system: at the loose threshold, the standard one in brackets.
 
@@ -248,18 +264,7 @@ def vpt_markdown(plan: Plan) -> str:
     """
     from hamflow_hgn.evaluate import VPT_LOOSE_THRESHOLD, VPT_THRESHOLD
 
-    systems = [s for s in SYSTEMS if s in plan.systems]
-    head = "| Model | " + " | ".join(SYSTEM_TITLES[s] for s in systems)
-    lines = [head + " |", "|---" * (1 + len(systems)) + "|"]
-    for model in plan.models:
-        cells = [ROWS[model].label]
-        for system in systems:
-            r = plan.result(system, model, "test")
-            if "vpt_loose" not in r:
-                cells.append("—")
-                continue
-            cells.append(f"**{r['vpt_loose']:.1f}** ({r['vpt']:.1f})")
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = _test_grid(plan, "vpt_loose", lambda r: f"**{r['vpt_loose']:.1f}** ({r['vpt']:.1f})")
     frames = (
         f"out of the {plan.scale.frames} frames of the `reconstruct` protocol"
         if plan.protocol == "reconstruct"
@@ -280,20 +285,11 @@ def tracking_markdown(plan: Plan) -> str:
     A frame is tracked when each body's centroid in the model's frame lies within the body's
     rendered radius of its centroid in the truth's (:mod:`hamflow_hgn.tracking`).
     """
-    systems = [s for s in SYSTEMS if s in plan.systems]
-    head = "| Model | " + " | ".join(SYSTEM_TITLES[s] for s in systems)
-    lines = [head + " |", "|---" * (1 + len(systems)) + "|"]
-    for model in plan.models:
-        cells = [ROWS[model].label]
-        for system in systems:
-            r = plan.result(system, model, "test")
-            if "tracked_sequences" not in r:
-                cells.append("—")
-                continue
-            cells.append(
-                f"**{100 * r['tracked_sequences']:.0f} %** ({100 * r['tracked_frames']:.0f} %)"
-            )
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = _test_grid(
+        plan,
+        "tracked_sequences",
+        lambda r: f"**{100 * r['tracked_sequences']:.0f} %** ({100 * r['tracked_frames']:.0f} %)",
+    )
     intro = (
         "Share of test sequences in which the rollout draws every body within its rendered "
         "radius of the truth in every frame (in brackets: the share of frames), each body found "
