@@ -1,8 +1,9 @@
 """Compare ways of balancing HGN's KL against its reconstruction on small pendulum runs.
 
-Trains the pendulum example's model (16x16 frames, 16 per sequence, width 16, batch 16, 512
-training sequences, the example's learning rates, their decay over the last 30 % of the steps
-since 2026-12-05, and its decoder initialisation) with each
+Trains the pendulum example's model as it was on 2026-12-05 (16x16 frames, 16 per sequence,
+every network 16 wide, batch 16, 512 training sequences; since 2026-12-06 the example's encoder
+is 32 wide and it trains on 2048), the example's learning rates, their decay over the last 30 %
+of the steps, and its decoder initialisation, with each
 KL-balancing setting through the library's own trainer, one thread, and reports per setting:
 lambda at step 10 and at the end, the share of logged steps with lambda at a clamp (1e-6 or
 1e6), the KL per sequence (last and largest), and the test MSE

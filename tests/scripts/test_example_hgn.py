@@ -65,10 +65,15 @@ def test_bad_arguments_are_refused(example):
     for bad in ("0", "-2", "wide"):
         with pytest.raises(SystemExit):
             example.parse_args(["--encoder-width", bad])
+    for bad in ("15", "0", "many"):
+        with pytest.raises(SystemExit):
+            example.parse_args(["--n-train", bad])
 
 
-def test_the_encoder_is_wider_than_the_rest_unless_asked(example):
+def test_the_encoder_is_wider_and_the_data_bigger_unless_asked(example):
     # The example's model: every network 16 wide but the encoder, 32 (docs/hgn.md, "Try it").
     assert (example.FULL["width"], example.FULL["encoder_width"]) == (16, 32)
+    assert example.FULL["n_train"] == 2048  # 512 until 2026-12-06
+    assert example.parse_args(["--n-train", "512"]).n_train == 512
     assert example.parse_args([]).encoder_width is None
     assert example.parse_args(["--encoder-width", "16"]).encoder_width == 16
