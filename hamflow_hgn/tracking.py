@@ -35,8 +35,9 @@ __all__ = [
 ]
 
 FOREGROUND_LEVEL = 0.05
-"""Colour distance to the background (summed over channels, colours in [0, 1]) below which a
-pixel counts as background: it keeps faint decoder noise from pulling every centroid toward the
+"""The weight below which a pixel counts as background: a body's opacity in it (with the
+bodies' colours), or its colour distance to the background summed over channels (without;
+colours in [0, 1]). It keeps faint decoder noise from pulling every centroid toward the
 frame's centre."""
 
 
@@ -73,7 +74,7 @@ def _presence(frames: Tensor, background: Tensor, colors: Tensor | None, level: 
     if colors is None:
         weight = diff.abs().sum(2, keepdim=True)
     else:
-        shifts = colors.to(diff) - background.float().reshape(-1, diff.shape[2])[:1]  # (K, C)
+        shifts = colors.to(diff) - background.float().reshape(1, -1)  # (K, C)
         weight = torch.einsum("kc,btchw->btkhw", torch.linalg.pinv(shifts.T), diff)
     return (weight - level).clamp_min(0.0)
 
@@ -87,10 +88,11 @@ def foreground_centroids(
     """Each body's centroid ``(B, T, K, 2)`` (row, column, in pixels) and mass ``(B, T, K)``.
 
     ``background`` broadcasts against ``frames (B, T, C, H, W)`` (a colour per frame and
-    channel; with ``colors``, one colour for all frames). ``colors (K, C)`` are the bodies'
-    colours: a pixel weighs each body's opacity in it, less ``level``. Without them there is one
-    body (``K = 1``): a pixel weighs its colour distance to the background, summed over
-    channels, less ``level``. Bodies with no weight in a frame get a NaN centroid and mass 0.
+    channel; with ``colors``, one colour ``(C, 1, 1)`` for all frames). ``colors (K, C)`` are
+    the bodies' colours: a pixel weighs each body's opacity in it, less ``level``. Without
+    them there is one body (``K = 1``): a pixel weighs its colour distance to the background,
+    summed over channels, less ``level``. Bodies with no weight in a frame get a NaN centroid
+    and mass 0.
 
     Example:
         >>> x = torch.zeros(1, 1, 3, 8, 8)
@@ -106,6 +108,13 @@ def foreground_centroids(
         [[[[6.0, 1.0], [2.0, 5.0]]]]
     """
     _check(frames, "frames")
+    if not (isinstance(level, (int, float)) and math.isfinite(level) and level >= 0):
+        raise ValueError(f"level: expected a finite weight >= 0, got {level!r}")
+    if colors is not None and background.numel() != frames.shape[2]:
+        raise ValueError(
+            f"background: with colors, expected one colour of {frames.shape[2]} channels, "
+            f"got shape {tuple(background.shape)}"
+        )
     weight = _presence(frames, background, colors, level)
     rows = torch.arange(frames.shape[-2], dtype=weight.dtype, device=weight.device)
     cols = torch.arange(frames.shape[-1], dtype=weight.dtype, device=weight.device)

@@ -131,6 +131,16 @@ def test_frames_without_a_truth_foreground_are_left_out():
         tracking(_blank(truth), _blank(truth), radius=1.0)
 
 
+def test_a_frame_of_nan_scores_the_worst_error_not_nan(pendulum):
+    data, images = pendulum
+    model = images.clone()
+    model[0, 1] = float("nan")  # a diverged rollout frame counts as drawing nothing
+    for colors in (None, data.system.colors):
+        err = centroid_error(model, images, colors=colors)
+        assert float(err[0, 1]) == pytest.approx(math.hypot(16, 16))
+        assert not bool(err.isnan().any())
+
+
 def test_bad_input_is_refused():
     x = torch.zeros(2, 3, 3, 8, 8)
     with pytest.raises(ValueError, match=r"expected frames \(B, T, C, H, W\)"):
@@ -140,6 +150,13 @@ def test_bad_input_is_refused():
     for bad in (0.0, -1.0, math.nan, math.inf):
         with pytest.raises(ValueError, match="radius"):
             summarize(torch.zeros(2, 3), radius=bad)
+    for bad in (-0.1, math.nan):
+        with pytest.raises(ValueError, match="level"):
+            centroid_error(x, x, level=bad)
+    with pytest.raises(ValueError, match="colors: expected one colour of 3 channels"):
+        centroid_error(x, x, colors=torch.ones(2, 4))
+    with pytest.raises(ValueError, match="background: with colors"):
+        foreground_centroids(x, torch.zeros(2, 3, 1, 1), colors=torch.ones(1, 3))
 
 
 def test_body_radius_follows_the_system_and_the_image_size():
