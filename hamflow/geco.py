@@ -151,13 +151,28 @@ class GECO(nn.Module):
         return objective + self.lagrange.to(c.dtype) * c_hat
 
     @torch.no_grad()
-    def step(self) -> None:
-        """Commit the moving average of the last call and update ``log λ`` (bounded by δ)."""
+    def step(self, toward: float | Tensor | None = None) -> None:
+        """Commit the moving average of the last call and update ``log λ`` (bounded by δ).
+
+        With ``toward`` (a positive multiplier), ``log λ`` moves toward ``log(toward)`` instead
+        of along ``ν·Ĉ``, still by at most δ: a multiplier set from outside (for instance the
+        calibrated decoder of :class:`hamflow_hgn.HGN`) that GECO only slews.
+        """
         if self._pending is None:
             raise RuntimeError("GECO.step() called before GECO(objective, constraint)")
+        if toward is not None:
+            target = torch.as_tensor(toward, dtype=self.lagrange.dtype, device=self.lagrange.device)
+            if target.numel() != 1 or not bool(torch.isfinite(target) & (target > 0)):
+                raise ValueError(
+                    f"toward: expected a positive finite multiplier, got {toward!r}; "
+                    "GECO's multiplier and moving average are left unchanged"
+                )
         self.constraint_ma.copy_(self._pending)
         self.initialized.fill_(True)
-        delta = self.speed * self.constraint_ma
+        if toward is None:
+            delta = self.speed * self.constraint_ma
+        else:
+            delta = torch.log(target.reshape(())) - torch.log(self.lagrange)
         if self.max_log_step is not None:
             delta = delta.clamp(-self.max_log_step, self.max_log_step)
         new = self.lagrange * torch.exp(delta)

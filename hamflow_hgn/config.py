@@ -65,7 +65,7 @@ PIXEL_HNN_KINDS: dict[str, str] = {
 }
 """The two PixelHNN baselines of Table 1, by ``kind``."""
 
-KL_BALANCES: tuple[str, ...] = ("geco", "fixed")
+KL_BALANCES: tuple[str, ...] = ("geco", "fixed", "calibrated")
 """How the KL is weighted against the reconstruction (:attr:`ModelConfig.kl_balance`)."""
 
 GECO_UNITS: dict[str, str] = {
@@ -87,6 +87,10 @@ GECO_SETTINGS: dict[str, dict[str, Any]] = {
         kl_balance="fixed", geco_units="variance", geco_tolerance=0.3, geco_alpha=0.9,
         geco_speed=1e-2, geco_lambda_init=1e5, geco_max_log_step=1e-3,
     ),
+    "calibrated": dict(
+        kl_balance="calibrated", geco_units="variance", geco_tolerance=0.3, geco_alpha=0.9,
+        geco_speed=1e-2, geco_lambda_init=1e5, geco_max_log_step=1e-3,
+    ),
     "paper": dict(
         kl_balance="geco", geco_units="mse", geco_tolerance=1e-3, geco_alpha=0.99,
         geco_speed=1e-2, geco_lambda_init=1.0, geco_max_log_step=None,
@@ -96,7 +100,9 @@ GECO_SETTINGS: dict[str, dict[str, Any]] = {
 
 ``default``: GECO with λ starting at 1e5 and moving by at most 1e-3 in log space per step;
 ``fast``: the previous default (λ from 1e3, steps of 1e-2), which reaches the cap of 1e6
-after 690 steps while the tolerance is not met; ``fixed``: λ = 1e5 throughout; ``paper``: GECO
+after 690 steps while the tolerance is not met; ``fixed``: λ = 1e5 throughout;
+``calibrated``: λ from 1e5 toward the calibrated decoder's weight, the ELBO's own balance
+(the pendulum example's setting since 2026-12-06); ``paper``: GECO
 as the paper configures it. docs/hgn.md ("Balancing the KL") compares them.
 """
 
@@ -148,7 +154,10 @@ class ModelConfig:
         hamiltonian_layers: conv layers of K and of V (A.1: 6).
         decoder_width: filters of the decoder's residual blocks (A.1: 64).
         kl_balance: ``"geco"`` (the multiplier λ in front of the reconstruction constraint
-            adapts, :class:`hamflow.GECO`) or ``"fixed"`` (λ stays at ``geco_lambda_init``).
+            adapts, :class:`hamflow.GECO`), ``"fixed"`` (λ stays at ``geco_lambda_init``) or
+            ``"calibrated"`` (λ moves, by at most ``geco_max_log_step`` per step, toward the
+            weight of a Gaussian decoder whose variance is the running MSE:
+            :meth:`HGN.calibrated_multiplier`; the tolerance then only sets λ's units).
         geco_units: what ``geco_tolerance`` is measured in: ``"variance"`` (default), a
             fraction of the batch's per-pixel variance about its mean frame, i.e. of the
             "always draw the mean image" error, so one number fits every system and image size;

@@ -443,10 +443,15 @@ def _parser() -> argparse.ArgumentParser:
         "pendulum example: --width 16 --encoder-width 32)",
     )  # fmt: skip
     p.add_argument(
+        "--latent-channels", type=positive_int, default=None,
+        help="channels of z (latent_channels x 4 x 4), over --width or A.1's 48",
+    )  # fmt: skip
+    p.add_argument(
         "--geco-setting", default="default", choices=sorted(GECO_SETTINGS),
         help="KL balancing: 'default' (tolerance 0.3 of the pixel variance, lambda from 1e5 in "
         "log steps of at most 1e-3), 'fast' (lambda from 1e3, steps of 1e-2), 'fixed' (lambda "
-        "1e5) or 'paper' (per-pixel MSE 1e-3, Rezende & Viola's unbounded update)",
+        "1e5), 'calibrated' (lambda from 1e5 toward the ELBO's weight for a decoder whose variance "
+        "is the running MSE) or 'paper' (per-pixel MSE 1e-3, Rezende & Viola's unbounded update)",
     )  # fmt: skip
     p.add_argument(
         "--geco-tolerance", type=float, default=None,
@@ -491,6 +496,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         model_kw["geco_tolerance"] = args.geco_tolerance
     if args.encoder_width is not None:
         model_kw["encoder_widths"] = (args.encoder_width,) * len(ModelConfig().encoder_widths)
+    if args.latent_channels is not None:
+        model_kw["latent_channels"] = args.latent_channels
     if args.width is not None:
         model = ModelConfig.reduced(args.width, **model_kw)
     else:

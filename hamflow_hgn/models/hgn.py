@@ -41,7 +41,9 @@ class HGN(nn.Module):
     the model) constrains the per-pixel MSE to a tolerance κ (:meth:`tolerance`: by default
     ``config.geco_tolerance`` times the batch's pixel variance) and so sets the weight
     ``1/lambda`` of the KL term: ``loss = KL + lambda * (MSE / κ - 1)``. With
-    ``kl_balance="fixed"`` lambda stays at ``geco_lambda_init``. Call :meth:`after_step` after
+    ``kl_balance="fixed"`` lambda stays at ``geco_lambda_init``; with ``"calibrated"`` it moves
+    toward :meth:`calibrated_multiplier`, the weight of a decoder whose variance is the running
+    MSE, so the loss is the ELBO's gradient once it gets there. Call :meth:`after_step` after
     each optimiser step. The ``deterministic`` variant samples nothing and keeps lambda at
     ``geco_lambda_init``: ``loss = ½|μ|² + lambda * MSE / κ``, where ``½|μ|²`` is the KL of a
     posterior of unit variance. That term holds the latent's scale; the bare MSE let it grow to
@@ -85,6 +87,7 @@ class HGN(nn.Module):
             ConvEnergy(c.state_channels, c.hamiltonian_width, c.hamiltonian_layers),
         )
         self.decoder = Decoder(c.state_channels, c.decoder_width, c.channels, c.n_upsample)
+        self._elements = 0  # target values per sequence, set by each call (calibrated λ)
         self.geco = GECO(
             1.0,
             alpha=c.geco_alpha,
@@ -216,6 +219,7 @@ class HGN(nn.Module):
             if reduce is not None:
                 detached = constraint.detach()
                 constraint = constraint + (reduce(detached) - detached)
+            self._elements = target[0].numel()
             if c.kl_balance == "fixed":
                 loss = kl + self.geco.lagrange.to(constraint.dtype) * (constraint - 1.0)
             else:
@@ -254,11 +258,39 @@ class HGN(nn.Module):
         """Alias of calling the module (the trainer calls the module so DDP hooks run)."""
         return self(images, step, **kwargs)
 
+    def calibrated_multiplier(self) -> float:
+        """The λ of ``kl_balance="calibrated"``: that of a Gaussian decoder of variance ``m``.
+
+        ``m`` is the moving average of the per-pixel MSE of the last call. A Gaussian decoder
+        with that variance scores a sequence of ``N`` target values ``N·MSE / (2 m)`` nats plus
+        a constant, which is ``λ · MSE / κ`` for ``λ = N κ / (2 m)``. Its variance is the one
+        that maximises the ELBO (Rybkin et al. 2021, the calibrated decoder), so the KL is
+        weighed as the ELBO weighs it. After a call to the module; GECO moves ``λ`` toward this
+        value by at most ``geco_max_log_step`` per step.
+
+        Example:
+            >>> model = HGN(ModelConfig.reduced(8, image_size=8, frames=4, kl_balance="calibrated"))
+            >>> images = torch.rand(2, 4, 3, 8, 8)
+            >>> _, metrics = model(images)
+            >>> kappa = float(model.tolerance(images))
+            >>> n = 4 * 3 * 8 * 8  # target values per sequence
+            >>> abs(model.calibrated_multiplier() - n * kappa / (2 * float(metrics["mse"]))) < 1e-3
+            True
+        """
+        pending = self.geco._pending
+        if pending is None or self._elements == 0:
+            raise RuntimeError("calibrated_multiplier() needs a call to the model first")
+        ratio = float(pending) + self.geco.tolerance  # moving average of MSE / κ
+        return self._elements / (2.0 * max(ratio, 1e-12))
+
     @torch.no_grad()
     def after_step(self) -> None:
         """Update GECO's multiplier; call once after every optimiser step."""
         if self.config.stochastic and self.geco._pending is not None:
-            self.geco.step()  # (never pending with kl_balance="fixed")
+            if self.config.kl_balance == "calibrated":
+                self.geco.step(toward=self.calibrated_multiplier())
+            else:
+                self.geco.step()  # (never pending with kl_balance="fixed")
 
     # -- rollouts -------------------------------------------------------------------------
 

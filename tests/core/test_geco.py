@@ -243,3 +243,35 @@ def test_single_element_constraint_is_accepted_and_non_tensor_refused():
     assert loss.shape == ()
     with pytest.raises(TypeError, match="constraint"):
         GECO(tolerance=0.1)(torch.tensor(0.0), 0.5)
+
+
+def test_step_toward_a_multiplier_moves_by_at_most_delta_in_log_space():
+    # 100 is far above λ = 2: the first steps are bounded by δ; once within δ, λ lands on it
+    geco = GECO(0.1, lambda_init=2.0, max_log_step=0.5)
+    expected = 2.0
+    for _ in range(12):
+        geco(torch.tensor(0.0), torch.tensor(0.3))
+        geco.step(toward=100.0)
+        expected = expected * math.exp(min(0.5, math.log(100.0 / expected)))
+        assert geco.multiplier == pytest.approx(expected, rel=1e-12)
+    assert geco.multiplier == pytest.approx(100.0, rel=1e-12)
+    geco(torch.tensor(0.0), torch.tensor(0.3))
+    geco.step(toward=torch.tensor(50.0))  # and down again, a tensor target too
+    assert geco.multiplier == pytest.approx(100.0 * math.exp(-0.5), rel=1e-12)
+    assert float(geco.constraint_ma) == pytest.approx(0.2)  # the average is kept as usual
+    unbounded = GECO(0.1, lambda_init=2.0, max_log_step=None)
+    unbounded(torch.tensor(0.0), torch.tensor(0.3))
+    unbounded.step(toward=1e5)
+    assert unbounded.multiplier == pytest.approx(1e5, rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, math.nan, math.inf, [1.0, 2.0]])
+def test_step_toward_a_bad_multiplier_is_refused_and_leaves_the_state_untouched(bad):
+    geco = GECO(0.1, lambda_init=2.0)
+    geco(torch.tensor(0.0), torch.tensor(0.3))
+    before = {k: v.clone() for k, v in geco.state_dict().items()}
+    with pytest.raises(ValueError, match="toward: expected a positive finite multiplier"):
+        geco.step(toward=torch.tensor(bad) if isinstance(bad, list) else bad)
+    after = geco.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    geco.step()  # the pending average is still there to commit

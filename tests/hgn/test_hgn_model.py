@@ -272,6 +272,51 @@ def test_tolerance_units_and_fixed_balance():
     assert float(loss.detach()) == pytest.approx(float(metrics["kl"] + mse_term), rel=1e-5)
 
 
+@pytest.mark.parametrize("protocol", ["reconstruct", "predict"])
+def test_calibrated_balance_is_the_elbo_of_a_decoder_with_the_running_mse_as_variance(protocol):
+    """kl_balance="calibrated": λ goes to N κ / (2 MSE), N the target values per sequence, and
+    the loss's gradient is then that of KL + (N/2) log MSE, a Gaussian decoder's ELBO with its
+    variance at the optimum (Rybkin et al. 2021)."""
+    images = _pendulum_batches(1)[0]
+    model = HGN(small(kl_balance="calibrated", geco_max_log_step=None, protocol=protocol))
+    targets = FRAMES - (3 if protocol == "predict" else 0)
+    n = targets * 3 * SIZE * SIZE
+    torch.manual_seed(0)
+    _, metrics = model(images)
+    kappa = float(model.tolerance(images[:, FRAMES - targets :]))
+    expected = n * kappa / (2 * float(metrics["mse"]))
+    assert model.calibrated_multiplier() == pytest.approx(expected, rel=1e-5)
+    model.after_step()
+    assert model.geco.multiplier == pytest.approx(expected, rel=1e-5)
+    torch.manual_seed(0)  # same noise, same parameters: the same MSE, so the average is it
+    loss, metrics = model(images)
+    grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+    torch.manual_seed(0)
+    q0, p0, mean, logvar = model.initial_state(images, sample=True)
+    first = model.config.target_frames[0]
+    recon = model.decode(model.integrate(q0, p0, FRAMES - 1)[0][first:])
+    mse = (recon - images[:, first:]).square().mean()
+    kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(1).mean()
+    elbo = kl + 0.5 * n * torch.log(mse)
+    assert float(mse.detach()) == pytest.approx(float(metrics["mse"]), rel=1e-6)
+    want = torch.autograd.grad(elbo, list(model.parameters()), allow_unused=True)
+    for g, w in zip(grads, want, strict=True):
+        if w is None:
+            assert g is None or float(g.abs().max()) == 0.0
+        else:
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6 * float(w.abs().max()) + 1e-12)
+    # bounded: from 1e5 the multiplier moves e^±δ per step toward the target, no more
+    bounded = HGN(small(kl_balance="calibrated", geco_max_log_step=1e-3))
+    bounded(images)
+    bounded.after_step()
+    assert bounded.geco.multiplier == pytest.approx(1e5 * math.exp(-1e-3), rel=1e-9)
+
+
+def test_calibrated_multiplier_needs_a_call_first():
+    with pytest.raises(RuntimeError, match="needs a call to the model first"):
+        HGN(small(kl_balance="calibrated")).calibrated_multiplier()
+
+
 def test_paper_config_is_the_named_setting():
     cfg = ModelConfig.paper()
     for name, value in GECO_SETTINGS["paper"].items():

@@ -272,7 +272,10 @@ def test_effective_batch_is_printed_without_progress_bar(data_dir, tmp_path, cap
 
 def test_cli_edge_cases(data_dir, tmp_path, capsys):
     base = ["--data", str(data_dir), "--out", str(tmp_path / "run")]
-    for bad in (["--width", "0"], ["--encoder-width", "0"], ["--threads", "0"], ["--steps", "0"]):
+    for bad in (
+        ["--width", "0"], ["--encoder-width", "0"], ["--latent-channels", "0"], ["--threads", "0"],
+        ["--steps", "0"],
+    ):  # fmt: skip
         with pytest.raises(SystemExit) as info:
             train_parser().parse_args(base + bad)
         assert info.value.code == 2
@@ -285,6 +288,9 @@ def test_cli_edge_cases(data_dir, tmp_path, capsys):
     example = train_parser().parse_args(base + ["--width", "16", "--encoder-width", "32"])
     model = config_from_args(example).model
     assert model.encoder_widths == (32,) * 7 and model.decoder_width == model.latent_channels == 16
+    narrow = train_parser().parse_args(base + ["--width", "16", "--latent-channels", "4"])
+    model = config_from_args(narrow).model
+    assert model.latent_channels == 4 and model.decoder_width == model.transform_width == 16
     a1 = config_from_args(train_parser().parse_args(base + ["--encoder-width", "48"])).model
     assert a1.encoder_widths == (48,) * 7 and a1 == ModelConfig(encoder_widths=(48,) * 7)
 

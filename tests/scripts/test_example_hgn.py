@@ -33,6 +33,7 @@ def test_quick_run_rolls_out_and_reverses(example, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", kind
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["train_steps"] == 30 and summary["encoder_widths"] == [8] * 7  # QUICK's
+    assert summary["latent_channels"] == example.QUICK["latent_channels"]
     track = record["tracking"]  # hamflow_hgn.tracking over every test sequence
     assert 0.0 <= track["sequences"] <= track["frames"] <= 1.0
     assert track["radius_px"] == pytest.approx(1.5)
@@ -68,6 +69,9 @@ def test_bad_arguments_are_refused(example):
     for bad in ("15", "0", "many"):
         with pytest.raises(SystemExit):
             example.parse_args(["--n-train", bad])
+    for bad in ("0", "-1", "four"):
+        with pytest.raises(SystemExit):
+            example.parse_args(["--latent-channels", bad])
 
 
 def test_the_encoder_is_wider_and_the_data_bigger_unless_asked(example):
