@@ -74,10 +74,14 @@ def test_bad_arguments_are_refused(example):
             example.parse_args(["--latent-channels", bad])
 
 
-def test_the_encoder_is_wider_and_the_data_bigger_unless_asked(example):
+def test_the_example_defaults_unless_asked(example):
     # The example's model: every network 16 wide but the encoder, 32 (docs/hgn.md, "Try it").
     assert (example.FULL["width"], example.FULL["encoder_width"]) == (16, 32)
     assert example.FULL["n_train"] == 2048  # 512 until 2026-12-06
     assert example.parse_args(["--n-train", "512"]).n_train == 512
     assert example.parse_args([]).encoder_width is None
     assert example.parse_args(["--encoder-width", "16"]).encoder_width == 16
+    # z has 4 channels and the KL is balanced as the ELBO balances it (2026-12-06)
+    assert example.FULL["latent_channels"] == 4 and example.parse_args([]).latent_channels is None
+    assert example.parse_args([]).geco_setting == example.GECO_SETTING == "calibrated"
+    assert example.parse_args(["--latent-channels", "16"]).latent_channels == 16
