@@ -80,8 +80,8 @@ SCALES: dict[str, Scale] = {
     # 2 CPU cores with --jobs 2: all four systems and six models in about an hour (60 min of
     # training and evaluation, 2026-12-05); 16x16 frames, a 15-step unroll, narrow
     # networks (width 16), 3000 HGN steps with the learned Hamiltonian at lr 3e-4 (the pendulum
-    # example's settings, but for its encoder, 32 wide, and its 2048 training sequences since
-    # 2026-12-06).
+    # example's settings of 2026-12-05; not its encoder, 32 wide, its 2048 training sequences,
+    # its z of 4 channels or its calibrated KL balance, all since 2026-12-06).
     "small": Scale(
         name="small",
         n_train=512,
@@ -106,8 +106,9 @@ SCALES: dict[str, Scale] = {
         device_args=("--device", "cpu"),
         note="16x16 frames, 15-step unroll, width-16 networks, lr 1e-3 (HGN's Hamiltonian 3e-4) "
         "decaying linearly over HGN's last 30 % of steps, "
-        "HGN 3000 steps (the pendulum example's settings, but for its encoder, 32 wide, and "
-        "its 2048 training sequences since 2026-12-06), "
+        "HGN 3000 steps (the pendulum example's settings of 2026-12-05: since 2026-12-06 the "
+        "example has a 32-wide encoder, 2048 training sequences, z of 4 channels and the "
+        "calibrated KL balance, which these runs do not), "
         "PixelHNN 2000 steps (a tenth of HGN's cost per step, so it gets more); "
         "three-body drawn with discs of radius 0.5 instead of 0.3 (system "
         "`three_body_big_discs`): at 16x16 the paper's discs are 1 px in radius; "
