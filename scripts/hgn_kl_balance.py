@@ -2,9 +2,9 @@
 
 Trains the pendulum example's model as it was on 2026-12-05 (16x16 frames, 16 per sequence,
 every network 16 wide, batch 16, 512 training sequences; since 2026-12-06 the example's encoder
-is 32 wide and it trains on 2048), the example's learning rates, their decay over the last 30 %
-of the steps, and its decoder initialisation, with each
-KL-balancing setting through the library's own trainer, one thread, and reports per setting:
+is 32 wide, it trains on 2048, and its z has 4 channels), the example's learning rates, their
+decay over the last 30 % of the steps, and its decoder initialisation, with each KL-balancing
+setting through the library's own trainer, one thread, and reports per setting:
 lambda at step 10 and at the end, the share of logged steps with lambda at a clamp (1e-6 or
 1e6), the KL per sequence (last and largest), and the test MSE
 over the "always draw the mean training image" MSE. docs/hgn.md ("Balancing the KL") shows its
@@ -39,6 +39,7 @@ SETTINGS: dict[str, dict] = {
     "fixed 1e4": {**GECO_SETTINGS["fixed"], "geco_lambda_init": 1e4},
     "fixed 1e5": GECO_SETTINGS["fixed"],
     "default": GECO_SETTINGS["default"],
+    "calibrated": GECO_SETTINGS["calibrated"],
 }
 """The compared settings: name -> ModelConfig overrides."""
 

@@ -29,6 +29,7 @@ def script():
 def test_quick_comparison_shows_the_paper_setting_pinned_and_the_default_free(script, tmp_path):
     torch.set_num_threads(1)
     argv = ["--quick", "--steps", "12", "--out", str(tmp_path), "--settings", "paper", "default"]
+    argv += ["calibrated"]
     results = script.main(argv)
     by_name = {r["setting"]: r for r in results}
     # The paper's κ = 1e-3 is below what the model reaches, so λ only rises. (With PyTorch's
@@ -39,6 +40,9 @@ def test_quick_comparison_shows_the_paper_setting_pinned_and_the_default_free(sc
     assert by_name["default"]["share_at_clamp"] == 0.0
     lam0 = GECO_SETTINGS["default"]["geco_lambda_init"]
     assert lam0 < by_name["default"]["lambda_step10"] < lam0 * 1.02  # steps of at most 1e-3
+    # calibrated: from the same start, down toward the ELBO's weight (about 1e3 here), as slowly
+    calibrated = by_name["calibrated"]
+    assert lam0 / 1.02 < calibrated["lambda_step10"] < lam0 and calibrated["share_at_clamp"] == 0
     for r in results:
         assert r["ratio"] > 0 and r["kl_max"] >= r["kl_end"] >= 0
     assert json.loads((tmp_path / "summary.json").read_text()) == results
