@@ -51,8 +51,8 @@ initial state, where the rollouts missed the bob most. 2048 training sequences, 
 steps of 16 passed over each of 512 about 94 times, and the test error sat 11-35 % above the
 training error; simulating more costs seconds, and a step costs the same. ``z`` has 4 channels
 (4 x 4 x 4 = 64 numbers; 16 channels, 256 numbers, until 2026-12-06): a pendulum's state is two
-numbers, and with the calibrated KL (:data:`GECO_SETTING`) the smaller latent carried a quarter
-of the KL and tracked the bob in more sequences (docs/hgn.md, "Try it")."""
+numbers, and with the calibrated KL (:data:`GECO_SETTING`) the smaller latent carried half the
+KL of 16 channels and tracked the bob in more sequences (seed 1; docs/hgn.md, "Try it")."""
 GECO_SETTING = "calibrated"
 """The KL balance: λ moves toward the weight of a Gaussian decoder whose variance is the running
 MSE, the ELBO's own balance ("default", GECO at 0.3 of the pixel variance, until 2026-12-06)."""
