@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from hamflow_hgn.cli import positive_int
 from hamflow_hgn.config import GECO_SETTINGS, ModelConfig, TrainConfig
 from hamflow_hgn.data import SYSTEMS, DataConfig, generate, open_dataset
 from hamflow_hgn.io import write_json
@@ -88,12 +89,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"training sequences to simulate (default {FULL['n_train']}; 512 until 2026-12-06)",
     )  # fmt: skip
     p.add_argument(
-        "--encoder-width", type=int, default=None,
+        "--encoder-width", type=positive_int, default=None,
         help=f"filters of the encoder's seven conv layers (default {FULL['encoder_width']}; "
         "16, every network's width, was the default until 2026-12-06)",
     )  # fmt: skip
     p.add_argument(
-        "--latent-channels", type=int, default=None,
+        "--latent-channels", type=positive_int, default=None,
         help=f"channels of z = latent_channels x 4 x 4 (default {FULL['latent_channels']})",
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -107,10 +108,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--steps: expected an integer >= 1, got {args.steps}")
     if args.n_train is not None and args.n_train < 16:
         p.error(f"--n-train: expected an integer >= 16 (one batch), got {args.n_train}")
-    for flag in ("encoder_width", "latent_channels"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            p.error(f"--{flag.replace('_', '-')}: expected an integer >= 1, got {value}")
     try:
         check_decay(args.lr_decay)
     except ValueError as err:

@@ -87,7 +87,6 @@ class HGN(nn.Module):
             ConvEnergy(c.state_channels, c.hamiltonian_width, c.hamiltonian_layers),
         )
         self.decoder = Decoder(c.state_channels, c.decoder_width, c.channels, c.n_upsample)
-        self._elements = 0  # target values per sequence, set by each call (calibrated λ)
         self.geco = GECO(
             1.0,
             alpha=c.geco_alpha,
@@ -219,7 +218,6 @@ class HGN(nn.Module):
             if reduce is not None:
                 detached = constraint.detach()
                 constraint = constraint + (reduce(detached) - detached)
-            self._elements = target[0].numel()
             if c.kl_balance == "fixed":
                 loss = kl + self.geco.lagrange.to(constraint.dtype) * (constraint - 1.0)
             else:
@@ -278,10 +276,12 @@ class HGN(nn.Module):
             True
         """
         pending = self.geco._pending
-        if pending is None or self._elements == 0:
+        if pending is None:
             raise RuntimeError("calibrated_multiplier() needs a call to the model first")
+        c = self.config
+        elements = len(c.target_frames) * c.channels * c.image_size**2  # per sequence
         ratio = float(pending) + self.geco.tolerance  # moving average of MSE / κ
-        return self._elements / (2.0 * max(ratio, 1e-12))
+        return elements / (2.0 * max(ratio, 1e-12))
 
     @torch.no_grad()
     def after_step(self) -> None:
