@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from hamflow_hgn.cli import positive_int
-from hamflow_hgn.config import GECO_SETTINGS, ModelConfig, TrainConfig
+from hamflow_hgn.config import GECO_SETTINGS, LATENT_PRIORS, ModelConfig, TrainConfig
 from hamflow_hgn.data import SYSTEMS, DataConfig, generate, open_dataset
 from hamflow_hgn.io import write_json
 from hamflow_hgn.rollouts import save_rollouts
@@ -57,6 +57,10 @@ KL of 16 channels and tracked the bob in more sequences (seed 1; docs/hgn.md, "T
 GECO_SETTING = "calibrated"
 """The KL balance: λ moves toward the weight of a Gaussian decoder whose variance is the running
 MSE, the ELBO's own balance ("default", GECO at 0.3 of the pixel variance, until 2026-12-06)."""
+LATENT_PRIOR = "matched"
+"""The prior over ``z``: ``N(0, I)`` for the first 1500 steps, then a full-covariance Gaussian that
+follows the training posteriors' running mean and covariance, so that prior samples show a
+pendulum (``"standard"``, the paper's ``N(0, I)``, until 2026-12-06; docs/hgn.md)."""
 LR, HAMILTONIAN_LR = 1e-3, 3e-4
 """Adam's learning rates: the encoder, f_psi and decoder, and the learned Hamiltonian."""
 LR_DECAY = 0.3
@@ -97,6 +101,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--latent-channels", type=positive_int, default=None,
         help=f"channels of z = latent_channels x 4 x 4 (default {FULL['latent_channels']})",
     )  # fmt: skip
+    p.add_argument(
+        "--latent-prior", default=LATENT_PRIOR, choices=sorted(LATENT_PRIORS),
+        help="the prior over z (docs/hgn.md; default: %(default)s); 'standard' is the paper's "
+        "N(0, I)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument(
         "--geco-setting", default=GECO_SETTING, choices=sorted(GECO_SETTINGS),
@@ -132,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
     model_cfg = ModelConfig.reduced(
         size["width"], encoder_widths=encoder,
         latent_channels=args.latent_channels or size["latent_channels"],
-        **GECO_SETTINGS[args.geco_setting],
+        latent_prior=args.latent_prior, **GECO_SETTINGS[args.geco_setting],
     )  # fmt: skip
     config = TrainConfig(
         data=str(data_dir), out=str(run_dir), steps=steps, lr=LR, hamiltonian_lr=HAMILTONIAN_LR,
@@ -168,6 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
         "geco_setting": args.geco_setting,
         "encoder_widths": list(model.config.encoder_widths),
         "latent_channels": model.config.latent_channels,
+        "latent_prior": model.config.latent_prior,
         "lr_decay": args.lr_decay,
         "test_mse": float((forward.frames - images).square().mean()),
         "mean_image_mse": float((mean_image - images).square().mean()),

@@ -68,6 +68,12 @@ PIXEL_HNN_KINDS: dict[str, str] = {
 KL_BALANCES: tuple[str, ...] = ("geco", "fixed", "calibrated")
 """How the KL is weighted against the reconstruction (:attr:`ModelConfig.kl_balance`)."""
 
+LATENT_PRIORS: dict[str, str] = {
+    "standard": "N(0, I), as in the paper",
+    "matched": "a full-covariance Gaussian matched to the training posteriors' running moments",
+}
+"""The priors over HGN's ``z``, by name (:attr:`ModelConfig.latent_prior`)."""
+
 GECO_UNITS: dict[str, str] = {
     "variance": "a fraction of the batch's per-pixel variance about its mean frame",
     "mse": "a per-pixel MSE",
@@ -168,6 +174,15 @@ class ModelConfig:
         geco_max_log_step: bound on the change of ``log λ`` per step; ``None`` for Rezende &
             Viola's unbounded update (the paper's setting, which pins λ at its cap of 1e6
             within ten steps when the tolerance is 1e-3 in MSE; docs/hgn.md).
+        latent_prior: the prior over z: ``"standard"``, the paper's ``N(0, I)``, or
+            ``"matched"``, a full-covariance Gaussian that follows the running mean and
+            covariance of the training posteriors
+            (:class:`~hamflow_hgn.models.prior.MatchedGaussianPrior`), so that prior samples
+            land where the training posteriors are. Ignored by the ``deterministic`` variant,
+            which samples nothing.
+        prior_warmup_steps: training steps during which the ``"matched"`` prior stays
+            ``N(0, I)`` (it follows the posteriors from the next step on), so that the encoder
+            learns to use ``z`` first (:class:`~hamflow_hgn.models.prior.MatchedGaussianPrior`).
         decoder_bias: ``"data"`` (default) starts the decoder's output bias at the logit of
             the training data's mean colour, so an untrained HGN draws the background instead
             of grey (its MSE starts near the mean image's, not 30x above it); ``"zero"``
@@ -200,6 +215,8 @@ class ModelConfig:
     geco_speed: float = 1e-2
     geco_lambda_init: float = 1e5
     geco_max_log_step: float | None = 1e-3
+    latent_prior: str = "standard"
+    prior_warmup_steps: int = 1500
     decoder_bias: str = "data"
 
     def __post_init__(self) -> None:
@@ -245,6 +262,8 @@ class ModelConfig:
         _check_choice("kl_balance", self.kl_balance, KL_BALANCES)
         _check_choice("geco_units", self.geco_units, GECO_UNITS)
         _check_choice("decoder_bias", self.decoder_bias, DECODER_BIASES)
+        _check_choice("latent_prior", self.latent_prior, LATENT_PRIORS)
+        _check_positive_int("prior_warmup_steps", self.prior_warmup_steps, 0)
         if not (
             isinstance(self.geco_tolerance, (int, float))
             and math.isfinite(self.geco_tolerance)

@@ -38,6 +38,7 @@ from .checkpoint import (
 from .config import (
     AMP_MODES,
     GECO_SETTINGS,
+    LATENT_PRIORS,
     PROTOCOLS,
     VARIANTS,
     ModelConfig,
@@ -384,7 +385,7 @@ def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .cli import default_of, make_parser, positive_int
+    from .cli import default_of, make_parser, non_negative_int, positive_int
     from .models import MODELS
 
     t, m = TrainConfig, ModelConfig
@@ -447,6 +448,16 @@ def _parser() -> argparse.ArgumentParser:
         help="channels of z (latent_channels x 4 x 4), over --width or A.1's 48",
     )  # fmt: skip
     p.add_argument(
+        "--latent-prior", default=default_of(m, "latent_prior"), choices=sorted(LATENT_PRIORS),
+        help="the prior over z: 'standard' (N(0, I), the paper's) or 'matched' (a "
+        "full-covariance Gaussian matched to the running moments of the training posteriors); "
+        "default: %(default)s",
+    )  # fmt: skip
+    p.add_argument(
+        "--prior-warmup-steps", type=non_negative_int, default=default_of(m, "prior_warmup_steps"),
+        help="steps during which the matched prior stays N(0, I); default: %(default)s",
+    )  # fmt: skip
+    p.add_argument(
         "--geco-setting", default="default", choices=sorted(GECO_SETTINGS),
         help="KL balancing: 'default' (tolerance 0.3 of the pixel variance, lambda from 1e5 in "
         "log steps of at most 1e-3), 'fast' (lambda from 1e3, steps of 1e-2), 'fixed' (lambda "
@@ -498,6 +509,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         model_kw["encoder_widths"] = (args.encoder_width,) * len(ModelConfig().encoder_widths)
     if args.latent_channels is not None:
         model_kw["latent_channels"] = args.latent_channels
+    model_kw["latent_prior"] = args.latent_prior
+    model_kw["prior_warmup_steps"] = args.prior_warmup_steps
     if args.width is not None:
         model = ModelConfig.reduced(args.width, **model_kw)
     else:

@@ -2,14 +2,16 @@
 
 For each trained run it encodes the training sequences and reports:
 
-- the KL per sequence, split into its variance part ``½ Σ (σ² − 1 − ln σ²)`` and its mean part
-  ``½ Σ μ²``;
+- the KL per sequence against the model's prior, split into its variance part (for ``N(0, I)``,
+  ``½ Σ (σ² − 1 − ln σ²)``) and its mean part (``½ Σ μ²``):
+  :meth:`hamflow_hgn.models.prior.StandardPrior.kl_parts`;
 - the spectrum of the posterior means: the variance along their first principal directions
   (the prior's is 1 in every direction) and how many directions carry 99 % of it;
 - :func:`hamflow_hgn.samples.nearest_sequence_ratio` (MSE to the nearest training sequence,
   over the mean image's) of held-out test sequences (what real ones score), of the model's
-  reconstructions of them, of rollouts from prior samples ``z ~ N(0, I)`` and of rollouts from
-  a :class:`hamflow_hgn.samples.LatentGaussian` fitted to the training posteriors.
+  reconstructions of them, of rollouts from prior samples (``z ~ N(0, I)``, or from the learned
+  prior) and of rollouts from a :class:`hamflow_hgn.samples.LatentGaussian` fitted to the
+  training posteriors.
 
 It writes ``summary.json``, ``samples.md`` and ``samples.png`` (prior and fitted samples of the
 first run, side by side) under ``--out``; ``--publish`` also writes the table into docs/hgn.md
@@ -53,12 +55,17 @@ def analyse(run_dir: Path, num_samples: int, seed: int) -> tuple[dict, list, lis
     test = open_dataset(data, "test")
     reference = train.render_batch(range(len(train)))
     means, logvars = zip(*(model.encode(b) for b in reference.split(64)))
-    mu = torch.cat(means).flatten(1).double()
-    kl_mean = 0.5 * mu.square().sum(1).mean()
-    kl_var = torch.tensor(0.0, dtype=torch.float64)
+    mu = torch.cat(means).double()
     if logvars[0] is not None:
-        lv = torch.cat(logvars).flatten(1).double()
-        kl_var = 0.5 * (lv.exp() - 1 - lv).sum(1).mean()
+        lv = torch.cat(logvars).double()
+        kl_var, kl_mean = (part.mean() for part in model.prior.kl_parts(mu, lv))
+        lv = lv.flatten(1)
+    else:  # the deterministic variant's KL term: a posterior of unit variance about N(0, I)
+        kl_var, kl_mean = (
+            torch.tensor(0.0, dtype=torch.float64),
+            0.5 * mu.square().flatten(1).sum(1).mean(),
+        )
+    mu = mu.flatten(1)
     spectrum = torch.linalg.eigvalsh(torch.cov(mu.T)).flip(0).clamp_min(0)
     share = spectrum.cumsum(0) / spectrum.sum()
     latent = LatentGaussian.fit(model, reference.split(64))
@@ -77,6 +84,7 @@ def analyse(run_dir: Path, num_samples: int, seed: int) -> tuple[dict, list, lis
         "run": str(run_dir),
         "train_sequences": len(train),
         "latent_dims": mu.shape[1],
+        "latent_prior": model.config.latent_prior if model.config.stochastic else "standard",
         "kl_per_sequence": float(kl_mean + kl_var),
         "kl_variance_part": float(kl_var),
         "kl_mean_part": float(kl_mean),
@@ -97,22 +105,23 @@ def markdown(records: list[dict], command: str, when: str) -> str:
         f"torch {torch.__version__}.  ",
         "KL in nats per sequence (its variance and mean parts); the posteriors' mean variance "
         "σ²; the first three variances of "
-        "the posterior means along their principal directions (the prior's: 1 in each), and "
+        "the posterior means along their principal directions (N(0, I)'s: 1 in each), and "
         "how many directions carry 99 % of their variance; then the median MSE to the nearest "
         "training sequence over the mean image's MSE (`nearest_sequence_ratio`: 0 for a "
         "training sequence, about 1 for a picture of no system).",
         "",
-        "| run | KL (var + mean) | mean σ² | top variances | dirs 99 % | "
+        "| run | prior | KL (var + mean) | mean σ² | top variances | dirs 99 % | "
         + " | ".join(ROWS)
         + " |",
-        "|---|---|---|---|---|" + "---|" * len(ROWS),
+        "|---|---|---|---|---|---|" + "---|" * len(ROWS),
     ]
     for r in records:
         top = ", ".join(f"{v:.3g}" for v in r["top_variances"][:3])
         var = "-" if r["mean_posterior_variance"] is None else f"{r['mean_posterior_variance']:.2g}"
         cells = " | ".join(f"{r['nearest_ratio_median'][k]:.2f}" for k in ROWS)
         lines.append(
-            f"| `{r['run']}` | {r['kl_per_sequence']:.0f} ({r['kl_variance_part']:.0f} + "
+            f"| `{r['run']}` | {r['latent_prior']} | {r['kl_per_sequence']:.0f} "
+            f"({r['kl_variance_part']:.0f} + "
             f"{r['kl_mean_part']:.0f}) | {var} | {top} | {r['directions_for_99pct']} of "
             f"{r['latent_dims']} | {cells} |"
         )

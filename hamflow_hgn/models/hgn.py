@@ -22,6 +22,7 @@ from ..config import ModelConfig
 from ..samples import LatentGaussian
 from .base import NoiseFn, ReduceFn, Rollout, standard_noise
 from .networks import ConvEnergy, Decoder, Encoder, StateTransform
+from .prior import StandardPrior, make_prior
 
 __all__ = ["HGN"]
 
@@ -87,6 +88,9 @@ class HGN(nn.Module):
             ConvEnergy(c.state_channels, c.hamiltonian_width, c.hamiltonian_layers),
         )
         self.decoder = Decoder(c.state_channels, c.decoder_width, c.channels, c.n_upsample)
+        z_shape = (c.z_channels, c.latent_size, c.latent_size)
+        # The deterministic variant samples nothing: it has no posteriors to match a prior to.
+        self.prior = make_prior(c.latent_prior, z_shape) if c.stochastic else StandardPrior(z_shape)
         self.geco = GECO(
             1.0,
             alpha=c.geco_alpha,
@@ -213,7 +217,9 @@ class HGN(nn.Module):
             loss = kl + self.geco.lagrange.to(mse.dtype) * mse / self.tolerance(target, reduce)
         else:
             mean, logvar = mean.float(), logvar.float()
-            kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(1).mean()
+            kl = self.prior.kl(mean, logvar).mean()
+            if self.training and step > c.prior_warmup_steps:
+                self.prior.observe(mean, logvar, reduce)
             constraint = mse / self.tolerance(target, reduce)
             if reduce is not None:
                 detached = constraint.detach()
@@ -331,7 +337,8 @@ class HGN(nn.Module):
         generator: torch.Generator | None = None,
         latent: LatentGaussian | None = None,
     ) -> Rollout:
-        """Rollouts from fresh prior samples ``z ~ N(0, I)`` (paper Fig. 8).
+        """Rollouts from fresh prior samples ``z ~ p(z)`` (paper Fig. 8: ``N(0, I)``; with
+        ``latent_prior="matched"``, the Gaussian matched to the training posteriors).
 
         With ``latent`` (a fitted :class:`~hamflow_hgn.samples.LatentGaussian`), ``z`` is drawn
         from that Gaussian over the training posteriors instead of from the prior.
@@ -352,7 +359,6 @@ class HGN(nn.Module):
                 )
             z = latent.sample(n, generator=generator).to(param.dtype)
         else:
-            where = param.device if generator is None else generator.device
-            z = torch.randn(shape, generator=generator, dtype=param.dtype, device=where)
+            z = self.prior.sample(n, generator=generator, dtype=param.dtype, device=param.device)
         q, p = self.state_from_z(z.to(param.device))
         return self.rollout_from(q, p, c.frames - 1 if steps is None else steps, dt)

@@ -62,7 +62,7 @@ def test_reports_the_kl_split_the_spectrum_and_the_ratios(script, run_dir, tmp_p
     assert record["kl_per_sequence"] == pytest.approx(float(kl), rel=1e-6)
     assert record["kl_mean_part"] == pytest.approx(float(kl_mean), rel=1e-6)
     assert record["mean_posterior_variance"] == pytest.approx(float(logvar.exp().mean()))
-    assert "| run | KL (var + mean) | mean σ²" in (tmp_path / "samples.md").read_text()
+    assert "| run | prior | KL (var + mean) | mean σ²" in (tmp_path / "samples.md").read_text()
     assert (tmp_path / "samples.png").read_bytes()[:4] == b"\x89PNG"
 
 
