@@ -1,8 +1,9 @@
 """DDP on the CPU: ``torchrun --nproc-per-node 2`` (gloo) matches one process, same global batch.
 
 Each rank draws the same global batch of indices and of reparametrisation noise and keeps its
-slice, DDP averages the gradients and GECO sees the constraint averaged over ranks, so the
-logged losses (averaged over ranks) equal a single-process run with batch 2B to float tolerance.
+slice, DDP averages the gradients, GECO sees the constraint averaged over ranks and the matched
+prior the posteriors' moments averaged over ranks, so the logged losses (averaged over ranks)
+equal a single-process run with batch 2B to float tolerance.
 """
 
 import csv
@@ -15,6 +16,7 @@ import torch
 
 from hamflow_hgn.config import ModelConfig, TrainConfig
 from hamflow_hgn.data import DataConfig, generate
+from hamflow_hgn.runs import load_run
 from hamflow_hgn.train import train
 
 STEPS = 4
@@ -41,7 +43,8 @@ def test_torchrun_two_ranks_match_one_process(tmp_path):
         TrainConfig(
             data=str(data),
             out=str(tmp_path / "single"),
-            model=ModelConfig.reduced(16),
+            # the matched prior from step 2 on: its moments must agree across ranks
+            model=ModelConfig.reduced(16, latent_prior="matched", prior_warmup_steps=1),
             steps=STEPS,
             batch_size=4,
             log_every=1,
@@ -51,7 +54,8 @@ def test_torchrun_two_ranks_match_one_process(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
            "--standalone", "-m", "hamflow_hgn.train", "--data", str(data), "--out",
            str(tmp_path / "ddp"), "--width", "16", "--steps", str(STEPS), "--batch-size", "2",
-           "--log-every", "1", "--device", "cpu", "--no-progress"]  # fmt: skip
+           "--log-every", "1", "--device", "cpu", "--no-progress", "--latent-prior", "matched",
+           "--prior-warmup-steps", "1"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -61,3 +65,7 @@ def test_torchrun_two_ranks_match_one_process(tmp_path):
     for step in a:
         torch.testing.assert_close(torch.tensor(b[step]), torch.tensor(a[step]), rtol=1e-4,
                                    atol=1e-6)  # fmt: skip
+    # the prior's moments are those of the global batch, not of rank 0's half
+    priors = [load_run(tmp_path / run, data).model.prior for run in ("single", "ddp")]
+    torch.testing.assert_close(priors[1].loc, priors[0].loc, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(priors[1].covariance, priors[0].covariance, rtol=1e-5, atol=1e-7)
