@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from hamflow_hgn.cli import positive_int
+from hamflow_hgn.cli import non_negative_int, positive_int
 from hamflow_hgn.config import GECO_SETTINGS, LATENT_PRIORS, ModelConfig, TrainConfig
 from hamflow_hgn.data import SYSTEMS, DataConfig, generate, open_dataset
 from hamflow_hgn.io import write_json
@@ -106,6 +106,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the prior over z (docs/hgn.md; default: %(default)s); 'standard' is the paper's "
         "N(0, I)",
     )  # fmt: skip
+    p.add_argument(
+        "--prior-warmup-steps", type=non_negative_int, default=ModelConfig().prior_warmup_steps,
+        help="steps during which the matched prior stays N(0, I) (default: %(default)s)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument(
         "--geco-setting", default=GECO_SETTING, choices=sorted(GECO_SETTINGS),
@@ -141,7 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
     model_cfg = ModelConfig.reduced(
         size["width"], encoder_widths=encoder,
         latent_channels=args.latent_channels or size["latent_channels"],
-        latent_prior=args.latent_prior, **GECO_SETTINGS[args.geco_setting],
+        latent_prior=args.latent_prior, prior_warmup_steps=args.prior_warmup_steps,
+        **GECO_SETTINGS[args.geco_setting],
     )  # fmt: skip
     config = TrainConfig(
         data=str(data_dir), out=str(run_dir), steps=steps, lr=LR, hamiltonian_lr=HAMILTONIAN_LR,
@@ -178,6 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
         "encoder_widths": list(model.config.encoder_widths),
         "latent_channels": model.config.latent_channels,
         "latent_prior": model.config.latent_prior,
+        "prior_warmup_steps": model.config.prior_warmup_steps,
         "lr_decay": args.lr_decay,
         "test_mse": float((forward.frames - images).square().mean()),
         "mean_image_mse": float((mean_image - images).square().mean()),

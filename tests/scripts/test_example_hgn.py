@@ -24,7 +24,9 @@ def example():
 
 def test_quick_run_rolls_out_and_reverses(example, tmp_path):
     torch.set_num_threads(1)
-    record = example.main(["--quick", "--out", str(tmp_path), "--no-progress"])
+    # the matched prior follows the posteriors over the last 10 of the 30 steps
+    quick = ["--quick", "--out", str(tmp_path), "--no-progress", "--prior-warmup-steps", "20"]
+    record = example.main(quick)
     assert math.isfinite(record["test_mse"]) and record["mean_image_mse"] > 0
     assert record["reversal_error"] < 1e-4  # leapfrog run backwards retraces the latent path
     kinds = ("forward", "backward", "double_speed", "half_speed", "samples", "fitted_samples")
@@ -34,6 +36,9 @@ def test_quick_run_rolls_out_and_reverses(example, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["train_steps"] == 30 and summary["encoder_widths"] == [8] * 7  # QUICK's
     assert summary["latent_channels"] == example.QUICK["latent_channels"]
+    assert (summary["latent_prior"], summary["prior_warmup_steps"]) == ("matched", 20)
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    assert state["prior.first_moment"].abs().max() > 0  # it left N(0, I)
     track = record["tracking"]  # hamflow_hgn.tracking over every test sequence
     assert 0.0 <= track["sequences"] <= track["frames"] <= 1.0
     assert track["radius_px"] == pytest.approx(1.5)
@@ -49,7 +54,7 @@ def test_quick_run_rolls_out_and_reverses(example, tmp_path):
     assert record["train_mse_last_tenth"]["mean"] == pytest.approx(sum(tail) / len(tail))
     # A second call into the same folder resumes (the trainer refuses to overwrite a run
     # without resume) and trains on to the new step count.
-    again = example.main(["--quick", "--out", str(tmp_path), "--no-progress", "--steps", "35"])
+    again = example.main([*quick, "--steps", "35"])
     assert again["train_steps"] == 35
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 35
 
@@ -72,6 +77,9 @@ def test_bad_arguments_are_refused(example):
     for bad in ("0", "-1", "four"):
         with pytest.raises(SystemExit):
             example.parse_args(["--latent-channels", bad])
+    for flag, bad in (("--prior-warmup-steps", "-1"), ("--latent-prior", "vamp")):
+        with pytest.raises(SystemExit):
+            example.parse_args([flag, bad])
 
 
 def test_the_example_defaults_unless_asked(example):
@@ -85,3 +93,6 @@ def test_the_example_defaults_unless_asked(example):
     assert example.FULL["latent_channels"] == 4 and example.parse_args([]).latent_channels is None
     assert example.parse_args([]).geco_setting == example.GECO_SETTING == "calibrated"
     assert example.parse_args(["--latent-channels", "16"]).latent_channels == 16
+    # the prior follows the posteriors after 1500 steps at N(0, I) (2026-12-06)
+    args = example.parse_args([])
+    assert (args.latent_prior, args.prior_warmup_steps) == ("matched", 1500)
