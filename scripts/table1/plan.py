@@ -77,14 +77,13 @@ SCALES: dict[str, Scale] = {
         note="pipeline smoke test only",
         env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
     ),
-    # 2 CPU cores with --jobs 2: all four systems and six models in about an hour (60 min of
-    # training and evaluation, 2026-12-05); 16x16 frames, a 15-step unroll, narrow
-    # networks (width 16), 3000 HGN steps with the learned Hamiltonian at lr 3e-4 (the pendulum
-    # example's settings of 2026-12-05; not its encoder, 32 wide, its 2048 training sequences,
-    # its z of 4 channels or its calibrated KL balance, all since 2026-12-06).
+    # 2 CPU cores with --jobs 2: all four systems and six models in about an hour; 16x16
+    # frames, a 15-step unroll, narrow networks (width 16, the encoder 32), 3000 HGN steps with
+    # the learned Hamiltonian at lr 3e-4: the pendulum example's settings of 2026-12-06 (its
+    # 2048 training sequences, z of 4 channels, calibrated KL balance and matched prior).
     "small": Scale(
         name="small",
-        n_train=512,
+        n_train=2048,
         n_test=64,
         frames=16,
         size=16,
@@ -95,25 +94,33 @@ SCALES: dict[str, Scale] = {
         hgn_args=(
             "--width",
             "16",
+            "--encoder-width",
+            "32",
+            "--latent-channels",
+            "4",
             "--lr",
             "1e-3",
             "--hamiltonian-lr",
             "3e-4",
             "--lr-decay",
             "0.3",
+            "--geco-setting",
+            "calibrated",
+            "--latent-prior",
+            "matched",
         ),  # fmt: skip
         baseline_args=("--width", "16", "--lr", "1e-3"),
         device_args=("--device", "cpu"),
-        note="16x16 frames, 15-step unroll, width-16 networks, lr 1e-3 (HGN's Hamiltonian 3e-4) "
-        "decaying linearly over HGN's last 30 % of steps, "
-        "HGN 3000 steps (the pendulum example's settings of 2026-12-05: since 2026-12-06 the "
-        "example has a 32-wide encoder, 2048 training sequences, z of 4 channels and the "
-        "calibrated KL balance, which these runs do not), "
+        note="16x16 frames, 15-step unroll, width-16 networks with a 32-wide encoder and z of "
+        "4 x 4 x 4, lr 1e-3 (HGN's Hamiltonian 3e-4) decaying linearly over HGN's last 30 % of "
+        "steps, the calibrated KL balance and the matched prior (N(0, I) for 1500 steps), HGN "
+        "3000 steps: the pendulum example's settings of 2026-12-06; "
         "PixelHNN 2000 steps (a tenth of HGN's cost per step, so it gets more); "
         "three-body drawn with discs of radius 0.5 instead of 0.3 (system "
         "`three_body_big_discs`): at 16x16 the paper's discs are 1 px in radius; "
-        "three-body's GECO tolerance is 0.5 of the variance instead of 0.3, which its "
-        "HGNs did not reach at this scale (docs/hgn.md)",
+        "three-body's GECO tolerance is 0.5 of the variance instead of 0.3 (kept from the "
+        "GECO-balanced runs, which did not reach 0.3 there; under the calibrated balance it "
+        "only sets the units of lambda; docs/hgn.md)",
         # One thread per process: on shared, oversubscribed cores torch's default thread pool
         # made a training step 100x slower; --jobs 2 then uses both cores.
         env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
