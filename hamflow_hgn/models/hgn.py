@@ -90,7 +90,11 @@ class HGN(nn.Module):
         self.decoder = Decoder(c.state_channels, c.decoder_width, c.channels, c.n_upsample)
         z_shape = (c.z_channels, c.latent_size, c.latent_size)
         # The deterministic variant samples nothing: it has no posteriors to match a prior to.
-        self.prior = make_prior(c.latent_prior, z_shape) if c.stochastic else StandardPrior(z_shape)
+        self.prior = (
+            make_prior(c.latent_prior, z_shape, c.prior_warmup_steps)
+            if c.stochastic
+            else StandardPrior(z_shape)
+        )
         self.geco = GECO(
             1.0,
             alpha=c.geco_alpha,
@@ -218,7 +222,7 @@ class HGN(nn.Module):
         else:
             mean, logvar = mean.float(), logvar.float()
             kl = self.prior.kl(mean, logvar).mean()
-            if self.training and step > c.prior_warmup_steps:
+            if self.training:
                 self.prior.observe(mean, logvar, reduce)
             constraint = mse / self.tolerance(target, reduce)
             if reduce is not None:

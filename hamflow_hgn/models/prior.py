@@ -87,17 +87,16 @@ class MatchedGaussianPrior(StandardPrior):
     training sequences matches the moments of their posteriors taken together: ``m = E[μ]`` and
     ``Σ = Cov(μ) + diag E[σ²]``. This prior keeps those moments as exponential moving averages
     over training batches (:meth:`observe`, which :class:`~hamflow_hgn.models.hgn.HGN` calls on
-    each training batch after ``config.prior_warmup_steps``, like batch norm's running
-    statistics), so each step's KL is taken against the best Gaussian prior for the encoder of
-    the last hundred or so steps. It has no parameters; its moments are buffers, saved with the
-    model.
+    each training batch, like batch norm's running statistics), so each step's KL is taken
+    against the best Gaussian prior for the encoder of the last hundred or so steps. It has no
+    parameters; its moments are buffers, saved with the model.
 
-    It starts at ``N(0, I)``, and HGN keeps it there for a warm-up. Matched from the first
+    It starts at ``N(0, I)`` and stays there for ``warmup`` batches. Matched from the first
     steps, the prior is as narrow as the untrained encoder's nearly identical posteriors; a
     posterior mean that moves away from the others then costs ``(μ − m)² / 2Σ`` nats with a tiny
-    ``Σ``, and the encoder never learns to tell sequences apart: the pendulum example stayed at
-    the mean image, with momentum 0.99 and with 0.999 (docs/hgn.md). After the warm-up the
-    encoder already encodes the state, and the prior follows it.
+    ``Σ``, and the encoder never learns to tell sequences apart (the pendulum example stays at
+    the mean image without a warm-up, docs/hgn.md). After the warm-up the encoder already
+    encodes the state, and the prior follows it.
 
     The KL of a diagonal posterior ``N(μ, diag σ²)``, with ``Σ = L Lᵀ``, is in closed form,
 
@@ -108,6 +107,8 @@ class MatchedGaussianPrior(StandardPrior):
 
     Args:
         shape: the shape of one ``z``, ``(channels, size, size)``.
+        warmup: the first ``warmup`` batches passed to :meth:`observe` leave the prior at
+            ``N(0, I)`` (HGN passes ``config.prior_warmup_steps``).
         momentum: the weight of the old moments in each update (0.99: about the last 100
             batches count).
         jitter: added to the covariance's diagonal before its Cholesky factor is taken.
@@ -125,17 +126,26 @@ class MatchedGaussianPrior(StandardPrior):
         torch.Size([3, 1, 2, 2])
     """
 
-    def __init__(self, shape: tuple[int, ...], momentum: float = 0.99, jitter: float = 1e-6):
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        warmup: int = 0,
+        momentum: float = 0.99,
+        jitter: float = 1e-6,
+    ):
         super().__init__(shape)
+        if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+            raise ValueError(f"warmup: expected an integer >= 0, got {warmup!r}")
         if not (isinstance(momentum, (int, float)) and 0 <= momentum < 1):
             raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
         if not (isinstance(jitter, (int, float)) and jitter >= 0):
             raise ValueError(f"jitter: expected a number >= 0, got {jitter!r}")
-        self.momentum, self.jitter = float(momentum), float(jitter)
+        self.warmup, self.momentum, self.jitter = warmup, float(momentum), float(jitter)
         n = int(torch.Size(self.shape).numel())
         # E[μ] and E[μμᵀ + diag σ²] over the recent training posteriors (float64)
         self.register_buffer("first_moment", torch.zeros(n, dtype=torch.float64))
         self.register_buffer("second_moment", torch.eye(n, dtype=torch.float64))
+        self.register_buffer("batches_seen", torch.tensor(0))  # by observe, warm-up included
 
     @property
     def loc(self) -> Tensor:
@@ -162,7 +172,8 @@ class MatchedGaussianPrior(StandardPrior):
 
     @torch.no_grad()
     def observe(self, mean: Tensor, logvar: Tensor, reduce=None) -> None:
-        """Move the moments toward those of a training batch's posteriors.
+        """Count a training batch and, after the warm-up, move the moments toward those of
+        its posteriors.
 
         ``reduce`` (as :class:`~hamflow_hgn.models.hgn.HGN` gets it from the trainer) averages
         the batch's moments over DDP processes, so every rank holds the same prior.
@@ -172,6 +183,9 @@ class MatchedGaussianPrior(StandardPrior):
         var = logvar.detach().flatten(1).to(self.first_moment).exp()
         if not (torch.isfinite(mu).all() and torch.isfinite(var).all()):
             raise ValueError("observe: expected finite posteriors, got NaN or inf")
+        self.batches_seen += 1
+        if int(self.batches_seen) <= self.warmup:
+            return
         first = mu.mean(0)
         second = mu.T @ mu / len(mu) + torch.diag(var.mean(0))
         if reduce is not None:
@@ -217,11 +231,12 @@ class MatchedGaussianPrior(StandardPrior):
         return z.reshape(n, *self.shape).to(dtype)
 
     def extra_repr(self) -> str:
-        return f"shape={self.shape}, momentum={self.momentum}"
+        return f"shape={self.shape}, warmup={self.warmup}, momentum={self.momentum}"
 
 
-def make_prior(name: str, shape: tuple[int, ...]) -> StandardPrior:
-    """The prior named ``name`` (a key of :data:`LATENT_PRIORS`) over ``z`` of ``shape``.
+def make_prior(name: str, shape: tuple[int, ...], warmup: int = 0) -> StandardPrior:
+    """The prior named ``name`` (a key of :data:`LATENT_PRIORS`) over ``z`` of ``shape``;
+    ``warmup`` is the matched prior's (:class:`MatchedGaussianPrior`).
 
     Example:
         >>> type(make_prior("matched", (4, 4, 4))).__name__
@@ -230,5 +245,5 @@ def make_prior(name: str, shape: tuple[int, ...]) -> StandardPrior:
     if name == "standard":
         return StandardPrior(shape)
     if name == "matched":
-        return MatchedGaussianPrior(shape)
+        return MatchedGaussianPrior(shape, warmup)
     raise ValueError(f"latent_prior: expected one of {sorted(LATENT_PRIORS)}, got {name!r}")

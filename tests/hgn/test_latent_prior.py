@@ -128,12 +128,12 @@ def test_hgn_matches_its_prior_to_training_batches_after_the_warmup():
     def draw(shape, dtype, device):
         return torch.randn(shape, generator=noise, dtype=dtype)
 
-    for step in range(1, 6):  # the warm-up: the prior stays N(0, I)
-        model(images, step, noise=draw)
+    for _ in range(5):  # the warm-up: the prior stays N(0, I)
+        model(images, noise=draw)
     n = model.prior.loc.numel()  # 2 x 4 x 4
     torch.testing.assert_close(model.prior.loc, torch.zeros(n, dtype=torch.float64))
     torch.testing.assert_close(model.prior.second_moment, torch.eye(n, dtype=torch.float64))
-    loss, metrics = model(images, 6, noise=draw)
+    loss, metrics = model(images, noise=draw)
     mean, logvar = model.encode(images)
     reference = MatchedGaussianPrior(model.prior.shape)  # the KL is taken before the update
     torch.testing.assert_close(metrics["kl"], reference.kl(mean, logvar).mean().detach())
@@ -142,8 +142,9 @@ def test_hgn_matches_its_prior_to_training_batches_after_the_warmup():
     torch.testing.assert_close(model.prior.covariance, reference.covariance)
     loss.backward()  # the update did not touch anything the backward pass needs
     assert next(model.encoder.parameters()).grad is not None
+    assert int(model.prior.batches_seen) == 6
     model.eval()
-    model(images, 7)
+    model(images)
     torch.testing.assert_close(model.prior.loc, reference.loc)  # evaluation leaves it alone
 
 
@@ -173,7 +174,7 @@ def test_priors_in_the_state_dict():
     assert not any(key.startswith("prior.") for key in HGN(small()).state_dict())
     matched = HGN(small(latent_prior="matched"))
     assert {k for k in matched.state_dict() if k.startswith("prior.")} == {
-        "prior.first_moment", "prior.second_moment"
+        "prior.first_moment", "prior.second_moment", "prior.batches_seen"
     }  # fmt: skip
 
 
