@@ -39,11 +39,13 @@ __all__ = [
 
 
 FIG8_CAPTION = (
-    "Fig. 8 draws, for each system, three prior samples (`z ~ N(0, I)`, as the paper does) and "
-    "below them three samples from a Gaussian fitted to the run's training posteriors "
+    "Fig. 8 draws, for each system, three prior samples (`z` from the run's own prior: the "
+    "paper's `N(0, I)`, or, for runs trained with `--latent-prior matched` as the small scale's "
+    "HGNs are, the Gaussian matched to the training posteriors) and below them three samples "
+    "from a Gaussian fitted to the run's training posteriors after training "
     "(`hamflow_hgn.samples.LatentGaussian`); "
-    "[hgn.md](hgn.md#why-prior-samples-show-no-system-and-samples-that-do) says why only the "
-    "second show the systems at the small scale."
+    "[hgn.md](hgn.md#prior-samples-and-the-matched-prior) says why the paper's prior shows no "
+    "system at the small scale and what the matched one changes."
 )
 
 PAPER_PENDULUM_COMMAND = (
