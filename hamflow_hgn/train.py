@@ -45,6 +45,7 @@ from .config import (
     TrainConfig,
     config_diff,
     config_to_dict,
+    train_config_from_dict,
 )
 from .distributed import (
     IndexSampler,
@@ -172,7 +173,12 @@ def train(config: TrainConfig, *, on_step: StepCallback | None = None) -> Path:
 
 def _resume(state: dict[str, Any], config: TrainConfig, cfg_dict: dict, dataset, path: Path):
     """Refuse a checkpoint of another configuration, dataset, or beyond ``config.steps``."""
-    diffs = config_diff(state["config"], cfg_dict, TrainConfig.RESUMABLE)
+    saved_cfg = state["config"]
+    try:  # fields added since the checkpoint was saved take their defaults, the old behaviour
+        saved_cfg = config_to_dict(train_config_from_dict(saved_cfg))
+    except (TypeError, ValueError):
+        pass  # an unknown or invalid field: the diff below names it
+    diffs = config_diff(saved_cfg, cfg_dict, TrainConfig.RESUMABLE)
     if diffs:
         raise CheckpointError(
             f"resume: {path} was trained with a different configuration; "

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from hamflow_hgn.checkpoint import CheckpointError, load_checkpoint
+from hamflow_hgn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hamflow_hgn.config import ModelConfig, TrainConfig
 from hamflow_hgn.data import DataConfig, generate, open_dataset
 from hamflow_hgn.models import MODELS, register_model
@@ -124,6 +124,24 @@ def test_resume_with_another_config_is_refused(data_dir, tmp_path):
     assert "batch_size" not in str(info.value)
     with pytest.raises(ValueError, match="already holds a checkpoint"):
         train(config(data_dir, tmp_path / "run", steps=4))
+
+
+def test_resume_fills_fields_added_since_the_checkpoint_with_their_defaults(data_dir, tmp_path):
+    """A run saved before ``latent_prior`` existed resumes: the new field's default is what the
+    old code did. A changed field is still refused."""
+    train(config(data_dir, tmp_path / "run", steps=2, checkpoint_every=2))
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = load_checkpoint(path)
+    for key in ("latent_prior", "prior_warmup_steps"):
+        del state["config"]["model"][key]
+    save_checkpoint(path, state)
+    train(config(data_dir, tmp_path / "run", steps=3, resume=True))
+    assert load_checkpoint(path)["step"] == 3
+    state = load_checkpoint(path)
+    state["config"]["model"]["latent_prior"] = "matched"
+    save_checkpoint(path, state)
+    with pytest.raises(CheckpointError, match="latent_prior: 'matched' -> 'standard'"):
+        train(config(data_dir, tmp_path / "run", steps=4, resume=True))
 
 
 def test_missing_data_and_unknown_model(tmp_path, data_dir):
