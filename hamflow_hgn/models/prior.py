@@ -147,6 +147,19 @@ class MatchedGaussianPrior(StandardPrior):
         self.register_buffer("second_moment", torch.eye(n, dtype=torch.float64))
         self.register_buffer("batches_seen", torch.tensor(0))  # by observe, warm-up included
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written on 2026-12-06 before the count existed: a prior whose moments have
+        # left N(0, I) is past its warm-up; one that has not is taken to be at its start.
+        key = prefix + "batches_seen"
+        if key not in state_dict and prefix + "first_moment" in state_dict:
+            first, second = (
+                state_dict[prefix + "first_moment"],
+                state_dict[prefix + "second_moment"],
+            )
+            moved = bool(first.abs().max() > 0) or not torch.equal(second, torch.eye(len(first)))
+            state_dict[key] = torch.tensor(self.warmup if moved else 0)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @property
     def loc(self) -> Tensor:
         """The prior's mean ``m`` (float64)."""

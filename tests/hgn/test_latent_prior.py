@@ -187,3 +187,19 @@ def test_trainer_cli_sets_the_prior():
     assert (model.latent_prior, model.prior_warmup_steps) == ("matched", 0)
     with pytest.raises(ValueError, match="prior_warmup_steps: expected an integer >= 0"):
         small(prior_warmup_steps=-1)
+
+
+def test_a_state_without_the_batch_count_loads():
+    """Checkpoints of the first matched prior (2026-12-06) had no count: a prior that has left
+    N(0, I) is taken to be past its warm-up, one that has not to be at its start."""
+    moved = random_prior().state_dict()
+    del moved["batches_seen"]
+    prior = MatchedGaussianPrior(SHAPE, warmup=7)
+    prior.load_state_dict(moved)
+    assert int(prior.batches_seen) == 7
+    torch.testing.assert_close(prior.loc, moved["first_moment"])
+    fresh = MatchedGaussianPrior(SHAPE, warmup=7).state_dict()
+    del fresh["batches_seen"]
+    prior = MatchedGaussianPrior(SHAPE, warmup=7)
+    prior.load_state_dict(fresh)
+    assert int(prior.batches_seen) == 0
