@@ -3,18 +3,19 @@
 Generates a small pendulum data set, trains HGN (leapfrog) on it, then rolls the learned
 dynamics out from test sequences: forward, backward in time (``-dt``), at double and half
 speed, from fresh prior samples (paper Fig. 7 and 8) and from a Gaussian fitted to the training
-posteriors (``fitted_samples``, docs/hgn.md says why). It prints the test MSE next to the
+posteriors after training (``fitted_samples``). It prints the test MSE next to the
 "always predict the mean training image" reference, how often the rollout draws the bob where
 the truth has it (:mod:`hamflow_hgn.tracking`), and how exactly the backward rollout returns to
 the initial latent state, and saves PNG strips and GIFs.
 
 At its defaults (3000 steps, both learning rates decaying over the last 30 %, 2048 training
 sequences, an encoder 32 wide and every other network 16, z of 4 x 4 x 4, the KL balanced as
-the ELBO balances it) it reached a test MSE of 0.19, 0.18, 0.18, 0.17 and 0.18 times the mean
-image's with seeds 0-4, one torch thread per run, 7.3-7.8 minutes each, with the
-multiplier never at a clamp, a KL of 232-270 nats per sequence, and the bob tracked in every
-frame of all 32 test sequences for seeds 1, 2 and 4, 30 and 29 of them for seeds 0 and 3
-(2-core CPU, no GPU, 2026-12-06; docs/hgn.md, "Try it").
+the ELBO balances it, a prior over z matched to the training posteriors from step 1500 on) it
+reached a test MSE of 0.19, 0.18, 0.19, 0.17 and 0.20 times the mean image's with seeds 0-4,
+one torch thread per run, 467-492 s of CPU time each, with the multiplier never at a clamp, a
+KL of 88-103 nats per sequence, the bob tracked in every frame of 31, 32, 30, 30 and 29 of the
+32 test sequences, and prior samples that swing like a pendulum (2-core CPU, no GPU,
+2026-12-06; docs/hgn.md, "Try it" and "Prior samples").
 
     python examples/pendulum_hgn.py                      # under 10 min on the 2-core CPU
     python examples/pendulum_hgn.py --system mass_spring --steps 3000
