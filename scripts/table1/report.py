@@ -149,8 +149,9 @@ def energy_lines(plan: Plan) -> list[str]:
 
 
 def kl_balance_lines(plan: Plan) -> list[str]:
-    """GECO's multiplier λ over each HGN run that GECO balances (not the deterministic variant,
-    whose λ is fixed), read from its ``metrics.csv``:
+    """GECO's multiplier λ over each HGN run whose λ moves (``kl_balance`` ``"geco"`` or
+    ``"calibrated"``; not ``"fixed"``, nor the deterministic variant, whose λ is fixed), read
+    from its ``metrics.csv``:
     its first and last value, its range, the share of logged steps at a clamp (where the KL's
     weight ``1/λ`` is pinned), and the final KL per sequence. Issue 10 asks λ to stay off
     its clamps."""
@@ -165,7 +166,7 @@ def kl_balance_lines(plan: Plan) -> list[str]:
             if model in BASELINES or not (log.exists() and config.exists()):
                 continue
             cfg = json.loads(config.read_text()).get("model", {})
-            if cfg.get("variant") == "deterministic" or cfg.get("kl_balance") != "geco":
+            if cfg.get("variant") == "deterministic" or cfg.get("kl_balance") == "fixed":
                 continue
             with open(log, newline="") as f:
                 logged = [r for r in csv.DictReader(f) if r.get("lambda") not in (None, "")]
@@ -182,7 +183,7 @@ def kl_balance_lines(plan: Plan) -> list[str]:
                 f"| {float(logged[-1]['kl']):.4g} |"
             )
     if not rows:
-        return ["- no HGN run balanced by GECO has logged its multiplier."]
+        return ["- no HGN run with a moving multiplier has logged it."]
     return [
         f"λ's clamps are [{bounds.lambda_min:g}, {bounds.lambda_max:g}]; the KL's weight is 1/λ.",
         "",

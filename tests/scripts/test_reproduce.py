@@ -309,11 +309,11 @@ def test_ratio_table_without_data_says_so(rt, tmp_path):
     assert "No data was generated, so there is no mean image to compare with." in text
 
 
-def fake_training_log(plan, system, model, lambdas, variant="leapfrog") -> None:
+def fake_training_log(plan, system, model, lambdas, variant="leapfrog", balance="geco") -> None:
     run = plan.run_dir(system, model)
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.json").write_text(
-        json.dumps({"model": {"variant": variant, "kl_balance": "geco"}})
+        json.dumps({"model": {"variant": variant, "kl_balance": balance}})
     )
     rows = ["step,loss,mse,kl,kl_weight,lambda,seconds"]
     rows += [f"{10 * i},1,0.1,{100 + i},{1 / v},{v},{i}" for i, v in enumerate(lambdas, 1)]
@@ -331,10 +331,19 @@ def test_kl_balance_reports_lambda_at_its_clamps(rt, tmp_path):
     assert "| Pendulum | HGN (determ)" not in text  # lambda is fixed there: nothing to report
 
 
+def test_kl_balance_reports_calibrated_runs_and_not_fixed_ones(rt, tmp_path):
+    plan = rt.build_plan(rt.SCALES["small"], tmp_path, ("pendulum",), ("hgn_leapfrog", "hgn_euler"))
+    fake_training_log(plan, "pendulum", "hgn_leapfrog", [1e5, 2e4], balance="calibrated")
+    fake_training_log(plan, "pendulum", "hgn_euler", [1e5, 1e5], balance="fixed")
+    text = rt.results_markdown(plan, "cmd", date="d", machine="m")
+    assert "| Pendulum | HGN (leapfrog) | 1e+05 → 2e+04 | 2e+04 – 1e+05 | 0 % | 102 |" in text
+    assert "| Pendulum | HGN (Euler)" not in text
+
+
 def test_kl_balance_without_runs_says_so(rt, tmp_path):
     plan = rt.build_plan(rt.SCALES["small"], tmp_path, ("pendulum",), ("hgn_leapfrog",))
     lines = rt.kl_balance_lines(plan)
-    assert lines == ["- no HGN run balanced by GECO has logged its multiplier."]
+    assert lines == ["- no HGN run with a moving multiplier has logged it."]
 
 
 def test_documented_gpu_run_is_the_paper_pendulum_and_runs_at_tiny_scale(rt, capsys, tmp_path):
