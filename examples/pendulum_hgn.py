@@ -14,7 +14,7 @@ the ELBO balances it, a prior over z matched to the training posteriors from ste
 reached a test MSE of 0.19, 0.18, 0.19, 0.17 and 0.20 times the mean image's with seeds 0-4,
 one torch thread per run, 467-492 s of CPU time each, with the multiplier never at a clamp, a
 KL of 88-103 nats per sequence, the bob tracked in every frame of 31, 32, 30, 30 and 29 of the
-32 test sequences, and prior samples that swing like a pendulum (2-core CPU, no GPU,
+32 test sequences, and prior samples that mostly swing like a pendulum (2-core CPU, no GPU,
 2026-12-06; docs/hgn.md, "Try it" and "Prior samples").
 
     python examples/pendulum_hgn.py                      # under 10 min on the 2-core CPU

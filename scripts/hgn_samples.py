@@ -9,7 +9,7 @@ For each trained run it encodes the training sequences and reports:
   (the prior's is 1 in every direction) and how many directions carry 99 % of it;
 - :func:`hamflow_hgn.samples.nearest_sequence_ratio` (MSE to the nearest training sequence,
   over the mean image's) of held-out test sequences (what real ones score), of the model's
-  reconstructions of them, of rollouts from prior samples (``z ~ N(0, I)``, or from the learned
+  reconstructions of them, of rollouts from prior samples (``z ~ N(0, I)``, or from the matched
   prior) and of rollouts from a :class:`hamflow_hgn.samples.LatentGaussian` fitted to the
   training posteriors.
 
