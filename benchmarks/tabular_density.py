@@ -63,12 +63,12 @@ from hamflow import NHF  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("digits", "breast_cancer", "iris")
 MODELS = ("prior", "gaussian", "nhf", "nhf_elbo", "nhf_diagonal", "nhf_paper", "realnvp")
-OPTIONAL_MODELS = ("nhf_unit_init", "nhf_quarter_rows")
+OPTIONAL_MODELS = ("nhf_unit_init", "nhf_quarter_rows", "nhf_steep")
 """Rows on request only (``--models``): ``nhf_unit_init`` is ``NHF(dim)`` with its affine map
 fitted as if the untrained flows left the prior standard normal, the default until the evening
 of 2026-12-05 (:class:`NHFUnitInit`); ``nhf_quarter_rows`` is ``NHF(dim)`` stepping on a quarter
 of the rows (× its 4 momenta: as many states per step as a flow's), as the toy benchmarks give
-it."""
+it; ``nhf_steep`` is ``NHF(dim, potential_in_scale=3)``, the toy benchmark's steep option."""
 
 
 class NHFUnitInit(NHF):
@@ -224,6 +224,8 @@ def run(cfg: TabularConfig, log=print) -> dict:
                 model, extra = NHFUnitInit(dim), {}
             elif name == "nhf_quarter_rows":
                 model, extra = NHF(dim), {}
+            elif name == "nhf_steep":
+                model, extra = NHF(dim, potential_in_scale=3.0), {}
             elif name == "nhf_elbo":  # the default's loss before 2026-12-05 (night)
                 model, extra = NHF(dim, train_samples=1), {}
             elif name == "nhf_paper":

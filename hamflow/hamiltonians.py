@@ -79,6 +79,11 @@ class MLPEnergy(Energy):
         closed_form: compute :meth:`grad` in closed form (default) or by autograd.
         out_scale: multiplies the initial output layer weights; a small value starts the flow
             close to the identity.
+        in_scale: multiplies the initial first-layer weights and biases. The default
+            initialisation gives pre-activations of about unit spread on unit-scale inputs, so
+            every softplus ramp is about as wide as the data; ``in_scale = 3`` starts with ramps
+            a third as wide, from which sharp features (edges, narrow wells) are learned in
+            fewer steps (``NHF(potential_in_scale=...)``, docs/density.md).
         gain: the weights are stored divided by ``gain`` and multiplied back when used. The
             function at initialisation is the same, but an optimiser step of a given size
             (Adam's is about its learning rate) moves the energy ``gain`` times further. NHF
@@ -105,6 +110,7 @@ class MLPEnergy(Energy):
         *,
         closed_form: bool = True,
         out_scale: float = 1.0,
+        in_scale: float = 1.0,
         gain: float = 1.0,
     ) -> None:
         super().__init__()
@@ -112,8 +118,9 @@ class MLPEnergy(Energy):
             raise ValueError(f"dim: expected a positive integer, got {dim!r}")
         if len(hidden) < 1 or any(int(h) < 1 for h in hidden):
             raise ValueError(f"hidden: expected one or more positive widths, got {hidden!r}")
-        if not (isinstance(gain, (int, float)) and math.isfinite(gain) and gain > 0):
-            raise ValueError(f"gain: expected a positive finite number, got {gain!r}")
+        for name, value in (("gain", gain), ("in_scale", in_scale)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
         self.dim = int(dim)
         self.closed_form = closed_form
         self.gain = float(gain)
@@ -124,6 +131,8 @@ class MLPEnergy(Energy):
         self.layers.append(nn.Linear(widths[-1], 1, bias=False))
         with torch.no_grad():
             self.layers[-1].weight.mul_(out_scale)
+            self.layers[0].weight.mul_(in_scale)
+            self.layers[0].bias.mul_(in_scale)
             for param in self.parameters():
                 param.div_(self.gain)
 

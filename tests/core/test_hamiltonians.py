@@ -133,6 +133,37 @@ def test_mlp_energy_no_grad_and_detached_input():
     assert torch.allclose(g, autograd_grad(energy, x), atol=1e-12)
 
 
+@pytest.mark.parametrize("gain", [1.0, 5.0])
+def test_mlp_energy_in_scale_steepens_the_first_layer_only(gain):
+    """``E_s(x) = E_1`` with its first layer's weights and biases times ``s``, at any gain."""
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        base = MLPEnergy(3, (8, 8), gain=gain).double()
+        torch.manual_seed(3)
+        steep = MLPEnergy(3, (8, 8), gain=gain, in_scale=3.0).double()
+    x = torch.randn(16, 3, dtype=F64)
+    first_base, first_steep = base._params()[:2], steep._params()[:2]
+    for a, b in zip(first_base, first_steep):
+        assert torch.allclose(b, 3.0 * a, rtol=1e-6, atol=0)  # scaled in float32
+    for a, b in zip(base._params()[2:], steep._params()[2:]):
+        assert torch.equal(a, b)
+    # the function: the steep energy at x is the base one with its first affine map scaled
+    z = 3.0 * (x @ first_base[0].t() + first_base[1])
+    h = torch.nn.functional.softplus(z)
+    rest = base._params()[2:]
+    for w, b in zip(rest[0:-1:2], rest[1:-1:2]):
+        h = torch.nn.functional.softplus(h @ w.t() + b)
+    assert torch.allclose(steep(x), (h @ rest[-1].t()).squeeze(-1), atol=1e-5)
+    assert not torch.allclose(steep(x), base(x))
+    assert torch.allclose(steep.grad(x), autograd_grad(steep, x), atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_mlp_energy_refuses_a_bad_in_scale(bad):
+    with pytest.raises(ValueError, match="in_scale: expected a positive finite number"):
+        MLPEnergy(2, (4,), in_scale=bad)
+
+
 # -- quadratic kinetic energy ---------------------------------------------------------------
 
 

@@ -485,6 +485,25 @@ def test_shared_hamiltonian():
     assert n_shared < n_separate
 
 
+def test_potential_in_scale_reaches_every_potential_and_the_paper_keeps_one():
+    def first_weights(model):
+        return [f.hamiltonian.potential._params()[0] for f in model.flows]
+
+    torch.manual_seed(5)
+    base = NHF(DIM, num_flows=2, hidden=(8,), encoder_hidden=(8,), potential_in_scale=1.0)
+    torch.manual_seed(5)
+    steep = NHF(DIM, num_flows=2, hidden=(8,), encoder_hidden=(8,), potential_in_scale=4.0)
+    for a, b in zip(first_weights(base), first_weights(steep)):
+        assert torch.allclose(b, 4.0 * a)
+    # the paper's model keeps PyTorch's initialisation: the same seed at in_scale 3 is 3x steeper
+    torch.manual_seed(5)
+    paper = NHF.paper(DIM, hidden=(8,), encoder_hidden=(8,))
+    torch.manual_seed(5)
+    paper_steep = NHF.paper(DIM, hidden=(8,), encoder_hidden=(8,), potential_in_scale=3.0)
+    for a, b in zip(first_weights(paper), first_weights(paper_steep)):
+        assert torch.allclose(b, 3.0 * a)
+
+
 def test_custom_prior_distribution():
     prior = nf.distributions.DiagGaussian(2 * DIM, trainable=True)
     model = NHF(DIM, num_flows=1, hidden=(8,), encoder_hidden=(8,), prior=prior)
