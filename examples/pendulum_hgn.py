@@ -209,10 +209,26 @@ def main(argv: list[str] | None = None) -> dict:
     radius = body_radius_px(test.system, size["size"])
     tracked = tracking(forward.frames, images, radius, colors=test.system.colors)
     record["tracking"] = {**tracked, "radius_px": radius}
+    # The other rollouts against their own truth: the data reversed for -dt, and the system
+    # played again at 2x and 1/2x speed for 2dt and dt/2 (SequenceDataset.replay).
+    every = range(len(test))
+    with torch.no_grad():
+        other = {
+            "backward": (back.frames, images.flip(1)),
+            "double_speed": (model.rollout(images, dt=2 * model.config.dt).frames,
+                             test.replay(every, 2.0).to(device)),
+            "half_speed": (model.rollout(images, dt=model.config.dt / 2).frames,
+                           test.replay(every, 0.5).to(device)),
+        }  # fmt: skip
+    record["tracking_other_rollouts"] = {
+        kind: tracking(frames, truth, radius, colors=test.system.colors)
+        for kind, (frames, truth) in other.items()
+    }
     # Prior samples show little at this scale (docs/hgn.md); also draw from a Gaussian fitted
     # to the training posteriors (hamflow_hgn.samples).
     latent = LatentGaussian.fit(model, train_images.split(64))
-    paths = save_rollouts(model, images[:2], args.out / "rollouts", latent=latent)
+    replay = lambda speed: test.replay([0, 1], speed)  # noqa: E731  (the strips' truth at 2x, 1/2x)
+    paths = save_rollouts(model, images[:2], args.out / "rollouts", latent=latent, replay=replay)
     record["figures"] = {kind: [str(p) for p in ps] for kind, ps in paths.items()}
     write_json(args.out / "summary.json", record)  # atomic
     r = record
@@ -228,6 +244,11 @@ def main(argv: list[str] | None = None) -> dict:
         f"{100 * track['frames']:.0f} % of frames within a body's radius "
         f"({track['radius_px']:g} px), {100 * track['sequences']:.0f} % of sequences in every frame"
     )
+    others = ", ".join(
+        f"{kind.replace('_', ' ')} {100 * t['frames']:.0f} % / {100 * t['sequences']:.0f} %"
+        for kind, t in r["tracking_other_rollouts"].items()
+    )
+    print(f"frames / sequences tracked against their own truth: {others}")
     tail = r["train_mse_last_tenth"]
     print(
         f"training MSE over the last tenth of the steps: mean {tail['mean']:.5f}, relative "

@@ -255,9 +255,11 @@ def evaluate(
     if rollouts > 0:
         split = "test" if "test" in splits else splits[0]
         dataset = open_dataset(data, split)
-        images = dataset.render_batch(list(range(min(rollouts, len(dataset)))), dev)
+        shown = list(range(min(rollouts, len(dataset))))
+        images = dataset.render_batch(shown, dev)
         latent = fitted_latent(model, open_dataset(data, "train"), batch_size, dev)
-        save_rollouts(model, images, out_dir / "rollouts", latent=latent)
+        replay = lambda speed: dataset.replay(shown, speed)  # noqa: E731
+        save_rollouts(model, images, out_dir / "rollouts", latent=latent, replay=replay)
     return metrics
 
 

@@ -8,7 +8,9 @@ the left and the model on the right):
 - ``forward``: inferred initial state, rolled out with ``+dt`` (ground truth on the row above);
 - ``backward``: rolled forward to the last frame, then back with ``-dt`` (it should retrace the
   sequence in reverse, since leapfrog is time-reversible);
-- ``double_speed`` / ``half_speed``: ``dt`` scaled by 2 and by 1/2;
+- ``double_speed`` / ``half_speed``: ``dt`` scaled by 2 and by 1/2, beside the true system
+  played at that speed when a ``replay`` is given (:meth:`SequenceDataset.replay
+  <hamflow_hgn.data.SequenceDataset.replay>`), else beside the data's own frames;
 - ``samples``: initial states from the prior ``z ~ N(0, I)`` (Fig. 8);
 - ``fitted_samples`` (when given a :class:`~hamflow_hgn.samples.LatentGaussian`): initial
   states from a Gaussian fitted to the training posteriors.
@@ -16,7 +18,7 @@ the left and the model on the right):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +105,21 @@ def save_gif(frames: Tensor, path: str | Path, fps: float = 8.0, scale: int = 4)
     return Path(path)
 
 
+def _replayed(replay: Callable[[float], Tensor], speed: float, shape: torch.Size) -> Tensor:
+    """``replay(speed)`` checked against the truth's ``(B, frames, C, H, W)`` and cut to it."""
+    frames = replay(speed).cpu()
+    if frames.dim() != 5 or frames.shape[0] != shape[0] or frames.shape[2:] != shape[2:]:
+        raise ValueError(
+            f"replay({speed:g}): expected frames of shape ({shape[0]}, >= {shape[1]}, "
+            f"{', '.join(map(str, shape[2:]))}), got {tuple(frames.shape)}"
+        )
+    if frames.shape[1] < shape[1]:
+        raise ValueError(
+            f"replay({speed:g}): expected at least {shape[1]} frames, got {frames.shape[1]}"
+        )
+    return frames[:, : shape[1]]
+
+
 @torch.no_grad()
 def save_rollouts(
     model,
@@ -111,6 +128,7 @@ def save_rollouts(
     steps: int | None = None,
     every: int = 3,
     latent=None,
+    replay: Callable[[float], Tensor] | None = None,
 ) -> dict[str, list[Path]]:
     """Write the forward, backward, double/half-speed and prior-sample rollouts of ``model``.
 
@@ -118,6 +136,9 @@ def save_rollouts(
     truth beside model (samples: the model alone). With ``latent`` (a fitted
     :class:`~hamflow_hgn.samples.LatentGaussian`) it also writes ``fitted_samples``: rollouts
     from that Gaussian over the training posteriors instead of the prior.
+    ``replay(speed)`` gives the true frames of the same sequences played ``speed`` times as
+    fast, ``(B, ≥ steps + 1, C, H, W)`` (for a dataset: ``lambda s: dataset.replay(indices, s)``);
+    with it the double- and half-speed rows compare the model with the system at that speed.
     Returns the written paths by kind. Kinds the model cannot do (no ``rollout_from`` or
     ``sample``) are skipped.
     """
@@ -133,14 +154,16 @@ def save_rollouts(
         back = model.rollout_from(fwd.q[:, -1], fwd.p[:, -1], steps, dt=-dt)
         reversed_truth = truth.flip(1)
         runs["backward"] = ([reversed_truth, back.frames.cpu()], ["truth reversed", "model -dt"])
-    runs["double_speed"] = (
-        [truth, model.rollout(images, steps, dt=2 * dt).frames.cpu()],
-        ["truth", "model 2dt"],
-    )
-    runs["half_speed"] = (
-        [truth, model.rollout(images, steps, dt=dt / 2).frames.cpu()],
-        ["truth", "model dt/2"],
-    )
+    for kind, speed, label in (("double_speed", 2.0, "2dt"), ("half_speed", 0.5, "dt/2")):
+        if replay is None:
+            true_rows, true_label = truth, "truth"
+        else:
+            wanted = torch.Size((truth.shape[0], steps + 1, *truth.shape[2:]))
+            true_rows, true_label = _replayed(replay, speed, wanted), f"truth x{speed:g}"
+        runs[kind] = (
+            [true_rows, model.rollout(images, steps, dt=speed * dt).frames.cpu()],
+            [true_label, f"model {label}"],
+        )
     if hasattr(model, "sample"):
         gen = torch.Generator().manual_seed(0)
         sampled = model.sample(images.shape[0], steps, generator=gen).frames.cpu()

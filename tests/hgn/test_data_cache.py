@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from hamflow_hgn import data
-from hamflow_hgn.data import DataConfig, DatasetError, generate, make_loader, open_dataset, simulate
+from hamflow_hgn.data import (
+    DataConfig,
+    DatasetError,
+    generate,
+    make_loader,
+    open_dataset,
+    render_states,
+    simulate,
+)
 from hamflow_hgn.data.systems import get_system
 
 CFG = DataConfig("two_body", n_train=7, n_test=3, steps=6, size=16, seed=0)
@@ -225,3 +233,33 @@ def test_unguarded_script_with_workers_gets_a_clear_error(tmp_path):
     assert "RuntimeError: generate: a worker process died" in proc.stderr
     assert 'if __name__ == "__main__":' in proc.stderr
     assert not (tmp_path / "out" / "metadata.json").exists()
+
+
+def test_replay_at_speed_one_and_two_is_the_stored_truth(cached):
+    """Replaying a sequence reproduces its stored clean frames; at speed 2, every other frame."""
+    ds = open_dataset(cached, "test")
+    stored = render_states(torch.from_numpy(ds.clean_states[[0, 2]]), ds.system, CFG.size)
+    once = ds.replay([0, 2], speed=1.0)
+    assert once.shape == stored.shape == (2, 6, 3, 16, 16)
+    # the same solver from the same (float32) first state: equal up to an 8-bit level in a pixel
+    assert (once - stored).abs().max() <= 1.5 / 255
+    twice = ds.replay([0, 2], speed=2.0, frames=3)
+    assert (twice - stored[:, ::2]).abs().max() <= 1.5 / 255
+    # and a speed-2 replay runs past the data: its frames differ from the data's own
+    assert (ds.replay([0], speed=2.0) - stored[:1]).abs().max() > 0.1
+    half = ds.replay([1], speed=0.5, frames=5)
+    assert (half[:, ::2] - ds.replay([1], speed=1.0, frames=3)).abs().max() <= 1.5 / 255
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"indices": [0], "speed": 0.0}, "speed: expected a finite number > 0"),
+        ({"indices": [0], "speed": float("nan")}, "speed: expected a finite number > 0"),
+        ({"indices": [3], "speed": 1.0}, "indices: expected sequence numbers from 0 to 2"),
+        ({"indices": [0], "speed": 1.0, "frames": 0}, "frames: expected an int >= 1"),
+    ],
+)
+def test_replay_refuses_bad_requests(cached, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        open_dataset(cached, "test").replay(**kwargs)

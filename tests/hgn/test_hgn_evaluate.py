@@ -179,3 +179,28 @@ def test_evaluate_batch_size_zero_is_a_usage_error(run_dir, capsys):
     assert "--batch-size: expected an integer >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match="batch_size: expected a positive int"):
         evaluate(run_dir, batch_size=0)
+
+
+def test_speed_rollouts_stand_beside_the_replayed_truth(run_dir, tmp_path, monkeypatch):
+    """With ``replay``, the 2x and 1/2x GIFs show the system played at that speed."""
+    from hamflow_hgn import rollouts
+    from hamflow_hgn.runs import load_run
+
+    loaded = load_run(run_dir)
+    model, test = loaded.model, open_dataset(loaded.data_dir, "test")
+    images = test.render_batch([0, 1])
+    asked, shown = [], {}
+    monkeypatch.setattr(rollouts, "save_gif", lambda frames, p: shown.setdefault(p.name, frames))
+
+    def replay(speed):
+        asked.append(speed)
+        return test.replay([0, 1], speed)
+
+    rollouts.save_rollouts(model, images, tmp_path, replay=replay)
+    assert sorted(asked) == [0.5, 2.0]
+    for name, speed in (("double_speed_1.gif", 2.0), ("half_speed_1.gif", 0.5)):
+        truth_half = shown[name][..., :16]
+        assert torch.equal(truth_half, test.replay([1], speed)[0])
+    assert torch.equal(shown["forward_1.gif"][..., :16], images[1])  # the data's own frames
+    with pytest.raises(ValueError, match=r"replay\(2\): expected at least 6 frames, got 3"):
+        rollouts.save_rollouts(model, images, tmp_path, replay=lambda s: test.replay([0, 1], s, 3))
