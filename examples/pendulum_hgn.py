@@ -210,19 +210,29 @@ def main(argv: list[str] | None = None) -> dict:
     tracked = tracking(forward.frames, images, radius, colors=test.system.colors)
     record["tracking"] = {**tracked, "radius_px": radius}
     # The other rollouts against their own truth: the data reversed for -dt, and the system
-    # played again at 2x and 1/2x speed for 2dt and dt/2 (SequenceDataset.replay).
-    every = range(len(test))
+    # played again at 2x and 1/2x speed for 2dt and dt/2 (SequenceDataset.replay). At 2x the
+    # second half of the frames lies past the time the training sequences cover; so do the
+    # frames T+1 ... 2T of a forward rollout twice as long as the data ("forward_beyond").
+    last = images.shape[1] - 1
+    every, within = range(len(test)), list(range(last // 2 + 1))
     with torch.no_grad():
-        other = {
-            "backward": (back.frames, images.flip(1)),
-            "double_speed": (model.rollout(images, dt=2 * model.config.dt).frames,
-                             test.replay(every, 2.0).to(device)),
-            "half_speed": (model.rollout(images, dt=model.config.dt / 2).frames,
-                           test.replay(every, 0.5).to(device)),
-        }  # fmt: skip
+        double = model.rollout(images, dt=2 * model.config.dt).frames
+        half = model.rollout(images, dt=model.config.dt / 2).frames
+        longer = model.rollout(images, 2 * last).frames
+    other = {
+        "backward": (back.frames, images.flip(1), None),
+        "forward_beyond": (
+            longer,
+            test.replay(every, 1.0, 2 * last + 1).to(device),
+            list(range(last + 1, 2 * last + 1)),
+        ),
+        "double_speed": (double, test.replay(every, 2.0).to(device), within),
+        "double_speed_beyond": (double, test.replay(every, 2.0).to(device), None),
+        "half_speed": (half, test.replay(every, 0.5).to(device), None),
+    }
     record["tracking_other_rollouts"] = {
-        kind: tracking(frames, truth, radius, colors=test.system.colors)
-        for kind, (frames, truth) in other.items()
+        kind: tracking(frames, truth, radius, frames=shown, colors=test.system.colors)
+        for kind, (frames, truth, shown) in other.items()
     }
     # Prior samples show little at this scale (docs/hgn.md); also draw from a Gaussian fitted
     # to the training posteriors (hamflow_hgn.samples).
@@ -248,7 +258,10 @@ def main(argv: list[str] | None = None) -> dict:
         f"{kind.replace('_', ' ')} {100 * t['frames']:.0f} % / {100 * t['sequences']:.0f} %"
         for kind, t in r["tracking_other_rollouts"].items()
     )
-    print(f"frames / sequences tracked against their own truth: {others}")
+    print(f"frames / sequences tracked against their own truth: {others} (double speed: the "
+          f"first {last // 2 + 1} frames, the training sequences' time span; double speed "
+          f"beyond: all {last + 1}; forward beyond: frames {last + 1}-{2 * last} of a rollout "
+          f"twice as long as the data)")  # fmt: skip
     tail = r["train_mse_last_tenth"]
     print(
         f"training MSE over the last tenth of the steps: mean {tail['mean']:.5f}, relative "
