@@ -98,7 +98,7 @@ class NHF(nn.Module):
             ``in_scale``: their first layers start this many times steeper than PyTorch's
             default initialisation. ``3`` learns 2-D densities with edges, rings or many modes
             sooner, and overfits a few hundred rows of tabular data sooner; the default stays 1
-            (docs/density.md, "Steep potentials").
+            (docs/benchmarks.md, "Steep potentials").
         train_samples: momenta per point in the training loss :meth:`forward_kld` (``1``: the
             ELBO of Eq. 6; ``K > 1``: the importance-weighted bound, tighter as ``K`` grows).
 
