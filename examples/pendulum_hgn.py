@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
         double = model.rollout(images, dt=2 * model.config.dt).frames
         half = model.rollout(images, dt=model.config.dt / 2).frames
         longer = model.rollout(images, 2 * last).frames
+    twice = test.replay(every, 2.0).to(device)
     other = {
         "backward": (back.frames, images.flip(1), None),
         "forward_beyond": (
@@ -226,8 +227,8 @@ def main(argv: list[str] | None = None) -> dict:
             test.replay(every, 1.0, 2 * last + 1).to(device),
             list(range(last + 1, 2 * last + 1)),
         ),
-        "double_speed": (double, test.replay(every, 2.0).to(device), within),
-        "double_speed_beyond": (double, test.replay(every, 2.0).to(device), None),
+        "double_speed": (double, twice, within),
+        "double_speed_beyond": (double, twice, None),
         "half_speed": (half, test.replay(every, 0.5).to(device), None),
     }
     record["tracking_other_rollouts"] = {

@@ -11,7 +11,7 @@ the left and the model on the right):
 - ``double_speed`` / ``half_speed``: ``dt`` scaled by 2 and by 1/2, beside the true system
   played at that speed when a ``replay`` is given (:meth:`SequenceDataset.replay
   <hamflow_hgn.data.SequenceDataset.replay>`), else beside the data's own frames;
-- ``samples``: initial states from the prior ``z ~ N(0, I)`` (Fig. 8);
+- ``samples``: initial states drawn from the model's prior over ``z`` (Fig. 8);
 - ``fitted_samples`` (when given a :class:`~hamflow_hgn.samples.LatentGaussian`): initial
   states from a Gaussian fitted to the training posteriors.
 """

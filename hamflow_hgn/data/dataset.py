@@ -209,7 +209,8 @@ class SequenceDataset(torch.utils.data.Dataset):
             >>> twice.shape
             torch.Size([2, 3, 3, 8, 8])
         """
-        if not (isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0):
+        number = isinstance(speed, (int, float)) and not isinstance(speed, bool)
+        if not (number and math.isfinite(speed) and speed > 0):
             raise ValueError(f"speed: expected a finite number > 0, got {speed!r}")
         frames = self.config.steps if frames is None else frames
         _need_int("frames", frames, 1)

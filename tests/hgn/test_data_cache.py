@@ -256,6 +256,7 @@ def test_replay_at_speed_one_and_two_is_the_stored_truth(cached):
     [
         ({"indices": [0], "speed": 0.0}, "speed: expected a finite number > 0"),
         ({"indices": [0], "speed": float("nan")}, "speed: expected a finite number > 0"),
+        ({"indices": [0], "speed": True}, "speed: expected a finite number > 0"),
         ({"indices": [3], "speed": 1.0}, "indices: expected sequence numbers from 0 to 2"),
         ({"indices": [0], "speed": 1.0, "frames": 0}, "frames: expected an int >= 1"),
     ],
