@@ -34,6 +34,12 @@ input frames and rolled out for T steps (30 with the default 31 frames):
   by colour; the frame's worst body counts) over the target frames (``error_px``), the share
   of those frames within a body's rendered radius (``frames``; the radius is ``radius_px``)
   and the share of sequences within it in every target frame (``sequences``).
+- ``tracking_other_rollouts`` (:func:`evaluate` asks for it): the same tracking for the other
+  rollouts of Fig. 7, each against its own truth: ``backward`` (``-dt`` from the last state,
+  against the sequence reversed; models with ``rollout_from``), ``double_speed`` (``2dt``,
+  against the system played twice as fast, :meth:`SequenceDataset.replay
+  <hamflow_hgn.data.SequenceDataset.replay>`, over the frames whose time the data covers) and
+  ``half_speed`` (``dt/2``, against the system played at half speed), over all frames.
 """
 
 from __future__ import annotations
@@ -107,18 +113,25 @@ def _summary(x: np.ndarray) -> dict[str, float]:
 
 @torch.no_grad()
 def evaluate_split(
-    model, dataset, n: int | None = None, batch_size: int = 64, device=None
+    model,
+    dataset,
+    n: int | None = None,
+    batch_size: int = 64,
+    device=None,
+    other_rollouts: bool = False,
 ) -> dict[str, Any]:
     """The metrics of one split (see the module docstring) on its first ``n`` sequences.
 
     ``device`` defaults to the model's. This is the one evaluator: the CLI, the figures and
-    the reproduction script all score runs with it.
+    the reproduction script all score runs with it. ``other_rollouts`` adds
+    ``tracking_other_rollouts`` (backward, double and half speed against their own truth).
     """
     cfg = model.config
     n = len(dataset) if n is None else min(int(n), len(dataset))
     device = next(model.parameters()).device if device is None else device
     targets = list(cfg.target_frames)
     mse_rows, energy_rows, centroid_rows = [], [], []
+    other_rows: dict[str, list[torch.Tensor]] = {}
     vpt: dict[float, list[torch.Tensor]] = {VPT_THRESHOLD: [], VPT_LOOSE_THRESHOLD: []}
     for start in range(0, n, batch_size):
         idx = list(range(start, min(n, start + batch_size)))
@@ -133,6 +146,9 @@ def evaluate_split(
             rows.append(_valid_steps(ratio, threshold).cpu())
         if getattr(roll, "energy", None) is not None:
             energy_rows.append(roll.energy.float().cpu())
+        if other_rollouts:
+            for kind, error in _other_rollout_errors(model, dataset, idx, images, roll).items():
+                other_rows.setdefault(kind, []).append(error.cpu())
     mse = torch.cat(mse_rows).numpy()
     per_seq = mse[:, targets].mean(1)
     out: dict[str, Any] = {
@@ -145,6 +161,10 @@ def evaluate_split(
     radius = body_radius_px(dataset.system, dataset.config.size)
     tracked = summarize(torch.cat(centroid_rows), radius)
     out["tracking"] = None if tracked is None else {**tracked, "radius_px": radius}
+    if other_rollouts:
+        out["tracking_other_rollouts"] = {
+            kind: summarize(torch.cat(rows), radius) for kind, rows in other_rows.items()
+        }
     if energy_rows:
         energy = torch.cat(energy_rows).numpy().astype(np.float64)
         out["energy"] = {
@@ -153,6 +173,22 @@ def evaluate_split(
             "relative_std": _summary(energy.std(1) / np.maximum(np.abs(energy.mean(1)), 1e-12)),
         }
     return out
+
+
+@torch.no_grad()
+def _other_rollout_errors(model, dataset, idx, images, roll) -> dict[str, torch.Tensor]:
+    """Per-frame centroid errors ``(B, frames)`` of the backward, 2x and 1/2x rollouts."""
+    dt, colors = model.config.dt, dataset.system.colors
+    last = images.shape[1] - 1
+    errors = {}
+    if hasattr(model, "rollout_from"):
+        back = model.rollout_from(roll.q[:, -1], roll.p[:, -1], last, dt=-dt).frames
+        errors["backward"] = centroid_error(back, images.flip(1), colors=colors)
+    for kind, speed, frames in (("double_speed", 2.0, last // 2 + 1), ("half_speed", 0.5, None)):
+        drawn = model.rollout(images, dt=speed * dt).frames
+        truth = dataset.replay(idx, speed).to(drawn.device)
+        errors[kind] = centroid_error(drawn, truth, colors=colors)[:, :frames]
+    return errors
 
 
 def markdown_table(metrics: dict[str, Any]) -> str:
@@ -248,7 +284,9 @@ def evaluate(
     }
     for split in splits:
         dataset = open_dataset(data, split)
-        metrics["splits"][split] = evaluate_split(model, dataset, max_sequences, batch_size, dev)
+        metrics["splits"][split] = evaluate_split(
+            model, dataset, max_sequences, batch_size, dev, other_rollouts=True
+        )
     write_json(out_dir / "metrics.json", metrics, sort_keys=False)
     write_text(out_dir / "metrics.md", markdown_table(metrics))
     _plot_curves(metrics, out_dir / "mse_curve.png")

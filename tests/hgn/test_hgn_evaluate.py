@@ -54,6 +54,9 @@ def test_evaluate_writes_metrics_and_rollouts(run_dir):
         assert m["energy"]["variance"]["mean"] >= 0
         assert m["energy"]["relative_std"]["mean"] >= 0
         assert 0 <= m["tracking"]["sequences"] <= m["tracking"]["frames"] <= 1
+        others = m["tracking_other_rollouts"]  # backward, 2x and 1/2x against their own truth
+        assert set(others) == {"backward", "double_speed", "half_speed"}
+        assert all(0 <= t["sequences"] <= t["frames"] <= 1 for t in others.values())
     out = run_dir / "eval"
     assert json.loads((out / "metrics.json").read_text()) == metrics
     table = (out / "metrics.md").read_text()
@@ -204,3 +207,45 @@ def test_speed_rollouts_stand_beside_the_replayed_truth(run_dir, tmp_path, monke
     assert torch.equal(shown["forward_1.gif"][..., :16], images[1])  # the data's own frames
     with pytest.raises(ValueError, match=r"replay\(2\): expected at least 6 frames, got 3"):
         rollouts.save_rollouts(model, images, tmp_path, replay=lambda s: test.replay([0, 1], s, 3))
+
+
+class _Replayer(torch.nn.Module):
+    """A stand-in model that draws the true system, at the speed asked (``honest``) or at 1x."""
+
+    def __init__(self, dataset, config, honest):
+        super().__init__()
+        self.dataset, self.config, self.honest = dataset, config, honest
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.all = dataset.render_batch(range(len(dataset)))
+
+    def rollout(self, images, steps=None, *, dt=None):
+        idx = [int((self.all - x).abs().flatten(1).sum(1).argmin()) for x in images]
+        speed = 1.0 if dt is None or not self.honest else dt / self.config.dt
+        frames = self.dataset.replay(idx, speed)
+        q = torch.tensor(idx, dtype=torch.float32)[:, None, None].expand(-1, frames.shape[1], 1)
+        return Rollout(frames, q, q, torch.ones(frames.shape[:2]))
+
+    def rollout_from(self, q, p, steps, dt=None):
+        frames = self.dataset.render_batch(q[:, 0].long().tolist()).flip(1)
+        return Rollout(frames if self.honest else frames.flip(1), None, None, None)
+
+
+def test_other_rollouts_are_tracked_against_their_own_truth(pendulum_test):
+    config = ModelConfig.reduced(8, frames=6, image_size=16)
+    honest = evaluate_split(
+        _Replayer(pendulum_test, config, True), pendulum_test, other_rollouts=True
+    )
+    kinds = honest["tracking_other_rollouts"]
+    assert set(kinds) == {"backward", "double_speed", "half_speed"}
+    for kind in ("double_speed", "half_speed"):  # drawn exactly as the replayed truth
+        assert kinds[kind] == {"error_px": 0.0, "frames": 1.0, "sequences": 1.0}
+    assert kinds["backward"]["frames"] == 1.0  # the data's frames, reversed
+    # a model that ignores the speed (and runs forward when asked to run back) is caught
+    blind = evaluate_split(
+        _Replayer(pendulum_test, config, False), pendulum_test, other_rollouts=True
+    )
+    for kind, tracked in blind["tracking_other_rollouts"].items():
+        assert tracked["sequences"] < 1.0 and tracked["error_px"] > 0.5, kind
+    assert "tracking_other_rollouts" not in evaluate_split(
+        _Painter(lambda x: x, config), pendulum_test
+    )
