@@ -34,7 +34,8 @@ input frames and rolled out for T steps (30 with the default 31 frames):
   by colour; the frame's worst body counts) over the target frames (``error_px``), the share
   of those frames within a body's rendered radius (``frames``; the radius is ``radius_px``)
   and the share of sequences within it in every target frame (``sequences``).
-- ``tracking_other_rollouts`` (:func:`evaluate` asks for it): the same tracking for the other
+- ``tracking_other_rollouts`` (:func:`evaluate` asks for it, on the first
+  :data:`OTHER_ROLLOUT_SEQUENCES` sequences): the same tracking for the other
   rollouts of Fig. 7, each against its own truth: ``backward`` (``-dt`` from the last state,
   against the sequence reversed; models with ``rollout_from``), ``double_speed`` (``2dt``,
   against the system played twice as fast, :meth:`SequenceDataset.replay
@@ -82,6 +83,10 @@ LATENT_FIT_SEQUENCES = 2048
 """Training sequences whose posteriors the rollouts' ``fitted_samples`` Gaussian is fitted to."""
 
 
+OTHER_ROLLOUT_SEQUENCES = 256
+"""Sequences per split whose backward, 2x and 1/2x rollouts :func:`evaluate` tracks."""
+
+
 def foreground_power(images: torch.Tensor) -> torch.Tensor:
     """VPT's normaliser: each frame's variance about its mean colour, ``(B, T+1)``.
 
@@ -118,13 +123,14 @@ def evaluate_split(
     n: int | None = None,
     batch_size: int = 64,
     device=None,
-    other_rollouts: bool = False,
+    other_rollouts: int = 0,
 ) -> dict[str, Any]:
     """The metrics of one split (see the module docstring) on its first ``n`` sequences.
 
     ``device`` defaults to the model's. This is the one evaluator: the CLI, the figures and
-    the reproduction script all score runs with it. ``other_rollouts`` adds
-    ``tracking_other_rollouts`` (backward, double and half speed against their own truth).
+    the reproduction script all score runs with it. ``other_rollouts = m > 0`` adds
+    ``tracking_other_rollouts`` (backward, double and half speed against their own truth) over
+    the first ``m`` of those sequences: replaying the truth runs the ODE solver on the CPU.
     """
     cfg = model.config
     n = len(dataset) if n is None else min(int(n), len(dataset))
@@ -146,8 +152,10 @@ def evaluate_split(
             rows.append(_valid_steps(ratio, threshold).cpu())
         if getattr(roll, "energy", None) is not None:
             energy_rows.append(roll.energy.float().cpu())
-        if other_rollouts:
-            for kind, error in _other_rollout_errors(model, dataset, idx, images, roll).items():
+        k = min(len(idx), other_rollouts - start)
+        if k > 0:
+            errors = _other_rollout_errors(model, dataset, idx[:k], images[:k], roll.q, roll.p)
+            for kind, error in errors.items():
                 other_rows.setdefault(kind, []).append(error.cpu())
     mse = torch.cat(mse_rows).numpy()
     per_seq = mse[:, targets].mean(1)
@@ -161,9 +169,10 @@ def evaluate_split(
     radius = body_radius_px(dataset.system, dataset.config.size)
     tracked = summarize(torch.cat(centroid_rows), radius)
     out["tracking"] = None if tracked is None else {**tracked, "radius_px": radius}
-    if other_rollouts:
+    if other_rows:
         out["tracking_other_rollouts"] = {
-            kind: summarize(torch.cat(rows), radius) for kind, rows in other_rows.items()
+            "sequences_scored": sum(len(rows) for rows in next(iter(other_rows.values()))),
+            **{kind: summarize(torch.cat(rows), radius) for kind, rows in other_rows.items()},
         }
     if energy_rows:
         energy = torch.cat(energy_rows).numpy().astype(np.float64)
@@ -176,13 +185,14 @@ def evaluate_split(
 
 
 @torch.no_grad()
-def _other_rollout_errors(model, dataset, idx, images, roll) -> dict[str, torch.Tensor]:
-    """Per-frame centroid errors ``(B, frames)`` of the backward, 2x and 1/2x rollouts."""
+def _other_rollout_errors(model, dataset, idx, images, q, p) -> dict[str, torch.Tensor]:
+    """Per-frame centroid errors ``(B, frames)`` of the backward, 2x and 1/2x rollouts of
+    ``images`` (sequences ``idx``), the backward one from the forward rollout's ``q``, ``p``."""
     dt, colors = model.config.dt, dataset.system.colors
-    last = images.shape[1] - 1
+    last, b = images.shape[1] - 1, len(idx)
     errors = {}
     if hasattr(model, "rollout_from"):
-        back = model.rollout_from(roll.q[:, -1], roll.p[:, -1], last, dt=-dt).frames
+        back = model.rollout_from(q[:b, -1], p[:b, -1], last, dt=-dt).frames
         errors["backward"] = centroid_error(back, images.flip(1), colors=colors)
     for kind, speed, frames in (("double_speed", 2.0, last // 2 + 1), ("half_speed", 0.5, None)):
         drawn = model.rollout(images, dt=speed * dt).frames
@@ -285,7 +295,7 @@ def evaluate(
     for split in splits:
         dataset = open_dataset(data, split)
         metrics["splits"][split] = evaluate_split(
-            model, dataset, max_sequences, batch_size, dev, other_rollouts=True
+            model, dataset, max_sequences, batch_size, dev, other_rollouts=OTHER_ROLLOUT_SEQUENCES
         )
     write_json(out_dir / "metrics.json", metrics, sort_keys=False)
     write_text(out_dir / "metrics.md", markdown_table(metrics))

@@ -54,7 +54,8 @@ def test_evaluate_writes_metrics_and_rollouts(run_dir):
         assert m["energy"]["variance"]["mean"] >= 0
         assert m["energy"]["relative_std"]["mean"] >= 0
         assert 0 <= m["tracking"]["sequences"] <= m["tracking"]["frames"] <= 1
-        others = m["tracking_other_rollouts"]  # backward, 2x and 1/2x against their own truth
+        others = dict(m["tracking_other_rollouts"])  # backward, 2x, 1/2x against their truth
+        assert others.pop("sequences_scored") == 6
         assert set(others) == {"backward", "double_speed", "half_speed"}
         assert all(0 <= t["sequences"] <= t["frames"] <= 1 for t in others.values())
     out = run_dir / "eval"
@@ -232,20 +233,21 @@ class _Replayer(torch.nn.Module):
 
 def test_other_rollouts_are_tracked_against_their_own_truth(pendulum_test):
     config = ModelConfig.reduced(8, frames=6, image_size=16)
-    honest = evaluate_split(
-        _Replayer(pendulum_test, config, True), pendulum_test, other_rollouts=True
-    )
-    kinds = honest["tracking_other_rollouts"]
+    honest = evaluate_split(_Replayer(pendulum_test, config, True), pendulum_test, other_rollouts=8)
+    kinds = dict(honest["tracking_other_rollouts"])
+    assert kinds.pop("sequences_scored") == 8
     assert set(kinds) == {"backward", "double_speed", "half_speed"}
     for kind in ("double_speed", "half_speed"):  # drawn exactly as the replayed truth
         assert kinds[kind] == {"error_px": 0.0, "frames": 1.0, "sequences": 1.0}
     assert kinds["backward"]["frames"] == 1.0  # the data's frames, reversed
     # a model that ignores the speed (and runs forward when asked to run back) is caught
-    blind = evaluate_split(
-        _Replayer(pendulum_test, config, False), pendulum_test, other_rollouts=True
-    )
-    for kind, tracked in blind["tracking_other_rollouts"].items():
+    blind = evaluate_split(_Replayer(pendulum_test, config, False), pendulum_test, other_rollouts=8)
+    kinds = dict(blind["tracking_other_rollouts"])
+    kinds.pop("sequences_scored")
+    for kind, tracked in kinds.items():
         assert tracked["sequences"] < 1.0 and tracked["error_px"] > 0.5, kind
-    assert "tracking_other_rollouts" not in evaluate_split(
-        _Painter(lambda x: x, config), pendulum_test
-    )
+    painter = _Painter(lambda x: x, config)
+    assert "tracking_other_rollouts" not in evaluate_split(painter, pendulum_test)
+    # only the first sequences are scored, in batches that straddle the limit too
+    few = evaluate_split(_Replayer(pendulum_test, config, True), pendulum_test, 7, 2, None, 3)
+    assert few["sequences"] == 7 and few["tracking_other_rollouts"]["sequences_scored"] == 3
