@@ -230,6 +230,13 @@ def test_seed_summary_is_the_gap_per_seed_and_its_spread():
     assert r["gap_mean"] == pytest.approx(0.32 / 3)
     assert r["gap_std"] == pytest.approx(0.16258331197676)  # sample std (n - 1)
     assert r["nhf_ahead"] == 1 and not r["held_out"]
+    # --nhf nhf_steep: the steep row is the one compared, whatever else the runs hold
+    for run in runs.values():
+        models = run["results"]["ring_mixture"]["models"]
+        models["nhf_steep"] = {"seconds": {"test_nll": models["nhf"]["seconds"]["test_nll"] - 1}}
+    steep = toy_density_seeds.summarise(runs, "nhf_steep")["ring_mixture"]
+    assert steep["nll"]["nhf"] == pytest.approx([1.70, 1.60, 1.65])
+    assert steep["nhf_ahead"] == 3
 
 
 def test_toy_density_seeds_quick(tmp_path):
@@ -265,7 +272,12 @@ def test_toy_density_seeds_reuses_only_runs_with_the_same_settings(tmp_path):
     path = tmp_path / "toy_density_seed0.json"
     path.write_text(json.dumps({"config": cfg}))
     assert toy_density_seeds.reusable(0, args, tmp_path) == {"config": cfg}
-    for key, other in (("seconds", 20.0), ("densities", ["rings"]), ("models", ["nhf"])):
+    for key, other in (
+        ("seconds", 20.0),
+        ("densities", ["rings"]),
+        ("models", ["nhf"]),
+        ("models", ["nhf_steep", "realnvp"]),  # another NHF row is another run
+    ):
         path.write_text(json.dumps({"config": {**cfg, key: other}}))
         assert toy_density_seeds.reusable(0, args, tmp_path) is None, key
     path.write_text("{}")
