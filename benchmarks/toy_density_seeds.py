@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -114,16 +115,26 @@ def summarise(runs: dict[int, dict], nhf: str = "nhf") -> dict:
             for m, name in (("nhf", nhf), ("realnvp", "realnvp"))
         }
         gaps = [a - b for a, b in zip(nll["nhf"], nll["realnvp"])]
+        # A NaN NLL is a run that diverged: no test point got a finite density (toy_density.py
+        # skips non-finite training steps and leaves non-finite test points out of the mean).
+        # It is no gap to average; a model that still has a density is ahead of one without.
+        finite = [g for g in gaps if math.isfinite(g)]
         out[dname] = {
             "true_entropy": first[dname]["true_entropy"],
             "held_out": dname in HELD_OUT,
             "nll": nll,
             "gap": gaps,
-            "gap_mean": statistics.fmean(gaps),
-            "gap_std": statistics.stdev(gaps) if len(gaps) > 1 else float("nan"),
-            "nhf_ahead": sum(g < 0 for g in gaps),
+            "gap_seeds": len(finite),
+            "gap_mean": statistics.fmean(finite) if finite else float("nan"),
+            "gap_std": statistics.stdev(finite) if len(finite) > 1 else float("nan"),
+            "nhf_ahead": sum(g < 0 for g in finite)
+            + sum(math.isnan(r) and math.isfinite(a) for a, r in zip(nll["nhf"], nll["realnvp"])),
         }
     return out
+
+
+def _nll_cell(value: float) -> str:
+    return "diverged" if math.isnan(value) else f"{value:.3f}"
 
 
 def markdown(out: dict, name: str = NAME) -> str:
@@ -149,6 +160,17 @@ def markdown(out: dict, name: str = NAME) -> str:
             "with the same settings (`--reuse`), the others trained in this one."
             if cfg.get("reused_seeds")
             else ""
+        )
+        + (
+            " `diverged`: no test point got a finite density (RealNVP's training can reach "
+            "states where every step's loss is infinite, which are skipped); the seed is left "
+            "out of the gap's mean and counts as the other model ahead."
+            if any(
+                not math.isfinite(v)
+                for r in out["summary"].values()
+                for v in r["nll"]["nhf"] + r["nll"]["realnvp"]
+            )
+            else ""
         ),
         "",
         f"| density | true entropy | {row} by seed | RealNVP by seed | gap mean ± sd | "
@@ -157,11 +179,15 @@ def markdown(out: dict, name: str = NAME) -> str:
     ]
     for dname, r in out["summary"].items():
         label = f"{dname} (held out)" if r["held_out"] else dname
-        nhf = " / ".join(f"{v:.3f}" for v in r["nll"]["nhf"])
-        rnvp = " / ".join(f"{v:.3f}" for v in r["nll"]["realnvp"])
+        nhf = " / ".join(_nll_cell(v) for v in r["nll"]["nhf"])
+        rnvp = " / ".join(_nll_cell(v) for v in r["nll"]["realnvp"])
+        over = r.get("gap_seeds", len(seeds))
+        gap = f"{r['gap_mean']:+.3f} ± {r['gap_std']:.3f}"
+        if over < len(seeds):
+            gap += f" ({over} seeds)"
         lines.append(
             f"| {label} | {r['true_entropy']:.3f} | {nhf} | {rnvp} | "
-            f"{r['gap_mean']:+.3f} ± {r['gap_std']:.3f} | {r['nhf_ahead']} of {len(seeds)} |"
+            f"{gap} | {r['nhf_ahead']} of {len(seeds)} |"
         )
     lines.append(f"<!-- {name}:end -->")
     return "\n".join(lines)

@@ -239,6 +239,22 @@ def test_seed_summary_is_the_gap_per_seed_and_its_spread():
     assert steep["nhf_ahead"] == 3
 
 
+def test_seed_summary_leaves_a_diverged_run_out_of_the_gap():
+    import toy_density_seeds
+
+    runs = {0: _fake_toy_run(2.70, 2.41), 1: _fake_toy_run(2.60, math.nan)}
+    runs[2] = _fake_toy_run(2.65, 2.60)
+    r = toy_density_seeds.summarise(runs)["ring_mixture"]
+    assert r["gap_seeds"] == 2 and r["gap_mean"] == pytest.approx((0.29 + 0.05) / 2)
+    assert r["nhf_ahead"] == 1  # RealNVP has no density in seed 1: NHF is ahead there
+    out = {"machine": {"machine": "m", "date": "d", "torch": "t", "normflows": "n"},
+           "config": {"seeds": [0, 1, 2], "jobs": 1, "seconds": 1, "steps": 1, "n_test": 1,
+                      "iwae_k": 1}, "command": "c", "summary": {"ring_mixture": r}}  # fmt: skip
+    table = toy_density_seeds.markdown(out)
+    assert "2.410 / diverged / 2.600" in table and "(2 seeds)" in table
+    assert "`diverged`: no test point got a finite density" in table
+
+
 def test_toy_density_seeds_quick(tmp_path):
     import toy_density_seeds
 
