@@ -31,6 +31,7 @@ from _common import add_output_args, check_output_args, machine_info, publish  #
 from toy_density import BENCHMARK_DENSITIES, HELD_OUT  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+NAME = "toy_density_seeds"
 MODELS = ("nhf", "realnvp")
 """The models of a seed's run; ``--nhf nhf_steep`` replaces the first."""
 
@@ -38,9 +39,6 @@ MODELS = ("nhf", "realnvp")
 def models(args: argparse.Namespace) -> list[str]:
     """``[NHF row, "realnvp"]`` for these arguments."""
     return [getattr(args, "nhf", "nhf"), "realnvp"]
-
-
-NAME = "toy_density_seeds"
 
 
 def seed_name(name: str, seed: int) -> str:
