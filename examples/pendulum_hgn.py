@@ -35,12 +35,13 @@ import torch
 from hamflow_hgn.cli import non_negative_int, positive_int
 from hamflow_hgn.config import GECO_SETTINGS, LATENT_PRIORS, ModelConfig, TrainConfig
 from hamflow_hgn.data import SYSTEMS, DataConfig, generate, open_dataset
+from hamflow_hgn.evaluate import other_rollout_errors
 from hamflow_hgn.io import write_json
 from hamflow_hgn.rollouts import save_rollouts
 from hamflow_hgn.runs import load_run
 from hamflow_hgn.samples import LatentGaussian
 from hamflow_hgn.schedule import check_decay
-from hamflow_hgn.tracking import body_radius_px, tracking
+from hamflow_hgn.tracking import body_radius_px, centroid_error, summarize, tracking
 from hamflow_hgn.train import train
 
 FULL = {
@@ -209,32 +210,18 @@ def main(argv: list[str] | None = None) -> dict:
     radius = body_radius_px(test.system, size["size"])
     tracked = tracking(forward.frames, images, radius, colors=test.system.colors)
     record["tracking"] = {**tracked, "radius_px": radius}
-    # The other rollouts against their own truth: the data reversed for -dt, and the system
-    # played again at 2x and 1/2x speed for 2dt and dt/2 (SequenceDataset.replay). At 2x the
-    # second half of the frames lies past the time the training sequences cover; so do the
-    # frames T+1 ... 2T of a forward rollout twice as long as the data ("forward_beyond").
-    last = images.shape[1] - 1
-    every, within = range(len(test)), list(range(last // 2 + 1))
+    # The other rollouts against their own truth (hamflow_hgn.evaluate): the data reversed for
+    # -dt, and the system played again at 2x (over the time the data covers) and 1/2x speed for
+    # 2dt and dt/2 (SequenceDataset.replay). Frames T+1 ... 2T of a forward rollout twice as
+    # long as the data lie past the time the model was trained on ("forward_beyond").
+    every, horizon = list(range(len(test))), images.shape[1] - 1
+    errors = other_rollout_errors(model, test, every, images, forward.q, forward.p)
     with torch.no_grad():
-        double = model.rollout(images, dt=2 * model.config.dt).frames
-        half = model.rollout(images, dt=model.config.dt / 2).frames
-        longer = model.rollout(images, 2 * last).frames
-    twice = test.replay(every, 2.0).to(device)
-    other = {
-        "backward": (back.frames, images.flip(1), None),
-        "forward_beyond": (
-            longer,
-            test.replay(every, 1.0, 2 * last + 1).to(device),
-            list(range(last + 1, 2 * last + 1)),
-        ),
-        "double_speed": (double, twice, within),
-        "double_speed_beyond": (double, twice, None),
-        "half_speed": (half, test.replay(every, 0.5).to(device), None),
-    }
-    record["tracking_other_rollouts"] = {
-        kind: tracking(frames, truth, radius, frames=shown, colors=test.system.colors)
-        for kind, (frames, truth, shown) in other.items()
-    }
+        longer = model.rollout(images, 2 * horizon).frames
+    truth = test.replay(every, 1.0, 2 * horizon + 1).to(device)
+    beyond = centroid_error(longer, truth, colors=test.system.colors)
+    errors["forward_beyond"] = beyond[:, horizon + 1 :]
+    record["tracking_other_rollouts"] = {kind: summarize(e, radius) for kind, e in errors.items()}
     # Prior samples show little at this scale (docs/hgn.md); also draw from a Gaussian fitted
     # to the training posteriors (hamflow_hgn.samples).
     latent = LatentGaussian.fit(model, train_images.split(64))
@@ -260,9 +247,9 @@ def main(argv: list[str] | None = None) -> dict:
         for kind, t in r["tracking_other_rollouts"].items()
     )
     print(f"frames / sequences tracked against their own truth: {others} (double speed: the "
-          f"first {last // 2 + 1} frames, the training sequences' time span; double speed "
-          f"beyond: all {last + 1}; forward beyond: frames {last + 1}-{2 * last} of a rollout "
-          f"twice as long as the data)")  # fmt: skip
+          f"first {horizon // 2 + 1} frames, the training sequences' time span; forward "
+          f"beyond: frames {horizon + 1}-{2 * horizon} of a rollout twice as long as the "
+          f"data)")  # fmt: skip
     tail = r["train_mse_last_tenth"]
     print(
         f"training MSE over the last tenth of the steps: mean {tail['mean']:.5f}, relative "

@@ -132,6 +132,12 @@ def evaluate_split(
     ``tracking_other_rollouts`` (backward, double and half speed against their own truth) over
     the first ``m`` of those sequences: replaying the truth runs the ODE solver on the CPU.
     """
+    if (
+        not isinstance(other_rollouts, int)
+        or isinstance(other_rollouts, bool)
+        or other_rollouts < 0
+    ):
+        raise ValueError(f"other_rollouts: expected an integer >= 0, got {other_rollouts!r}")
     cfg = model.config
     n = len(dataset) if n is None else min(int(n), len(dataset))
     device = next(model.parameters()).device if device is None else device
@@ -154,7 +160,7 @@ def evaluate_split(
             energy_rows.append(roll.energy.float().cpu())
         k = min(len(idx), other_rollouts - start)
         if k > 0:
-            errors = _other_rollout_errors(model, dataset, idx[:k], images[:k], roll.q, roll.p)
+            errors = other_rollout_errors(model, dataset, idx[:k], images[:k], roll.q, roll.p)
             for kind, error in errors.items():
                 other_rows.setdefault(kind, []).append(error.cpu())
     mse = torch.cat(mse_rows).numpy()
@@ -185,9 +191,30 @@ def evaluate_split(
 
 
 @torch.no_grad()
-def _other_rollout_errors(model, dataset, idx, images, q, p) -> dict[str, torch.Tensor]:
-    """Per-frame centroid errors ``(B, frames)`` of the backward, 2x and 1/2x rollouts of
-    ``images`` (sequences ``idx``), the backward one from the forward rollout's ``q``, ``p``."""
+def other_rollout_errors(model, dataset, idx, images, q, p) -> dict[str, torch.Tensor]:
+    """Per-frame centroid errors ``(B, frames)`` of the other rollouts of Fig. 7 (Sec. 4.2).
+
+    For ``images``, sequences ``idx`` of ``dataset``: ``backward`` (``-dt`` from the forward
+    rollout's last state ``q[:, -1]``, ``p[:, -1]``, against the sequence reversed; only for
+    models with ``rollout_from``), ``double_speed`` (``2dt`` against the system played twice as
+    fast, :meth:`~hamflow_hgn.data.SequenceDataset.replay`, over the frames whose time the data
+    covers) and ``half_speed`` (``dt/2`` against the system played at half speed). Summarise
+    them with :func:`hamflow_hgn.tracking.summarize`.
+
+    Example:
+        >>> import tempfile
+        >>> from hamflow_hgn.config import ModelConfig
+        >>> from hamflow_hgn.data import DataConfig, generate, open_dataset
+        >>> from hamflow_hgn.models.hgn import HGN
+        >>> cfg = DataConfig("pendulum", n_train=1, n_test=2, steps=6, size=16)
+        >>> test = open_dataset(generate(cfg, tempfile.mkdtemp(), 1, False), "test")
+        >>> model = HGN(ModelConfig.reduced(8, frames=6, image_size=16)).eval()
+        >>> images = test.render_batch([0, 1])
+        >>> roll = model.rollout(images)
+        >>> errors = other_rollout_errors(model, test, [0, 1], images, roll.q, roll.p)
+        >>> {kind: tuple(e.shape) for kind, e in errors.items()}
+        {'backward': (2, 6), 'double_speed': (2, 3), 'half_speed': (2, 6)}
+    """
     dt, colors = model.config.dt, dataset.system.colors
     last, b = images.shape[1] - 1, len(idx)
     errors = {}

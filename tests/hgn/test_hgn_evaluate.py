@@ -251,3 +251,10 @@ def test_other_rollouts_are_tracked_against_their_own_truth(pendulum_test):
     # only the first sequences are scored, in batches that straddle the limit too
     few = evaluate_split(_Replayer(pendulum_test, config, True), pendulum_test, 7, 2, None, 3)
     assert few["sequences"] == 7 and few["tracking_other_rollouts"]["sequences_scored"] == 3
+
+
+@pytest.mark.parametrize("bad", [-1, True, 2.5])
+def test_evaluate_split_refuses_a_bad_other_rollouts_count(pendulum_test, bad):
+    painter = _Painter(lambda x: x, ModelConfig.reduced(8, frames=6, image_size=16))
+    with pytest.raises(ValueError, match="other_rollouts: expected an integer >= 0"):
+        evaluate_split(painter, pendulum_test, other_rollouts=bad)

@@ -43,7 +43,7 @@ def test_quick_run_rolls_out_and_reverses(example, tmp_path):
     assert 0.0 <= track["sequences"] <= track["frames"] <= 1.0
     assert track["radius_px"] == pytest.approx(1.5)
     others = record["tracking_other_rollouts"]  # each against its own truth (replayed at 2x, 1/2x)
-    kinds = {"backward", "forward_beyond", "double_speed", "double_speed_beyond", "half_speed"}
+    kinds = {"backward", "forward_beyond", "double_speed", "half_speed"}
     assert set(others) == kinds
     assert all(0.0 <= t["sequences"] <= t["frames"] <= 1.0 for t in others.values())
     low, high = record["lambda_range"]  # GECO's multiplier over the logged steps
