@@ -63,12 +63,20 @@ from hamflow import NHF  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("digits", "breast_cancer", "iris")
 MODELS = ("prior", "gaussian", "nhf", "nhf_elbo", "nhf_diagonal", "nhf_paper", "realnvp")
-OPTIONAL_MODELS = ("nhf_unit_init", "nhf_quarter_rows", "nhf_steep")
+OPTIONAL_MODELS = (
+    "nhf_unit_init",
+    "nhf_quarter_rows",
+    "nhf_steep",
+    "nhf_deep_steep",
+    "nhf_bounded",
+)
 """Rows on request only (``--models``): ``nhf_unit_init`` is ``NHF(dim)`` with its affine map
 fitted as if the untrained flows left the prior standard normal, the default until the evening
 of 2026-12-05 (:class:`NHFUnitInit`); ``nhf_quarter_rows`` is ``NHF(dim)`` stepping on a quarter
 of the rows (× its 4 momenta: as many states per step as a flow's), as the toy benchmarks give
-it; ``nhf_steep`` is ``NHF(dim, potential_in_scale=3)``, the toy benchmark's steep option."""
+it; ``nhf_steep`` is ``NHF(dim, potential_in_scale=3)``, the toy benchmark's steep option, and
+``nhf_deep_steep`` and ``nhf_bounded`` its other two options (six flows of 104 units; the
+soft-uniform prior), both with the steep start."""
 
 
 class NHFUnitInit(NHF):
@@ -226,6 +234,12 @@ def run(cfg: TabularConfig, log=print) -> dict:
                 model, extra = NHF(dim), {}
             elif name == "nhf_steep":
                 model, extra = NHF(dim, potential_in_scale=3.0), {}
+            elif name == "nhf_deep_steep":
+                model = NHF(dim, num_flows=6, hidden=(104, 104), potential_in_scale=3.0)
+                extra = {}
+            elif name == "nhf_bounded":
+                model = NHF(dim, prior="soft_uniform", potential_in_scale=3.0)
+                extra = {}
             elif name == "nhf_elbo":  # the default's loss before 2026-12-05 (night)
                 model, extra = NHF(dim, train_samples=1), {}
             elif name == "nhf_paper":

@@ -28,12 +28,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import add_output_args, check_output_args, machine_info, publish  # noqa: E402
-from toy_density import BENCHMARK_DENSITIES, HELD_OUT  # noqa: E402
+from toy_density import BENCHMARK_DENSITIES, HELD_OUT, NHF_ROWS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "toy_density_seeds"
 MODELS = ("nhf", "realnvp")
-"""The models of a seed's run; ``--nhf nhf_steep`` replaces the first."""
+"""The models of a seed's run; ``--nhf ROW`` (another NHF row of ``toy_density.py``, say
+``nhf_steep``) replaces the first."""
 
 
 def models(args: argparse.Namespace) -> list[str]:
@@ -103,7 +104,7 @@ def run_seed(seed: int, args: argparse.Namespace, work: Path) -> dict:
 def summarise(runs: dict[int, dict], nhf: str = "nhf") -> dict:
     """Per density: each seed's equal-time NLL per model, and the NHF − RealNVP gap's spread.
 
-    ``nhf`` names the NHF row that ran (``nhf`` or ``nhf_steep``); it is reported as ``nhf``.
+    ``nhf`` names the NHF row that ran (``nhf``, ``nhf_steep``, ...); it is reported as ``nhf``.
     """
     out: dict = {}
     first = next(iter(runs.values()))["results"]
@@ -202,8 +203,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--jobs", type=int, default=2, help="seeds run at a time (one core each)")
     p.add_argument("--quick", action="store_true", help="smoke run (toy_density.py --quick)")
     p.add_argument(
-        "--nhf", choices=("nhf", "nhf_steep"), default="nhf",
-        help="the NHF row: NHF(2) (default) or NHF(2, potential_in_scale=3)",
+        "--nhf", choices=sorted(NHF_ROWS), default="nhf",
+        help="the NHF row (toy_density.py's): nhf, NHF(2), by default",
     )  # fmt: skip
     p.add_argument(
         "--reuse", action="store_true",
