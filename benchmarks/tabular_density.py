@@ -67,6 +67,7 @@ OPTIONAL_MODELS = (
     "nhf_unit_init",
     "nhf_quarter_rows",
     "nhf_steep",
+    "nhf_deep",
     "nhf_deep_steep",
     "nhf_bounded",
 )
@@ -74,9 +75,9 @@ OPTIONAL_MODELS = (
 fitted as if the untrained flows left the prior standard normal, the default until the evening
 of 2026-12-05 (:class:`NHFUnitInit`); ``nhf_quarter_rows`` is ``NHF(dim)`` stepping on a quarter
 of the rows (× its 4 momenta: as many states per step as a flow's), as the toy benchmarks give
-it; ``nhf_steep`` is ``NHF(dim, potential_in_scale=3)``, the toy benchmark's steep option, and
-``nhf_deep_steep`` and ``nhf_bounded`` its other two options (six flows of 104 units; the
-soft-uniform prior), both with the steep start."""
+it. The toy benchmark's options: ``nhf_steep`` is ``NHF(dim, potential_in_scale=3)``,
+``nhf_deep`` has six flows of 104 units, ``nhf_deep_steep`` both, and ``nhf_bounded`` the steep
+start from the soft-uniform prior."""
 
 
 class NHFUnitInit(NHF):
@@ -234,6 +235,8 @@ def run(cfg: TabularConfig, log=print) -> dict:
                 model, extra = NHF(dim), {}
             elif name == "nhf_steep":
                 model, extra = NHF(dim, potential_in_scale=3.0), {}
+            elif name == "nhf_deep":
+                model, extra = NHF(dim, num_flows=6, hidden=(104, 104)), {}
             elif name == "nhf_deep_steep":
                 model = NHF(dim, num_flows=6, hidden=(104, 104), potential_in_scale=3.0)
                 extra = {}

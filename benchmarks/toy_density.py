@@ -95,7 +95,7 @@ QUICK = dict(
 CALIBRATION_ROWS = 2000
 """Training rows on which NHF chooses its ``log_prob`` proposal width (``calibrate_proposal``)."""
 
-OPTIONAL_MODELS = ("nhf_fixed_dt", "nhf_steep", "nhf_deep_steep", "nhf_bounded")
+OPTIONAL_MODELS = ("nhf_fixed_dt", "nhf_steep", "nhf_deep", "nhf_deep_steep", "nhf_bounded")
 """Rows on request only (``--models``), built by :data:`NHF_BUILDERS`."""
 
 NHF_ROWS: dict[str, tuple[str, Callable[[], NHF]]] = {
@@ -105,7 +105,12 @@ NHF_ROWS: dict[str, tuple[str, Callable[[], NHF]]] = {
     "nhf_fixed_dt": ("`NHF(2, dt=0.25, learn_dt=False)`", lambda: NHF(2, dt=0.25, learn_dt=False)),
     # on request: steeper potentials at initialisation (docs/density.md)
     "nhf_steep": ("`NHF(2, potential_in_scale=3)`", lambda: NHF(2, potential_in_scale=3.0)),
-    # on request: the steep start with six narrower flows, at the default's parameter count
+    # on request: six narrower flows, at the default's parameter count
+    "nhf_deep": (
+        "`NHF(2, num_flows=6, hidden=(104, 104))` (the parameter count of `NHF(2)` within 0.1 %)",
+        lambda: NHF(2, num_flows=6, hidden=(104, 104)),
+    ),
+    # on request: the same with the steep start
     "nhf_deep_steep": (
         "`NHF(2, num_flows=6, hidden=(104, 104), potential_in_scale=3)` (the parameter count of "
         "`NHF(2)` within 0.1 %)",
