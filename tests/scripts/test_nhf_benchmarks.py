@@ -20,6 +20,7 @@ import toy_density  # noqa: E402
 from _common import num_params  # noqa: E402
 
 from hamflow import NHF  # noqa: E402
+from hamflow.distributions import SoftUniform  # noqa: E402
 
 
 def test_baselines_are_parameter_matched_to_the_default_nhf():
@@ -29,6 +30,26 @@ def test_baselines_are_parameter_matched_to_the_default_nhf():
     for name in ("realnvp", "nsf"):
         assert abs(num_params(models[name][0]) - target) / target < 0.10, name
     assert num_params(models["nhf_paper"][0]) == num_params(NHF.paper(2))
+
+
+def test_toy_density_option_rows_are_what_their_descriptions_say():
+    target = num_params(NHF(2))
+    first_layers = {}
+    for name in ("nhf_deep", "nhf_deep_steep"):
+        torch.manual_seed(0)
+        model = toy_density.NHF_BUILDERS[name]()
+        assert len(model.flows) == 6, name
+        assert abs(num_params(model) - target) / target < 1e-3, name  # "within 0.1 %"
+        first_layers[name] = model.flows[0].hamiltonian.potential.layers[0].weight
+    # the steep row is the deep row with its potentials' first layers three times steeper
+    torch.testing.assert_close(first_layers["nhf_deep_steep"], 3 * first_layers["nhf_deep"])
+    assert isinstance(toy_density.NHF_BUILDERS["nhf_bounded"]().prior, SoftUniform)
+    assert set(toy_density.OPTIONAL_MODELS) <= set(toy_density.NHF_ROWS)
+    # the settings sentence names the NHF rows of the run, and only those
+    sentence = toy_density.describe_rows(["nhf", "realnvp", "nhf_bounded"])
+    assert sentence.count("` is ") == 2
+    assert "nhf_paper" not in sentence and "realnvp" not in sentence
+    assert "soft_uniform" in sentence
 
 
 def test_toy_density_quick(tmp_path):
