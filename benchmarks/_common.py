@@ -155,6 +155,16 @@ def publish(
     return path, md
 
 
+NHF_OPTIONS: dict[str, dict] = {
+    "nhf_steep": {"potential_in_scale": 3.0},
+    "nhf_deep": {"num_flows": 6, "hidden": (104, 104)},
+    "nhf_deep_steep": {"num_flows": 6, "hidden": (104, 104), "potential_in_scale": 3.0},
+    "nhf_bounded": {"prior": "soft_uniform", "potential_in_scale": 3.0},
+}
+"""The NHF options the toy and tabular benchmarks run on request: ``NHF(dim, **NHF_OPTIONS[row])``
+(steeper potentials at initialisation, six narrower flows, both, the soft-uniform prior with the
+steep start; docs/benchmarks.md)."""
+
 LR_FLOOR = 1 / 20
 """The cosine schedule's last learning rate, as a fraction of the first (as in
 ``examples/multimodal.py``)."""

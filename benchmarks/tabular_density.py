@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     LR_FLOOR,
+    NHF_OPTIONS,
     add_output_args,
     check_output_args,
     cosine_lr,
@@ -63,21 +64,12 @@ from hamflow import NHF  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("digits", "breast_cancer", "iris")
 MODELS = ("prior", "gaussian", "nhf", "nhf_elbo", "nhf_diagonal", "nhf_paper", "realnvp")
-OPTIONAL_MODELS = (
-    "nhf_unit_init",
-    "nhf_quarter_rows",
-    "nhf_steep",
-    "nhf_deep",
-    "nhf_deep_steep",
-    "nhf_bounded",
-)
+OPTIONAL_MODELS = ("nhf_unit_init", "nhf_quarter_rows", *NHF_OPTIONS)
 """Rows on request only (``--models``): ``nhf_unit_init`` is ``NHF(dim)`` with its affine map
 fitted as if the untrained flows left the prior standard normal, the default until the evening
 of 2026-12-05 (:class:`NHFUnitInit`); ``nhf_quarter_rows`` is ``NHF(dim)`` stepping on a quarter
 of the rows (× its 4 momenta: as many states per step as a flow's), as the toy benchmarks give
-it. The toy benchmark's options: ``nhf_steep`` is ``NHF(dim, potential_in_scale=3)``,
-``nhf_deep`` has six flows of 104 units, ``nhf_deep_steep`` both, and ``nhf_bounded`` the steep
-start from the soft-uniform prior."""
+it; the others are the toy benchmark's options, ``NHF(dim, **NHF_OPTIONS[row])``."""
 
 
 class NHFUnitInit(NHF):
@@ -233,16 +225,8 @@ def run(cfg: TabularConfig, log=print) -> dict:
                 model, extra = NHFUnitInit(dim), {}
             elif name == "nhf_quarter_rows":
                 model, extra = NHF(dim), {}
-            elif name == "nhf_steep":
-                model, extra = NHF(dim, potential_in_scale=3.0), {}
-            elif name == "nhf_deep":
-                model, extra = NHF(dim, num_flows=6, hidden=(104, 104)), {}
-            elif name == "nhf_deep_steep":
-                model = NHF(dim, num_flows=6, hidden=(104, 104), potential_in_scale=3.0)
-                extra = {}
-            elif name == "nhf_bounded":
-                model = NHF(dim, prior="soft_uniform", potential_in_scale=3.0)
-                extra = {}
+            elif name in NHF_OPTIONS:
+                model, extra = NHF(dim, **NHF_OPTIONS[name]), {}
             elif name == "nhf_elbo":  # the default's loss before 2026-12-05 (night)
                 model, extra = NHF(dim, train_samples=1), {}
             elif name == "nhf_paper":

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     BASELINES,
     LR_FLOOR,
+    NHF_OPTIONS,
     add_output_args,
     check_output_args,
     cosine_lr,
@@ -95,7 +96,7 @@ QUICK = dict(
 CALIBRATION_ROWS = 2000
 """Training rows on which NHF chooses its ``log_prob`` proposal width (``calibrate_proposal``)."""
 
-OPTIONAL_MODELS = ("nhf_fixed_dt", "nhf_steep", "nhf_deep", "nhf_deep_steep", "nhf_bounded")
+OPTIONAL_MODELS = ("nhf_fixed_dt", *NHF_OPTIONS)
 """Rows on request only (``--models``), built by :data:`NHF_BUILDERS`."""
 
 NHF_ROWS: dict[str, tuple[str, Callable[[], NHF]]] = {
@@ -104,22 +105,22 @@ NHF_ROWS: dict[str, tuple[str, Callable[[], NHF]]] = {
     # on request: the candidate default the ablation pointed to
     "nhf_fixed_dt": ("`NHF(2, dt=0.25, learn_dt=False)`", lambda: NHF(2, dt=0.25, learn_dt=False)),
     # on request: steeper potentials at initialisation (docs/density.md)
-    "nhf_steep": ("`NHF(2, potential_in_scale=3)`", lambda: NHF(2, potential_in_scale=3.0)),
+    "nhf_steep": ("`NHF(2, potential_in_scale=3)`", lambda: NHF(2, **NHF_OPTIONS["nhf_steep"])),
     # on request: six narrower flows, at the default's parameter count
     "nhf_deep": (
         "`NHF(2, num_flows=6, hidden=(104, 104))` (the parameter count of `NHF(2)` within 0.1 %)",
-        lambda: NHF(2, num_flows=6, hidden=(104, 104)),
+        lambda: NHF(2, **NHF_OPTIONS["nhf_deep"]),
     ),
     # on request: the same with the steep start
     "nhf_deep_steep": (
         "`NHF(2, num_flows=6, hidden=(104, 104), potential_in_scale=3)` (the parameter count of "
         "`NHF(2)` within 0.1 %)",
-        lambda: NHF(2, num_flows=6, hidden=(104, 104), potential_in_scale=3.0),
+        lambda: NHF(2, **NHF_OPTIONS["nhf_deep_steep"]),
     ),
     # on request: the steep start from a soft-uniform prior, for data of bounded support
     "nhf_bounded": (
         '`NHF(2, prior="soft_uniform", potential_in_scale=3)`',
-        lambda: NHF(2, prior="soft_uniform", potential_in_scale=3.0),
+        lambda: NHF(2, **NHF_OPTIONS["nhf_bounded"]),
     ),
 }
 """Every NHF row: its description in the tables and its builder."""
