@@ -410,8 +410,12 @@ class NHF(nn.Module):
         momenta are randomised quasi-Monte Carlo draws (:func:`~hamflow.distributions.
         sobol_normal`): each is exactly distributed as the proposal says, so the estimate is
         still a lower bound in expectation, and a tighter one than ``sampler="random"`` gives
-        for the same ``K``. Points are processed in chunks of about ``chunk_size`` phase-space
-        states, without an autograd graph.
+        for the same ``K``. ``sampler="common"`` uses one such set, with one shift, for every
+        point: each point's estimate is distributed as before, but the errors of nearby points
+        are alike, so an image of the density over a grid is smooth rather than speckled (what
+        the figures use); a mean over many points then no longer averages the randomness out,
+        so score test sets with the default. Points are processed in chunks of about
+        ``chunk_size`` phase-space states, without an autograd graph.
 
         The proposal is the encoder ``f(p | x)`` with its standard deviation multiplied by
         ``proposal_scale`` (default: the model's ``proposal_scale`` buffer, 1 until
@@ -421,18 +425,22 @@ class NHF(nn.Module):
         """
         self._check_x(x)
         _check_num_samples(num_samples)
-        if sampler not in ("sobol", "random"):
-            raise ValueError(f"sampler: expected 'sobol' or 'random', got {sampler!r}")
+        if sampler not in ("sobol", "common", "random"):
+            raise ValueError(f"sampler: expected 'sobol', 'common' or 'random', got {sampler!r}")
         if proposal_scale is None:
             proposal_scale = float(self.proposal_scale)
         _check_scale(proposal_scale)
         rows = max(1, chunk_size // num_samples)
         out = [x.new_zeros(0)]
+        common = None
+        if sampler == "common":  # one set of momenta, shape (K, 1, d), broadcast over the points
+            common = sobol_normal(num_samples, self.dim, 1, dtype=x.dtype, device=x.device)
         for xb in x.split(rows):
-            eps = None
+            eps = common
             if sampler == "sobol":
                 eps = sobol_normal(num_samples, self.dim, len(xb), dtype=xb.dtype, device=xb.device)
-                eps = eps if num_samples > 1 else eps[0]
+            if eps is not None and num_samples == 1:
+                eps = eps[0]
             log_w = self._log_weights(xb, num_samples, eps, proposal_scale)
             log_w = log_w.reshape(num_samples, -1)
             out.append(torch.logsumexp(log_w, dim=0) - math.log(num_samples))

@@ -169,6 +169,26 @@ def test_iwae_equals_hand_computed_value():
     assert torch.allclose(lp1, model.elbo(x), atol=1e-12)
 
 
+def test_common_sampler_gives_every_point_the_same_momenta():
+    """``sampler="common"``: one Sobol set and one shift for all points, across chunks too."""
+    model = make_model()
+    x = _data()
+    K = 8
+    torch.manual_seed(7)
+    lp = model.log_prob(x, num_samples=K, sampler="common", chunk_size=3 * K)  # several chunks
+    torch.manual_seed(7)
+    eps = sobol_normal(K, DIM, 1, dtype=F64).expand(K, len(x), DIM)
+    expected = torch.logsumexp(_hand_log_weights(model, x, eps), 0) - math.log(K)
+    assert torch.allclose(lp, expected, atol=1e-10)
+    # the same point repeated gets one estimate; the default's per-point shifts give several
+    same = x[:1].expand(6, DIM)
+    torch.manual_seed(7)
+    assert torch.equal(model.log_prob(same, num_samples=K, sampler="common"), lp[:1].expand(6))
+    assert model.log_prob(same, num_samples=K).unique().numel() > 1
+    with pytest.raises(ValueError, match="'sobol', 'common' or 'random'"):
+        model.log_prob(x, sampler="halton")
+
+
 def test_iwae_is_at_least_the_elbo_of_the_same_draws():
     """Jensen, draw for draw: log-mean-exp of K log-weights ≥ their mean."""
     model = make_model()
