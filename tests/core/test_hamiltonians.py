@@ -110,6 +110,44 @@ class _GradOf(torch.nn.Module):
         return self.energy.grad(x)
 
 
+def _saturated_energy() -> MLPEnergy:
+    """One unit at ``z = x − 50`` and an output weight of 1e-20: ``dE/dx = σ(−50)·1e-20`` at
+    ``x = 0``, about 1.9e-42, a float32 subnormal."""
+    energy = MLPEnergy(1, hidden=(1,))
+    with torch.no_grad():
+        energy.layers[0].weight.fill_(1.0)
+        energy.layers[0].bias.fill_(-50.0)
+        energy.layers[1].weight.fill_(1e-20)
+    return energy
+
+
+def test_mlp_energy_closed_form_flushes_subnormals_and_restores_the_setting(monkeypatch):
+    """The closed-form kernel flushes subnormals (slow on x86) on the CPU, and only inside."""
+    if not torch.set_flush_denormal(False):
+        pytest.skip("torch cannot flush subnormals on this CPU")
+    from hamflow import _mlp_grad
+
+    energy = _saturated_energy()
+    x = torch.zeros(3, 1, requires_grad=True)
+    reference = autograd_grad(energy, x)  # unflushed: the subnormal itself
+    assert (reference > 0).all() and (reference < torch.finfo(torch.float32).tiny).all()
+    g = energy.grad(x)
+    assert torch.equal(g, torch.zeros_like(g))
+    assert not _mlp_grad.denormals_flushed()  # the setting it found, restored
+    g.sum().backward()  # the hand-written backward runs flushed too, and restores
+    assert not _mlp_grad.denormals_flushed()
+    # a caller who flushes keeps flushing
+    torch.set_flush_denormal(True)
+    try:
+        energy.grad(x)
+        assert _mlp_grad.denormals_flushed()
+    finally:
+        torch.set_flush_denormal(False)
+    # with the switch off the kernel gives the subnormal, as autograd does
+    monkeypatch.setattr(_mlp_grad, "FLUSH_DENORMALS", False)
+    assert torch.equal(energy.grad(x), reference.detach())
+
+
 def test_mlp_energy_gradcheck():
     """Finite differences against the closed form's hand-written backward, for the input and
     for every weight: the training step's second derivatives come from that backward."""

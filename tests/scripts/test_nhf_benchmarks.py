@@ -107,6 +107,36 @@ def test_nhf_step_quick(tmp_path):
     assert "nhf_step:begin" in (tmp_path / "benchmarks.md").read_text()
 
 
+def test_nhf_denormals_quick(tmp_path):
+    import nhf_denormals
+
+    out = nhf_denormals.main(["--quick", "--out-dir", str(tmp_path)])
+    (row,) = out["results"]["two_moons"]
+    assert row["ms_flushed"] > 0 and row["ms_unflushed"] > 0
+    assert row["after_steps"] == out["config"]["train_steps"]
+    assert "nhf_denormals:begin" in (tmp_path / "benchmarks.md").read_text()
+    from hamflow import _mlp_grad
+
+    assert _mlp_grad.FLUSH_DENORMALS  # the library's setting, restored
+
+
+def test_nhf_denormals_counts_the_subnormals_of_a_saturated_potential():
+    """A unit at ``z ≈ −50`` with a 1e-20 output weight saves ``σ(z)·1e-20`` (subnormal)."""
+    import nhf_denormals
+
+    torch.manual_seed(0)
+    model = NHF(2, num_flows=1, hidden=(4,), encoder_hidden=(4,))
+    x = torch.randn(16, 2)
+    model.initialize_affine(x)
+    assert nhf_denormals._subnormal_share(model, x) == 0.0
+    potential = model.flows[0].hamiltonian.potential
+    with torch.no_grad():  # weights are stored divided by the potential's gain
+        potential.layers[0].weight.zero_()
+        potential.layers[0].bias.fill_(-50.0 / potential.gain)
+        potential.layers[1].weight.fill_(1e-20 / potential.gain)
+    assert nhf_denormals._subnormal_share(model, x) > 0.0
+
+
 def test_cosine_lr_and_points_per_step():
     opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1.0)
     lrs = [_common.cosine_lr(opt, 1e-3, t / 10) for t in range(12)]
@@ -201,7 +231,14 @@ def test_tabular_data_is_standardised_on_the_training_rows():
 
 @pytest.mark.parametrize(
     "script",
-    ["toy_density.py", "nhf_step.py", "nhf_ablation.py", "tabular_density.py", "nhf_log_prob.py"],
+    [
+        "toy_density.py",
+        "nhf_step.py",
+        "nhf_ablation.py",
+        "tabular_density.py",
+        "nhf_log_prob.py",
+        "nhf_denormals.py",
+    ],
 )
 def test_quick_runs_cannot_publish(script):
     proc = subprocess.run(
