@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -28,7 +27,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import add_output_args, check_output_args, machine_info, publish  # noqa: E402
+from _common import (  # noqa: E402
+    add_output_args,
+    check_output_args,
+    machine_info,
+    publish,
+    timed_step,
+)
 
 from hamflow import (
     NHF,  # noqa: E402
@@ -93,12 +98,7 @@ def _measure_density(name: str, cfg: DenormalConfig, log) -> list[dict]:
     def step(flush: bool) -> float:
         _mlp_grad.FLUSH_DENORMALS = flush
         idx = torch.randint(len(data), (cfg.batch,), generator=gen)
-        t0 = time.process_time()
-        loss = model.forward_kld(data[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return time.process_time() - t0
+        return timed_step(model, opt, data[idx])[0]
 
     rows = []
     try:
