@@ -20,7 +20,7 @@ import normflows as nf
 import torch
 from torch import Tensor, nn
 
-from .distributions import GaussianMomentumEncoder, SoftUniform, sobol_normal
+from .distributions import GaussianMomentumEncoder, GeneralizedNormal, SoftUniform, sobol_normal
 from .flows import HamiltonianFlow
 from .hamiltonians import Energy, MLPEnergy, QuadraticEnergy, SeparableHamiltonian
 from .integrators import KickCache, get_integrator
@@ -76,8 +76,9 @@ class NHF(nn.Module):
         dt: step size of every flow (its initial value when ``learn_dt``).
         hidden: hidden widths of the energy MLPs.
         encoder_hidden: hidden widths of the momentum encoder MLPs.
-        prior: ``"normal"``, ``"soft_uniform"`` or any normflows ``BaseDistribution`` over
-            ``2d`` dimensions.
+        prior: ``"generalized_normal"`` (:class:`~hamflow.distributions.GeneralizedNormal`, one
+            learned shape for ``q`` and one for ``p``), ``"normal"`` (standard normal),
+            ``"soft_uniform"`` or any normflows ``BaseDistribution`` over ``2d`` dimensions.
         kinetic: ``"fixed"`` (``½|p|²``), ``"quadratic"`` (``½ pᵀM⁻¹p``, learned diagonal mass)
             or ``"mlp"`` (a learned softplus MLP, as in the paper).
         learn_dt: make each flow's ``dt`` trainable.
@@ -121,7 +122,7 @@ class NHF(nn.Module):
         dt: float = 0.5,
         hidden: Sequence[int] = (128, 128),
         encoder_hidden: Sequence[int] = (128, 128),
-        prior: str | nf.distributions.BaseDistribution = "normal",
+        prior: str | nf.distributions.BaseDistribution = "generalized_normal",
         kinetic: str = "fixed",
         learn_dt: bool = True,
         share_hamiltonian: bool = False,
@@ -194,6 +195,7 @@ class NHF(nn.Module):
             kinetic="mlp",
             learn_dt=False,
             affine=False,
+            prior="normal",
             encoder_trunk="separate",
             friction=False,
             potential_gain=1.0,
@@ -211,8 +213,11 @@ class NHF(nn.Module):
             return nf.distributions.DiagGaussian(2 * dim, trainable=False)
         if prior == "soft_uniform":
             return SoftUniform(2 * dim)
+        if prior == "generalized_normal":
+            return GeneralizedNormal(2 * dim, blocks=2)
         raise ValueError(
-            "prior: expected 'normal', 'soft_uniform' or a normflows BaseDistribution, "
+            "prior: expected 'generalized_normal', 'normal', 'soft_uniform' or a normflows "
+            "BaseDistribution, "
             f"got {prior!r}"
         )
 
