@@ -8,7 +8,7 @@ Neural Hamiltonian Flow density model :class:`NHF` (paper Sec. 3.3 and A.2).
 """
 
 from . import integrators
-from .distributions import GaussianMomentumEncoder, SoftUniform
+from .distributions import GaussianMomentumEncoder, GeneralizedNormal, SoftUniform
 from .flows import HamiltonianFlow
 from .geco import GECO
 from .hamiltonians import (
@@ -30,6 +30,7 @@ __all__ = [
     "DiagonalAffine",
     "TriangularAffine",
     "SoftUniform",
+    "GeneralizedNormal",
     "GaussianMomentumEncoder",
     "GECO",
     "Energy",

@@ -54,6 +54,9 @@ class NHF(nn.Module):
       so that the untrained model's samples have that batch's mean and covariance
       (:meth:`initialize_affine`; ``"diagonal"``: :class:`~hamflow.scaling.DiagonalAffine`, its
       means and variances only);
+    - ``prior="generalized_normal"``: a unit-variance prior whose tails are learned, one shape
+      for ``q`` and one for ``p`` (:class:`~hamflow.GeneralizedNormal`; Laplace
+      through normal to nearly uniform), so bounded data need not be carved out of a normal;
     - ``potential_gain=5``: the potentials learn five times faster than the encoder;
     - ``encoder_trunk="shared"``: one encoder MLP outputs the momentum's mean and scale;
     - ``dt=0.5``, learned per flow;
@@ -67,7 +70,8 @@ class NHF(nn.Module):
       rows keep the rows per step).
 
     :meth:`paper` builds the configuration of paper A.2 exactly (learned MLP ``K`` and ``V``, two
-    leapfrog steps per flow, two encoder MLPs, no friction and no affine map).
+    leapfrog steps per flow, two encoder MLPs, a standard normal prior, no friction and no
+    affine map).
 
     Args:
         dim: data dimension ``d`` (the phase space has ``2d``).
@@ -176,7 +180,8 @@ class NHF(nn.Module):
     @classmethod
     def paper(cls, dim: int, **overrides) -> NHF:
         """The NHF of paper A.2: learned MLP ``K`` and ``V`` ``[d, 128, 128, 1]``, two leapfrog
-        steps per flow, two encoder MLPs ``[d, 128, 128, d]``, no affine map, a fixed ``dt``.
+        steps per flow, two encoder MLPs ``[d, 128, 128, d]``, a standard normal prior, no affine
+        map, a fixed ``dt``.
 
         The paper gives no step size; ``dt = 0.25`` is this project's choice for it. Any argument
         of :class:`NHF` can be overridden.
