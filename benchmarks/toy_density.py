@@ -49,7 +49,7 @@ from _common import (  # noqa: E402
     timed_step,
 )
 
-from hamflow import NHF  # noqa: E402
+from hamflow import NHF, GeneralizedNormal  # noqa: E402
 from hamflow.toy import TOY_DENSITIES, get_density  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,6 +218,8 @@ def evaluate(name: str, model, test: torch.Tensor, train: torch.Tensor, cfg: Ben
             "proposal_scale": float(model.proposal_scale),
             "calibration_s": time.process_time() - t0,
         }
+        if isinstance(model.prior, GeneralizedNormal):  # the learned shapes of q and p
+            extra["prior_beta_q_p"] = model.prior.beta()[[0, -1]].tolist()
     t0 = time.process_time()
     lp = log_prob(name, model, test, cfg.iwae_k)
     t_eval = time.process_time() - t0
