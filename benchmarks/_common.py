@@ -160,10 +160,11 @@ NHF_OPTIONS: dict[str, dict] = {
     "nhf_deep": {"num_flows": 6, "hidden": (104, 104)},
     "nhf_deep_steep": {"num_flows": 6, "hidden": (104, 104), "potential_in_scale": 3.0},
     "nhf_bounded": {"prior": "soft_uniform", "potential_in_scale": 3.0},
+    "nhf_learned_tails": {"prior": "generalized_normal"},
 }
 """The NHF options the toy and tabular benchmarks run on request: ``NHF(dim, **NHF_OPTIONS[row])``
 (steeper potentials at initialisation, six narrower flows, both, the soft-uniform prior with the
-steep start; docs/benchmarks.md)."""
+steep start, the prior with learned tails; docs/benchmarks.md)."""
 
 LR_FLOOR = 1 / 20
 """The cosine schedule's last learning rate, as a fraction of the first (as in

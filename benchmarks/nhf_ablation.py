@@ -50,7 +50,6 @@ LEVERS: dict[str, tuple[dict, dict]] = {
     "shared encoder trunk": ({"encoder_trunk": "shared"}, {"encoder_trunk": "separate"}),
     "dt 0.5, learned": ({"dt": 0.5, "learn_dt": True}, {"dt": 0.25, "learn_dt": False}),
     "importance-weighted loss, K = 4": ({"train_samples": 4}, {"train_samples": 1}),
-    "prior with learned tails": ({"prior": "generalized_normal"}, {"prior": "normal"}),
 }
 """Lever name → (its setting, the paper's setting)."""
 

@@ -122,6 +122,11 @@ NHF_ROWS: dict[str, tuple[str, Callable[[], NHF]]] = {
         '`NHF(2, prior="soft_uniform", potential_in_scale=3)`',
         lambda: NHF(2, **NHF_OPTIONS["nhf_bounded"]),
     ),
+    # on request: the prior with learned tails (hamflow.GeneralizedNormal)
+    "nhf_learned_tails": (
+        '`NHF(2, prior="generalized_normal")`',
+        lambda: NHF(2, **NHF_OPTIONS["nhf_learned_tails"]),
+    ),
 }
 """Every NHF row: its description in the tables and its builder."""
 

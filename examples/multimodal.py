@@ -37,7 +37,7 @@ class MultimodalConfig:
     density: str = DEFAULT_DENSITY
     steps: int = 4000
     seed: int = 0
-    prior: str = "generalized_normal"
+    prior: str = "normal"
     prior_width: float = 1.0
     hidden: int = 128  # NHF's default widths
     encoder_hidden: int = 128
@@ -157,10 +157,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--prior",
-        choices=["generalized_normal", "normal", "soft_uniform"],
-        default="generalized_normal",
-        help="prior over (q, p): NHF's default (a unit-variance prior with learned tails), a "
-        "standard normal, or the paper's soft-uniform",
+        choices=["normal", "generalized_normal", "soft_uniform"],
+        default="normal",
+        help="prior over (q, p): a standard normal (NHF's default), a unit-variance prior "
+        "with learned tails, or the paper's soft-uniform",
     )
     p.add_argument(
         "--share-hamiltonian",

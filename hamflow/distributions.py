@@ -3,7 +3,7 @@
 - :class:`SoftUniform`: the paper's soft-uniform prior ``π(s; σ, β)``, a normflows base
   distribution.
 - :class:`GeneralizedNormal`: a unit-variance prior whose tails are learned, from heavy
-  (Laplace) through normal to nearly uniform; NHF's default prior.
+  (Laplace) through normal to nearly uniform (``NHF(prior="generalized_normal")``).
 - :class:`GaussianMomentumEncoder`: the variational momentum density ``f_ψ(p | q)``.
 """
 
@@ -128,11 +128,12 @@ class GeneralizedNormal(nf.distributions.BaseDistribution):
     normaliser is exact for every ``β``, so the prior stays a proper density while it learns,
     and the sampler is exact too (``|z/α|^β`` is Gamma(1/β) distributed).
 
-    :class:`~hamflow.NHF` uses it with two blocks, one shape for ``q`` and one for ``p`` (paper
-    Sec. 3.3 leaves the prior open): bounded data such as a checkerboard pull ``β`` up, heavy
-    tails pull it down, and the scale is left to the flows and the affine map. Each shape is
-    stored as ``u`` with ``ln β = ln β_min + (ln β_max − ln β_min) · sigmoid(k · u + c)``,
-    so that it never leaves its range and can always come back from either end.
+    ``NHF(dim, prior="generalized_normal")`` uses it with two blocks, one shape for ``q`` and
+    one for ``p`` (paper Sec. 3.3 leaves the prior open): bounded data such as a checkerboard
+    pull ``β`` up, heavy tails pull it down, and the scale is left to the flows and the affine
+    map. Each shape is stored as ``u`` with
+    ``ln β = ln β_min + (ln β_max − ln β_min) · sigmoid(k · u + c)``, so that it never leaves
+    its range and can always come back from either end.
 
     Args:
         dim: number of coordinates.

@@ -54,9 +54,6 @@ class NHF(nn.Module):
       so that the untrained model's samples have that batch's mean and covariance
       (:meth:`initialize_affine`; ``"diagonal"``: :class:`~hamflow.scaling.DiagonalAffine`, its
       means and variances only);
-    - ``prior="generalized_normal"``: a unit-variance prior whose tails are learned, one shape
-      for ``q`` and one for ``p`` (:class:`~hamflow.GeneralizedNormal`; Laplace
-      through normal to nearly uniform), so bounded data need not be carved out of a normal;
     - ``potential_gain=5``: the potentials learn five times faster than the encoder;
     - ``encoder_trunk="shared"``: one encoder MLP outputs the momentum's mean and scale;
     - ``dt=0.5``, learned per flow;
@@ -70,8 +67,7 @@ class NHF(nn.Module):
       rows keep the rows per step).
 
     :meth:`paper` builds the configuration of paper A.2 exactly (learned MLP ``K`` and ``V``, two
-    leapfrog steps per flow, two encoder MLPs, a standard normal prior, no friction and no
-    affine map).
+    leapfrog steps per flow, two encoder MLPs, no friction and no affine map).
 
     Args:
         dim: data dimension ``d`` (the phase space has ``2d``).
@@ -80,9 +76,11 @@ class NHF(nn.Module):
         dt: step size of every flow (its initial value when ``learn_dt``).
         hidden: hidden widths of the energy MLPs.
         encoder_hidden: hidden widths of the momentum encoder MLPs.
-        prior: ``"generalized_normal"`` (:class:`~hamflow.distributions.GeneralizedNormal`, one
-            learned shape for ``q`` and one for ``p``), ``"normal"`` (standard normal),
-            ``"soft_uniform"`` or any normflows ``BaseDistribution`` over ``2d`` dimensions.
+        prior: ``"normal"`` (standard normal), ``"generalized_normal"``
+            (:class:`~hamflow.GeneralizedNormal`: unit variance, one learned shape for ``q`` and
+            one for ``p``, from Laplace through normal to nearly uniform; better on the tabular
+            sets, worse on the rings, docs/density.md), ``"soft_uniform"`` or any normflows
+            ``BaseDistribution`` over ``2d`` dimensions.
         kinetic: ``"fixed"`` (``½|p|²``), ``"quadratic"`` (``½ pᵀM⁻¹p``, learned diagonal mass)
             or ``"mlp"`` (a learned softplus MLP, as in the paper).
         learn_dt: make each flow's ``dt`` trainable.
@@ -126,7 +124,7 @@ class NHF(nn.Module):
         dt: float = 0.5,
         hidden: Sequence[int] = (128, 128),
         encoder_hidden: Sequence[int] = (128, 128),
-        prior: str | nf.distributions.BaseDistribution = "generalized_normal",
+        prior: str | nf.distributions.BaseDistribution = "normal",
         kinetic: str = "fixed",
         learn_dt: bool = True,
         share_hamiltonian: bool = False,

@@ -38,7 +38,7 @@ def test_quick_run_writes_figure(example, tmp_path, capsys):
     assert out.stat().st_size > 10_000
     assert math.isfinite(record["test_nll_iwae"])
     saved = json.loads(out.with_suffix(".json").read_text())
-    assert saved["config"]["prior"] == "generalized_normal" and saved["config"]["steps"] > 0
+    assert saved["config"]["prior"] == "normal" and saved["config"]["steps"] > 0
     printed = capsys.readouterr().out
     assert "test NLL (IWAE" in printed and str(out) in printed
 

@@ -2,7 +2,7 @@
 
 Its density is checked against scipy's independent ``gennorm`` and by quadrature (mass and
 variance one for every shape), its sampler by a Kolmogorov–Smirnov test, its shape's range and
-gradient at the ends, and its place as NHF's default prior.
+gradient at the ends, and its use as NHF's ``prior="generalized_normal"``.
 """
 
 from __future__ import annotations
@@ -141,11 +141,11 @@ def test_bad_input_shape_is_refused():
         GeneralizedNormal(4).log_prob(torch.zeros(3, 2))
 
 
-def test_nhf_default_prior_learns_one_shape_for_q_and_one_for_p():
+def test_nhf_learned_tails_prior_learns_one_shape_for_q_and_one_for_p():
     torch.manual_seed(0)
-    model = NHF(3, hidden=(16,), encoder_hidden=(16,))
+    model = NHF(3, hidden=(16,), encoder_hidden=(16,), prior="generalized_normal")
     assert isinstance(model.prior, GeneralizedNormal) and model.prior.u.shape == (2,)
     model.forward_kld(torch.randn(32, 3) * torch.tensor([1.0, 2.0, 0.5])).backward()
     assert torch.isfinite(model.prior.u.grad).all() and model.prior.u.grad.abs().min() > 0
-    assert not isinstance(NHF.paper(3).prior, GeneralizedNormal)  # paper A.2: standard normal
-    assert not isinstance(NHF(3, prior="normal").prior, GeneralizedNormal)
+    assert not isinstance(NHF(3).prior, GeneralizedNormal)  # the default: standard normal
+    assert not isinstance(NHF.paper(3).prior, GeneralizedNormal)  # paper A.2: the same
