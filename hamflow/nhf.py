@@ -219,9 +219,8 @@ class NHF(nn.Module):
         if prior == "generalized_normal":
             return GeneralizedNormal(2 * dim, blocks=2)
         raise ValueError(
-            "prior: expected 'generalized_normal', 'normal', 'soft_uniform' or a normflows "
-            "BaseDistribution, "
-            f"got {prior!r}"
+            "prior: expected 'normal', 'generalized_normal', 'soft_uniform' or a normflows "
+            f"BaseDistribution, got {prior!r}"
         )
 
     @staticmethod

@@ -149,3 +149,8 @@ def test_nhf_learned_tails_prior_learns_one_shape_for_q_and_one_for_p():
     assert torch.isfinite(model.prior.u.grad).all() and model.prior.u.grad.abs().min() > 0
     assert not isinstance(NHF(3).prior, GeneralizedNormal)  # the default: standard normal
     assert not isinstance(NHF.paper(3).prior, GeneralizedNormal)  # paper A.2: the same
+
+
+def test_nhf_names_every_prior_it_knows_when_refusing_one():
+    with pytest.raises(ValueError, match="expected 'normal', 'generalized_normal', 'soft_uniform'"):
+        NHF(2, prior="laplace")
