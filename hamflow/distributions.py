@@ -203,6 +203,10 @@ class GeneralizedNormal(nf.distributions.BaseDistribution):
     def log_prob(self, z: Tensor) -> Tensor:
         if z.dim() != 2 or z.shape[-1] != self.dim:
             raise ValueError(f"z: expected shape (batch, {self.dim}), got {tuple(z.shape)}")
+        # Without this check the clamp below would give a state at inf a finite density. On an
+        # accelerator it is left out, as in MLPEnergy, so that a training step never waits.
+        if z.device.type == "cpu" and not torch.isfinite(z).all():
+            raise ValueError("z: expected finite values, got NaN or inf")
         beta = self.beta().to(z.dtype)
         log_alpha = self._log_alpha(beta)
         log_norm = torch.log(beta) - math.log(2.0) - log_alpha - torch.lgamma(1 / beta)

@@ -141,6 +141,15 @@ def test_bad_input_shape_is_refused():
         GeneralizedNormal(4).log_prob(torch.zeros(3, 2))
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_input_is_refused_not_clamped(bad):
+    """The clamp that guards the power would otherwise give a state at inf a finite density."""
+    z = torch.zeros(2, 2)
+    z[1, 0] = bad
+    with pytest.raises(ValueError, match="z: expected finite values"):
+        GeneralizedNormal(2).log_prob(z)
+
+
 def test_nhf_learned_tails_prior_learns_one_shape_for_q_and_one_for_p():
     torch.manual_seed(0)
     model = NHF(3, hidden=(16,), encoder_hidden=(16,), prior="generalized_normal")
