@@ -4,7 +4,8 @@ Modules, lowest first: :mod:`~hamflow_hgn.data.systems` (the Hamiltonians, numpy
 :mod:`~hamflow_hgn.data.simulate` (workers, numpy and scipy only), :mod:`~hamflow_hgn.data.render`
 (states to frames), :mod:`~hamflow_hgn.data.store` (the on-disk format),
 :mod:`~hamflow_hgn.data.dataset` (:func:`open_dataset`), :mod:`~hamflow_hgn.data.generation`
-(:func:`generate`) and the CLI, ``python -m hamflow_hgn.data`` (:mod:`hamflow_hgn.data.__main__`).
+(:func:`generate`), :mod:`~hamflow_hgn.data.imported` (:func:`import_frames`: your own frames)
+and the CLI, ``python -m hamflow_hgn.data`` (:mod:`hamflow_hgn.data.__main__`).
 
 The public names below are loaded on first use, so the simulation workers, which import
 :mod:`hamflow_hgn.data.simulate`, start without importing torch.
@@ -30,6 +31,9 @@ _EXPORTS = {
     "open_dataset": "dataset",
     "render_states": "dataset",
     "generate": "generation",
+    "ImageSequenceDataset": "imported",
+    "ImportConfig": "imported",
+    "import_frames": "imported",
     "preview": "generation",
     "SYSTEMS": "systems",
     "PhysicalSystem": "systems",

@@ -254,6 +254,12 @@ def open_dataset(
     if split not in simulate.SPLITS:
         raise ValueError(f"split: expected one of {list(simulate.SPLITS)}, got {split!r}")
     meta = store.read_metadata(out, regenerate_hint(expect, out))
+    if meta.get("kind") == "images":  # frames imported with import_frames
+        from .imported import open_imported
+
+        if return_states:
+            raise ValueError(f"return_states: {out} holds imported frames, which have no states")
+        return open_imported(out, split, meta, expect, verify)
     try:
         config = DataConfig(**meta["config"])
     except (TypeError, ValueError) as err:
@@ -296,6 +302,8 @@ def materialize(out_dir: str | Path, batch: int = 256, progress: bool = True) ->
     """
     out = Path(out_dir)
     meta = store.read_metadata(out, regenerate_hint(None, out))
+    if meta.get("kind") == "images":  # imported frames are stored as images already
+        return [out / name for name in meta["images"]]
     written = []
     for split in simulate.SPLITS:
         ds = open_dataset(out, split)
