@@ -3,6 +3,7 @@
 API: :func:`evaluate`. CLI::
 
     python -m hamflow_hgn.evaluate RUN [--data DIR] [--split test] [--max-sequences N]
+        [--horizon N]
 
 writes ``RUN/eval/metrics.json``, ``RUN/eval/metrics.md`` (Markdown table), ``mse_curve.png``
 and the rollout strips and GIFs of :mod:`hamflow_hgn.rollouts` (samples from the prior and
@@ -41,6 +42,12 @@ input frames and rolled out for T steps (30 with the default 31 frames):
   against the system played twice as fast, :meth:`SequenceDataset.replay
   <hamflow_hgn.data.SequenceDataset.replay>`, over the frames whose time the data covers) and
   ``half_speed`` (``dt/2``, against the system played at half speed), over all frames.
+- ``horizon`` (with ``--horizon N``, on the first :data:`OTHER_ROLLOUT_SEQUENCES` sequences):
+  a forward rollout of ``N`` steps, any number, scored against the truth simulated that far
+  (:mod:`hamflow_hgn.horizon`): tracking inside the training span, past it, and in windows one
+  span long past it (``N = 4T``: frames ``T+1 … 2T`` give the 2x figure, ``T+1 … 4T`` the 4x
+  one), and the per-step MSE against the noise-free truth. The rollout strips and GIFs then
+  run ``N`` steps too, the simulated truth beside the model.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .horizon import check_horizon, horizon_errors, summarize_horizon
 from .io import save_figure, write_json, write_text
 from .models import row_name
 from .models.hgn import HGN
@@ -67,6 +75,7 @@ __all__ = [
     "evaluate_split",
     "evaluate",
     "markdown_table",
+    "horizon_table",
     "fitted_latent",
     "main",
 ]
@@ -124,6 +133,8 @@ def evaluate_split(
     batch_size: int = 64,
     device=None,
     other_rollouts: int = 0,
+    horizon: int | None = None,
+    horizon_sequences: int | None = None,
 ) -> dict[str, Any]:
     """The metrics of one split (see the module docstring) on its first ``n`` sequences.
 
@@ -131,6 +142,9 @@ def evaluate_split(
     the reproduction script all score runs with it. ``other_rollouts = m > 0`` adds
     ``tracking_other_rollouts`` (backward, double and half speed against their own truth) over
     the first ``m`` of those sequences: replaying the truth runs the ODE solver on the CPU.
+    ``horizon = N`` adds ``horizon``, a forward rollout of ``N`` steps scored against the truth
+    simulated that far (:func:`hamflow_hgn.horizon.summarize_horizon`), over the first
+    ``horizon_sequences`` of those sequences (default: all of them).
     """
     if (
         not isinstance(other_rollouts, int)
@@ -138,8 +152,14 @@ def evaluate_split(
         or other_rollouts < 0
     ):
         raise ValueError(f"other_rollouts: expected an integer >= 0, got {other_rollouts!r}")
+    if horizon is not None:
+        check_horizon(horizon)
+    if horizon_sequences is not None:
+        check_horizon(horizon_sequences, "horizon_sequences")
     cfg = model.config
     n = len(dataset) if n is None else min(int(n), len(dataset))
+    n_far = n if horizon_sequences is None else min(n, horizon_sequences)
+    far_rows: dict[str, list[torch.Tensor]] = {"centroid": [], "mse": []}
     device = next(model.parameters()).device if device is None else device
     targets = list(cfg.target_frames)
     mse_rows, energy_rows, centroid_rows = [], [], []
@@ -163,6 +183,11 @@ def evaluate_split(
             errors = other_rollout_errors(model, dataset, idx[:k], images[:k], roll.q, roll.p)
             for kind, error in errors.items():
                 other_rows.setdefault(kind, []).append(error.cpu())
+        k = min(len(idx), n_far - start)
+        if horizon is not None and k > 0:
+            far = horizon_errors(model, dataset, idx[:k], images[:k], horizon)
+            for key, rows in far_rows.items():
+                rows.append(far[key].cpu())
     mse = torch.cat(mse_rows).numpy()
     per_seq = mse[:, targets].mean(1)
     out: dict[str, Any] = {
@@ -179,6 +204,13 @@ def evaluate_split(
         out["tracking_other_rollouts"] = {
             "sequences_scored": sum(len(rows) for rows in next(iter(other_rows.values()))),
             **{kind: summarize(torch.cat(rows), radius) for kind, rows in other_rows.items()},
+        }
+    if horizon is not None:
+        far_mse = torch.cat(far_rows["mse"])
+        out["horizon"] = {
+            "sequences_scored": int(far_mse.shape[0]),
+            **summarize_horizon(torch.cat(far_rows["centroid"]), radius, cfg.frames),
+            "mse_curve": far_mse.mean(0).tolist(),
         }
     if energy_rows:
         energy = torch.cat(energy_rows).numpy().astype(np.float64)
@@ -260,6 +292,42 @@ def markdown_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def horizon_table(metrics: dict[str, Any]) -> str:
+    """The long-horizon tracking as a Markdown table ("" when no split has a ``horizon``):
+    shares of frames / sequences tracked inside the training span, past it, and in each
+    window one span long past it (:func:`hamflow_hgn.horizon.summarize_horizon`).
+
+    Example:
+        >>> t = lambda f, s: {"error_px": 1.0, "frames": f, "sequences": s}
+        >>> h = {"steps": 30, "in_span": t(1.0, 1.0), "beyond": t(0.5, 0.25),
+        ...      "windows": [{"frames_range": [16, 30], **t(0.5, 0.25)}]}
+        >>> m = {"model": "hgn_leapfrog", "splits": {"test": {"horizon": h}}}
+        >>> print(horizon_table(m).splitlines()[2])
+        | hgn_leapfrog | test | 30 | 100.0 % / 100.0 % | 50.0 % / 25.0 % | 16-30: 50.0 % / 25.0 % |
+    """
+    rows = [(split, m["horizon"]) for split, m in metrics["splits"].items() if m.get("horizon")]
+    if not rows:
+        return ""
+
+    def cell(t: dict[str, float] | None) -> str:
+        return "–" if not t else f"{100 * t['frames']:.1f} % / {100 * t['sequences']:.1f} %"
+
+    lines = [
+        "| model | split | rollout steps | tracked in span (frames / sequences) | past the span "
+        "| windows past the span |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split, h in rows:
+        windows = "; ".join(
+            f"{w['frames_range'][0]}-{w['frames_range'][1]}: {cell(w)}" for w in h["windows"]
+        )
+        lines.append(
+            f"| {metrics['model']} | {split} | {h['steps']} | {cell(h['in_span'])} | "
+            f"{cell(h['beyond'])} | {windows or '–'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _vpt_cell(summary: dict[str, float] | None) -> str:
     return "–" if summary is None else f"{summary['mean']:.1f} ± {summary['std']:.1f}"
 
@@ -273,6 +341,10 @@ def _plot_curves(metrics: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(4.5, 3))
     for split, m in metrics["splits"].items():
         ax.plot(m["mse_curve"], label=split)
+        if m.get("horizon"):
+            ax.plot(m["horizon"]["mse_curve"], ls="--", label=f"{split}, simulated truth")
+    if any(m.get("horizon") for m in metrics["splits"].values()):
+        ax.axvline(metrics["rollout_steps"], color="grey", lw=0.8)
     ax.set_xlabel("rollout step")
     ax.set_ylabel("pixel MSE")
     ax.set_title(f"{metrics['model']}: per-step MSE (Fig. 6)", fontsize=9)
@@ -291,12 +363,16 @@ def evaluate(
     device: str = "auto",
     rollouts: int = ROLLOUTS,
     allow_other_data: bool = False,
+    horizon: int | None = None,
 ) -> dict[str, Any]:
     """Compute the metrics of a run (see the module docstring) and write them to ``RUN/eval``.
 
     ``rollouts`` test sequences are also drawn as PNG strips and GIFs (0 to skip). A dataset
-    other than the run's is refused unless ``allow_other_data``. Returns the metrics dict that
-    is saved as ``metrics.json``.
+    other than the run's is refused unless ``allow_other_data``. ``horizon = N`` rolls out
+    ``N`` steps, past the data's ``T`` if larger, scored against the truth simulated that far
+    (``horizon`` in each split's metrics, :func:`horizon_table` in ``metrics.md``), and the
+    strips and GIFs run ``N`` steps. Returns the metrics dict that is saved as
+    ``metrics.json``.
     """
     from .data import open_dataset
     from .rollouts import save_rollouts
@@ -305,6 +381,8 @@ def evaluate(
         raise ValueError(f"max_sequences: expected a positive int or None, got {max_sequences!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    if horizon is not None:
+        check_horizon(horizon)
     config, model, _, data = load_run(run_dir, data_dir, device, allow_other_data=allow_other_data)
     dev = next(model.parameters()).device
     out_dir = Path(run_dir) / EVAL
@@ -313,6 +391,7 @@ def evaluate(
         "model": row_name(config),
         "protocol": mcfg.protocol,
         "rollout_steps": mcfg.frames - 1,
+        "horizon": horizon,
         "target_frames": [mcfg.target_frames[0], mcfg.target_frames[-1]],
         "vpt_threshold": VPT_THRESHOLD,
         "vpt_loose_threshold": VPT_LOOSE_THRESHOLD,
@@ -322,10 +401,13 @@ def evaluate(
     for split in splits:
         dataset = open_dataset(data, split)
         metrics["splits"][split] = evaluate_split(
-            model, dataset, max_sequences, batch_size, dev, other_rollouts=OTHER_ROLLOUT_SEQUENCES
-        )
+            model, dataset, max_sequences, batch_size, dev,
+            other_rollouts=OTHER_ROLLOUT_SEQUENCES, horizon=horizon,
+            horizon_sequences=OTHER_ROLLOUT_SEQUENCES,
+        )  # fmt: skip
     write_json(out_dir / "metrics.json", metrics, sort_keys=False)
-    write_text(out_dir / "metrics.md", markdown_table(metrics))
+    far = horizon_table(metrics)
+    write_text(out_dir / "metrics.md", markdown_table(metrics) + (f"\n{far}" if far else ""))
     _plot_curves(metrics, out_dir / "mse_curve.png")
     if rollouts > 0:
         split = "test" if "test" in splits else splits[0]
@@ -333,8 +415,11 @@ def evaluate(
         shown = list(range(min(rollouts, len(dataset))))
         images = dataset.render_batch(shown, dev)
         latent = fitted_latent(model, open_dataset(data, "train"), batch_size, dev)
-        replay = lambda speed: dataset.replay(shown, speed)  # noqa: E731
-        save_rollouts(model, images, out_dir / "rollouts", latent=latent, replay=replay)
+        frames = None if horizon is None else max(horizon + 1, mcfg.frames)
+        replay = lambda speed: dataset.replay(shown, speed, frames)  # noqa: E731
+        save_rollouts(
+            model, images, out_dir / "rollouts", steps=horizon, latent=latent, replay=replay
+        )
     return metrics
 
 
@@ -366,6 +451,7 @@ EXAMPLES = """\
   python -m hamflow_hgn.evaluate runs/pendulum                      # both splits, 4 rollouts
   python -m hamflow_hgn.evaluate runs/pendulum --split test --max-sequences 256 --rollouts 0
   python -m hamflow_hgn.evaluate runs/pendulum --data data/pendulum_seed1 --allow-other-data
+  python -m hamflow_hgn.evaluate runs/pendulum --split test --horizon 60   # 4x the 16-frame span
 """
 
 
@@ -395,6 +481,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--allow-other-data", action="store_true",
         help="evaluate on a dataset other than the one the run was trained on",
     )  # fmt: skip
+    p.add_argument(
+        "--horizon", type=positive_int, default=None, metavar="N",
+        help="also roll out N steps (past the data's T if larger) against the truth simulated "
+        "that far: tracking inside and past the training span, strips and GIFs of N steps "
+        "(default: T only)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     splits = (args.split,) if args.split else ("train", "test")
     try:
@@ -407,11 +499,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             rollouts=args.rollouts,
             allow_other_data=args.allow_other_data,
+            horizon=args.horizon,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(markdown_table(metrics), end="")
+    far = horizon_table(metrics)
+    if far:
+        print(f"\n{far}", end="")
     return 0
 
 

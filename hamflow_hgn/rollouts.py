@@ -139,14 +139,28 @@ def save_rollouts(
     ``replay(speed)`` gives the true frames of the same sequences played ``speed`` times as
     fast, ``(B, ≥ steps + 1, C, H, W)`` (for a dataset: ``lambda s: dataset.replay(indices, s)``);
     with it the double- and half-speed rows compare the model with the system at that speed.
-    Returns the written paths by kind. Kinds the model cannot do (no ``rollout_from`` or
-    ``sample``) are skipped.
+    ``steps`` (default ``T``, the data's) may exceed ``T``: the forward and backward rows then
+    stand beside the system simulated that far, ``replay(1.0)``, which is required for it
+    (the data's own frames stop at ``T``). Returns the written paths by kind. Kinds the model
+    cannot do (no ``rollout_from`` or ``sample``) are skipped.
     """
     out = Path(out_dir)
     model.eval()
     dt = model.config.dt
     steps = images.shape[1] - 1 if steps is None else steps
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps: expected an integer >= 1 (rollout steps), got {steps!r}")
     truth = images.cpu()
+    if steps >= images.shape[1]:  # past the data: the truth simulated that far
+        if replay is None:
+            raise ValueError(
+                f"replay: a rollout of {steps} steps runs past the data's {images.shape[1] - 1}; "
+                "expected replay(speed) to simulate the truth that far, got None"
+            )
+        wanted = torch.Size((truth.shape[0], steps + 1, *truth.shape[2:]))
+        truth = _replayed(replay, 1.0, wanted)
+    else:
+        truth = truth[:, : steps + 1]
     runs: dict[str, tuple[list[Tensor], list[str]]] = {}
     fwd = model.rollout(images, steps)
     runs["forward"] = ([truth, fwd.frames.cpu()], ["truth", "model"])
