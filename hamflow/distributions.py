@@ -233,7 +233,8 @@ class GaussianMomentumEncoder(nn.Module):
     With ``trunk="separate"`` (the paper), ``μ`` and ``log σ`` are separate ReLU MLPs
     ``[d, 128, 128, d]``; with ``trunk="shared"``, one MLP ``[d, 128, 128, 2d]`` outputs both,
     which halves the encoder's cost. Both start at a standard normal momentum (zero mean, unit
-    scale).
+    scale). With ``context_dim = c > 0`` it is ``f(p | q, context)``: the MLPs read
+    ``cat(q, context)`` (``NHF(dim, context_dim=c)``, :mod:`hamflow.conditional`).
 
     Example:
         >>> enc = GaussianMomentumEncoder(2, hidden=(16,))
@@ -245,17 +246,27 @@ class GaussianMomentumEncoder(nn.Module):
         True
     """
 
-    def __init__(self, dim: int, hidden: Sequence[int] = (128, 128), trunk: str = "separate"):
+    def __init__(
+        self,
+        dim: int,
+        hidden: Sequence[int] = (128, 128),
+        trunk: str = "separate",
+        context_dim: int = 0,
+    ):
         super().__init__()
         if trunk not in ("separate", "shared"):
             raise ValueError(f"trunk: expected 'separate' or 'shared', got {trunk!r}")
+        if not isinstance(context_dim, int) or isinstance(context_dim, bool) or context_dim < 0:
+            raise ValueError(f"context_dim: expected an integer >= 0, got {context_dim!r}")
         self.dim = int(dim)
         self.trunk = trunk
+        self.context_dim = context_dim
+        width_in = self.dim + context_dim
         if trunk == "shared":
-            self.net = mlp([self.dim, *[int(h) for h in hidden], 2 * self.dim])
+            self.net = mlp([width_in, *[int(h) for h in hidden], 2 * self.dim])
             heads = [self.net]
         else:
-            widths = [self.dim, *[int(h) for h in hidden], self.dim]
+            widths = [width_in, *[int(h) for h in hidden], self.dim]
             self.mean = mlp(widths)
             self.log_scale = mlp(widths)
             heads = [self.mean, self.log_scale]
@@ -263,19 +274,30 @@ class GaussianMomentumEncoder(nn.Module):
             nn.init.zeros_(net[-1].weight)
             nn.init.zeros_(net[-1].bias)
 
-    def params(self, q: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean and log-scale of ``p`` given ``q``."""
+    def params(self, q: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Mean and log-scale of ``p`` given ``q`` (and the context, for a conditional encoder)."""
+        if self.context_dim:
+            if context is None:
+                raise ValueError(
+                    f"context: this encoder takes a context of width {self.context_dim}, got None"
+                )
+            q = torch.cat([q, context], dim=-1)
         if self.trunk == "shared":
             return self.net(q).chunk(2, dim=-1)
         return self.mean(q), self.log_scale(q)
 
-    def log_prob(self, p: Tensor, q: Tensor) -> Tensor:
-        mu, log_s = self.params(q)
+    def log_prob(self, p: Tensor, q: Tensor, context: Tensor | None = None) -> Tensor:
+        mu, log_s = self.params(q, context)
         z = (p - mu) * torch.exp(-log_s)
         return (-0.5 * z * z - log_s - 0.5 * math.log(2 * math.pi)).sum(-1)
 
     def rsample(
-        self, q: Tensor, num_samples: int = 1, eps: Tensor | None = None, scale: float = 1.0
+        self,
+        q: Tensor,
+        num_samples: int = 1,
+        eps: Tensor | None = None,
+        scale: float = 1.0,
+        context: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Reparametrised ``p ~ f(p | q)`` and ``log f(p | q)``.
 
@@ -283,9 +305,10 @@ class GaussianMomentumEncoder(nn.Module):
         ``(K, B)``. ``eps``, standard-normal noise of that shape (or broadcastable to it), replaces
         the fresh draw (for quasi-random samples, see :func:`sobol_normal`). ``scale`` widens
         (``> 1``) or narrows the Gaussian's standard deviation by that factor, and ``log f`` is
-        that of the widened density.
+        that of the widened density. A conditional encoder (``context_dim > 0``) reads
+        ``context``, ``(B, context_dim)``, beside ``q``.
         """
-        mu, log_s = self.params(q)
+        mu, log_s = self.params(q, context)
         if scale != 1.0:
             log_s = log_s + math.log(scale)
         shape = mu.shape if num_samples == 1 else (num_samples, *mu.shape)

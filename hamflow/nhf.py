@@ -21,6 +21,8 @@ import normflows as nf
 import torch
 from torch import Tensor, nn
 
+from . import sampling as _sampling
+from .conditional import ConditionalMLPEnergy, check_context, context_step
 from .distributions import GaussianMomentumEncoder, GeneralizedNormal, SoftUniform, sobol_normal
 from .flows import HamiltonianFlow
 from .hamiltonians import Energy, MLPEnergy, QuadraticEnergy, SeparableHamiltonian
@@ -105,6 +107,16 @@ class NHF(nn.Module):
             (docs/benchmarks.md, "Steep potentials").
         train_samples: momenta per point in the training loss :meth:`forward_kld` (``1``: the
             ELBO of Eq. 6; ``K > 1``: the importance-weighted bound, tighter as ``K`` grows).
+        context_dim: the width ``c`` of a context, for a conditional density ``p(x | context)``
+            (:mod:`hamflow.conditional`, docs/conditional.md): every potential becomes
+            ``V_k(q; context)`` and the encoder ``f(p | q, context)``; the methods then take a
+            ``context`` as their second argument, shaped as in normflows'
+            ``ConditionalNormalizingFlow``. ``None`` (default): an unconditional model.
+        target: an unnormalised density to fit a sampler to, instead of data (a normflows
+            ``Target`` or a differentiable callable ``(N, dim) -> (N,)``; :mod:`hamflow.sampling`,
+            docs/sampling.md): train on :meth:`reverse_kld`, then :meth:`importance_sample`,
+            :meth:`log_normalizer` and :meth:`ess`. The affine map then starts at the identity
+            (no data to fit it to) and every kick adds ``β_k ∇ ln π̃``. ``None``: a density model.
 
     Example:
         >>> model = NHF(dim=2, num_flows=2, hidden=(16, 16), encoder_hidden=(16,))
@@ -136,6 +148,8 @@ class NHF(nn.Module):
         potential_gain: float = 5.0,
         potential_in_scale: float = 1.0,
         train_samples: int = 4,
+        context_dim: int | None = None,
+        target=None,
     ) -> None:
         # The constructor's arguments, as given: save() records them so load() rebuilds the model.
         options = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -148,6 +162,12 @@ class NHF(nn.Module):
         if not isinstance(steps_per_flow, int) or steps_per_flow < 1:
             raise ValueError(f"steps_per_flow: expected an integer >= 1, got {steps_per_flow!r}")
         _check_num_samples(train_samples, "train_samples")
+        if context_dim is not None and (
+            not isinstance(context_dim, int) or isinstance(context_dim, bool) or context_dim < 1
+        ):
+            raise ValueError(
+                f"context_dim: expected a positive integer or None, got {context_dim!r}"
+            )
         if not get_integrator(integrator).symplectic:
             raise ValueError(
                 f"integrator: NHF needs a volume-preserving (symplectic) integrator, got "
@@ -156,14 +176,21 @@ class NHF(nn.Module):
         self.dim = dim
         self.train_samples = train_samples
         self.prior = self._make_prior(prior, dim)
-        self.encoder = GaussianMomentumEncoder(dim, encoder_hidden, trunk=encoder_trunk)
+        self.context_dim = context_dim
+        self.encoder = GaussianMomentumEncoder(
+            dim, encoder_hidden, trunk=encoder_trunk, context_dim=context_dim or 0
+        )
         self.affine = _make_affine(affine, dim)
         # A fixed kinetic energy has no parameters: one module serves every flow.
         fixed = QuadraticEnergy(dim, learnable=False) if kinetic == "fixed" else None
 
         def hamiltonian() -> SeparableHamiltonian:
             k = fixed if fixed is not None else self._make_kinetic(kinetic, dim, hidden)
-            potential = MLPEnergy(dim, hidden, gain=potential_gain, in_scale=potential_in_scale)
+            scales = dict(gain=potential_gain, in_scale=potential_in_scale)
+            if context_dim is None:
+                potential = MLPEnergy(dim, hidden, **scales)
+            else:
+                potential = ConditionalMLPEnergy(dim, context_dim, hidden, **scales)
             return SeparableHamiltonian(k, potential)
 
         shared = hamiltonian() if share_hamiltonian else None
@@ -178,6 +205,8 @@ class NHF(nn.Module):
         )
         # The width of log_prob's importance proposal relative to the encoder's (calibrate_proposal)
         self.register_buffer("proposal_scale", torch.tensor(1.0, dtype=torch.float64))
+        # A sampler's target (hamflow.sampling): a plain attribute, not a submodule.
+        self.target = None if target is None else _sampling.attach_target(self, target)
 
     @classmethod
     def paper(cls, dim: int, **overrides) -> NHF:
@@ -238,12 +267,19 @@ class NHF(nn.Module):
     # -- maps between the prior and the data -------------------------------------------------
 
     def transport(
-        self, q: Tensor, p: Tensor, *, inverse: bool = False, return_all: bool = False
+        self,
+        q: Tensor,
+        p: Tensor,
+        *,
+        inverse: bool = False,
+        return_all: bool = False,
+        context: Tensor | None = None,
     ) -> tuple[Tensor, Tensor] | list[tuple[Tensor, Tensor]]:
         """Move ``(q, p)`` through all flows: prior → data, or data → prior with ``inverse``.
 
         ``q`` here is the flows' position ``q_T``, before the affine map (see :meth:`to_data`).
         With ``return_all`` the states after every flow are returned, the start included.
+        A conditional model needs ``context``, one checked row per row of ``q``.
         """
         frictions = self.frictions or [None] * len(self.flows)
         layers = list(zip(self.flows, frictions))
@@ -252,7 +288,10 @@ class NHF(nn.Module):
         for flow, friction in reversed(layers) if inverse else layers:
             if inverse and friction is not None:
                 p = friction.damp(p, inverse=True)
-            q, p = flow.step(q, p, inverse=inverse, cache=cache)
+            if context is None:
+                q, p = flow.step(q, p, inverse=inverse, cache=cache)
+            else:
+                q, p = context_step(flow, q, p, context, inverse=inverse, cache=cache)
             if not inverse and friction is not None:
                 p = friction.damp(p)
             if return_all:
@@ -291,22 +330,35 @@ class NHF(nn.Module):
             raise ValueError("x: expected finite values, got NaN or inf")
 
     def _log_weights(
-        self, x: Tensor, num_samples: int, eps: Tensor | None = None, scale: float = 1.0
+        self,
+        x: Tensor,
+        num_samples: int,
+        eps: Tensor | None = None,
+        scale: float = 1.0,
+        context: Tensor | None = None,
     ) -> Tensor:
         """``ln π(s₀) + ln|det| − ln f(p | q_T)`` for ``num_samples`` momenta per point, ``(K, B)``.
 
         ``ln|det|`` is that of the data → prior map: the affine map's and the frictions'.
         """
         q, log_det = self.from_data(x)
-        p, log_f = self.encoder.rsample(q, num_samples, eps, scale)
+        p, log_f = self.encoder.rsample(q, num_samples, eps, scale, context=context)
         if num_samples > 1:
             q = q.expand(num_samples, *q.shape)
-        q0, p0 = self.transport(q.reshape(-1, self.dim), p.reshape(-1, self.dim), inverse=True)
+            if context is not None:
+                context = context.expand(num_samples, *context.shape)
+        if context is not None:
+            context = context.reshape(-1, context.shape[-1])
+        q0, p0 = self.transport(
+            q.reshape(-1, self.dim), p.reshape(-1, self.dim), inverse=True, context=context
+        )
         log_pi = self.prior.log_prob(torch.cat([q0, p0], dim=-1))
         return log_pi.reshape(log_f.shape) - log_f + log_det - self.flow_log_det()
 
     @torch.no_grad()
-    def initialize_affine(self, x: Tensor, num_base: int | None = None) -> None:
+    def initialize_affine(
+        self, x: Tensor, num_base: int | None = None, *, context: Tensor | None = None
+    ) -> None:
         """Set the affine map so that the model's samples have the mean and covariance of ``x``.
 
         The map's input is ``q_T``, the prior pushed through the Hamiltonian flows. Those move
@@ -317,6 +369,8 @@ class NHF(nn.Module):
         the first training-mode :meth:`elbo`; call it yourself to initialise from more data.
         A model without an affine map (``affine="none"``) has nothing to set. (Paper A.2 has no
         affine map; this is the initialisation of this library's default, docs/density.md.)
+        A conditional model transports the base draws under contexts drawn from ``context``'s
+        rows (one per row of ``x``).
 
         Example:
             >>> model = NHF(2)
@@ -330,28 +384,33 @@ class NHF(nn.Module):
         if self.affine is None:
             return
         self._check_x(x)
+        context = check_context(context, self.context_dim, len(x), self._param_ref())
         n = max(4096, 64 * self.dim) if num_base is None else int(num_base)
         _check_num_samples(n, "num_base")
         devices = [x.device] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             s0, _ = self.prior(n)
             q0, p0 = s0.to(self._param_ref()).chunk(2, dim=-1)
-            q_T, _ = self.transport(q0, p0)
+            if context is not None:
+                context = context[torch.randint(len(context), (n,), device=context.device)]
+            q_T, _ = self.transport(q0, p0, context=context)
         self.affine.initialize(x, q_T)
 
     # -- the normflows-style API --------------------------------------------------------------
 
-    def elbo(self, x: Tensor, num_samples: int = 1) -> Tensor:
+    def elbo(self, x: Tensor, context: Tensor | None = None, num_samples: int = 1) -> Tensor:
         """Single-sample (or ``num_samples``-averaged) ELBO of paper Eq. 6, shape ``(B,)``.
 
         In training mode, the first call initialises the affine map from ``x`` so that the
         untrained model's samples have the mean and covariance of ``x`` (see
         :meth:`initialize_affine`).
         """
-        log_w = self._training_log_weights(x, num_samples)
+        log_w = self._training_log_weights(x, num_samples, context)
         return log_w if num_samples == 1 or log_w.numel() == 0 else log_w.mean(0)
 
-    def iwae(self, x: Tensor, num_samples: int | None = None) -> Tensor:
+    def iwae(
+        self, x: Tensor, context: Tensor | None = None, num_samples: int | None = None
+    ) -> Tensor:
         """The importance-weighted bound ``ln (1/K) Σ_k w_k``, ``(B,)``; ``K = num_samples``, by
         default the model's ``train_samples``.
 
@@ -369,22 +428,27 @@ class NHF(nn.Module):
             (torch.Size([5]), True)
         """
         k = self.train_samples if num_samples is None else num_samples
-        log_w = self._training_log_weights(x, k)
+        log_w = self._training_log_weights(x, k, context)
         if k == 1 or log_w.numel() == 0:
             return log_w
         return torch.logsumexp(log_w, dim=0) - math.log(k)
 
-    def _training_log_weights(self, x: Tensor, num_samples: int) -> Tensor:
+    def _training_log_weights(
+        self, x: Tensor, num_samples: int, context: Tensor | None = None
+    ) -> Tensor:
         """Checked :meth:`_log_weights` with a graph; in training mode it may set the affine map."""
         self._check_x(x)
         _check_num_samples(num_samples)
+        context = check_context(context, self.context_dim, len(x), self._param_ref())
         if x.shape[0] == 0:
             return x.new_zeros(0)
         if self.affine is not None and self.training and self.affine.needs_initialization(x):
-            self.initialize_affine(x)
-        return self._log_weights(x, num_samples)
+            self.initialize_affine(x, context=context)
+        return self._log_weights(x, num_samples, context=context)
 
-    def forward_kld(self, x: Tensor, num_samples: int | None = None) -> Tensor:
+    def forward_kld(
+        self, x: Tensor, context: Tensor | None = None, num_samples: int | None = None
+    ) -> Tensor:
         """The training loss, the same call as a normflows model: ``−mean`` of :meth:`iwae`.
 
         ``num_samples`` momenta per point, by default the model's ``train_samples`` (4; 1 for
@@ -400,7 +464,7 @@ class NHF(nn.Module):
             >>> bool(torch.equal(a, b))                    # K = 1 is the ELBO
             True
         """
-        bound = self.iwae(x, num_samples)
+        bound = self.iwae(x, context, num_samples)
         if bound.numel() == 0:
             raise ValueError("x: expected at least one data point for a training loss, got 0")
         return -bound.mean()
@@ -409,6 +473,7 @@ class NHF(nn.Module):
     def log_prob(
         self,
         x: Tensor,
+        context: Tensor | None = None,
         num_samples: int = 16,
         chunk_size: int = 2**14,
         sampler: str = "sobol",
@@ -436,6 +501,7 @@ class NHF(nn.Module):
         """
         self._check_x(x)
         _check_num_samples(num_samples)
+        context = check_context(context, self.context_dim, len(x), self._param_ref())
         if sampler not in ("sobol", "common", "random"):
             raise ValueError(f"sampler: expected 'sobol', 'common' or 'random', got {sampler!r}")
         if proposal_scale is None:
@@ -446,13 +512,14 @@ class NHF(nn.Module):
         common = None
         if sampler == "common":  # one set of momenta, shape (K, 1, d), broadcast over the points
             common = sobol_normal(num_samples, self.dim, 1, dtype=x.dtype, device=x.device)
-        for xb in x.split(rows):
+        contexts = [None] * len(x.split(rows)) if context is None else context.split(rows)
+        for xb, cb in zip(x.split(rows), contexts):
             eps = common
             if sampler == "sobol":
                 eps = sobol_normal(num_samples, self.dim, len(xb), dtype=xb.dtype, device=xb.device)
             if eps is not None and num_samples == 1:
                 eps = eps[0]
-            log_w = self._log_weights(xb, num_samples, eps, proposal_scale)
+            log_w = self._log_weights(xb, num_samples, eps, proposal_scale, context=cb)
             log_w = log_w.reshape(num_samples, -1)
             out.append(torch.logsumexp(log_w, dim=0) - math.log(num_samples))
         return torch.cat(out)
@@ -461,6 +528,7 @@ class NHF(nn.Module):
     def calibrate_proposal(
         self,
         x: Tensor,
+        context: Tensor | None = None,
         num_samples: int = 16,
         scales: Sequence[float] = (1.0, 1.1, 1.25, 1.5, 2.0, 3.0),
         seed: int = 0,
@@ -482,6 +550,7 @@ class NHF(nn.Module):
 
         Args:
             x: rows to calibrate on, ``(N, dim)``; a few thousand are plenty.
+            context: their contexts, for a conditional model (as in :meth:`log_prob`).
             num_samples: the ``K`` to calibrate for (that of the later :meth:`log_prob` calls).
             scales: the candidate factors on the encoder's standard deviation.
             seed: seeds the draws shared by every scale; torch's global RNG is left as it was.
@@ -504,25 +573,33 @@ class NHF(nn.Module):
         for s in scales:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                scores[s] = self.log_prob(x, num_samples, proposal_scale=s).double().mean().item()
+                lp = self.log_prob(x, context, num_samples=num_samples, proposal_scale=s)
+                scores[s] = lp.double().mean().item()
         finite = {s: v for s, v in scores.items() if math.isfinite(v)}
         if not finite:
             raise ValueError(f"calibrate_proposal: no scale gave a finite mean estimate: {scores}")
         self.proposal_scale.fill_(max(finite, key=finite.get))
         return scores
 
-    def forward(self, x: Tensor, num_samples: int = 16) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None, num_samples: int = 16) -> Tensor:
         """Calling the model is :meth:`log_prob` (no gradient); train on :meth:`forward_kld`."""
-        return self.log_prob(x, num_samples)
+        return self.log_prob(x, context, num_samples=num_samples)
 
     def sample(
-        self, num_samples: int = 1, return_momentum: bool = False, *, grad: bool = False
+        self,
+        num_samples: int = 1,
+        context: Tensor | None = None,
+        return_momentum: bool = False,
+        *,
+        grad: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Draw ``num_samples`` points (and their momenta ``p_T`` on request).
 
         The result is a plain tensor, detached from the model, unless ``grad=True`` asks for
         samples that carry the graph back to the parameters (reparametrised, for a loss on the
-        samples). ``num_samples = 0`` returns empty tensors.
+        samples). ``num_samples = 0`` returns empty tensors. A conditional model takes one
+        ``context`` for all samples, ``(context_dim,)`` or ``(1, context_dim)``, or one per
+        sample, ``(num_samples, context_dim)``.
 
         Example:
             >>> model = NHF(dim=2, num_flows=2, hidden=(16, 16), encoder_hidden=(16,))
@@ -532,13 +609,14 @@ class NHF(nn.Module):
         if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 0:
             raise ValueError(f"num_samples: expected an integer >= 0, got {num_samples!r}")
         ref = self._param_ref()
+        context = check_context(context, self.context_dim, num_samples, ref, what="the samples")
         if num_samples == 0:
             empty = ref.new_zeros(0, self.dim)
             return (empty, empty.clone()) if return_momentum else empty
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             s0, _ = self.prior(num_samples)
             q0, p0 = s0.to(ref).chunk(2, dim=-1)
-            q, p = self.transport(q0, p0)
+            q, p = self.transport(q0, p0, context=context)
             x = self.to_data(q)
         return (x, p) if return_momentum else x
 
@@ -595,6 +673,38 @@ class NHF(nn.Module):
         # Models saved before calibrate_proposal existed load with the encoder's own width.
         state_dict.setdefault(prefix + "proposal_scale", torch.tensor(1.0, dtype=torch.float64))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # -- sampling from an unnormalised target (hamflow.sampling, docs/sampling.md) -----------
+
+    def reverse_kld(
+        self, num_samples: int = 256, beta: float = 1.0, momentum: str = "encoder"
+    ) -> Tensor:
+        """Reverse KL on the extended space ``(x, p)``, the loss of a sampler built with
+        ``target``: :func:`hamflow.sampling.reverse_kld`."""
+        return _sampling.reverse_kld(self, num_samples, beta, momentum)
+
+    def reverse_alpha_div(
+        self, num_samples: int = 256, alpha: float = 2.0, momentum: str = "encoder"
+    ) -> Tensor:
+        """Mass-covering alpha-divergence loss of a sampler:
+        :func:`hamflow.sampling.reverse_alpha_div`."""
+        return _sampling.reverse_alpha_div(self, num_samples, alpha, momentum)
+
+    def importance_sample(
+        self, num_samples: int = 4000, chunk_size: int = 4096, momentum: str = "encoder"
+    ) -> tuple[Tensor, Tensor]:
+        """Samples ``x`` and their exact log importance weights ``ln w`` (``E[w] = Z``):
+        :func:`hamflow.sampling.importance_sample`."""
+        return _sampling.importance_sample(self, num_samples, chunk_size, momentum)
+
+    def log_normalizer(self, num_samples: int = 4000, **kwargs) -> Tensor:
+        """Estimate of ``ln Z``, ``logsumexp(ln w) − ln n``:
+        :func:`hamflow.sampling.log_normalizer`."""
+        return _sampling.log_normalizer(self, num_samples, **kwargs)
+
+    def ess(self, num_samples: int = 4000, **kwargs) -> Tensor:
+        """Effective sample size fraction of importance draws: :func:`hamflow.sampling.ess`."""
+        return _sampling.ess(self, num_samples, **kwargs)
 
     def _param_ref(self) -> Tensor:
         return next(self.encoder.parameters())

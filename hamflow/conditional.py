@@ -1,0 +1,191 @@
+"""Conditional NHF: the pieces that let ``NHF(dim, context_dim=c)`` model ``p(x | context)``.
+
+A context ``c`` (for simulation-based inference: the observation ``x`` of a posterior
+``p(θ | x)``) enters the model in two places, and only there:
+
+- every potential is ``V_k(q; c)``, a softplus MLP on ``cat(q, c)``
+  (:class:`ConditionalMLPEnergy`). Its kick uses ``∂V_k/∂q`` alone: the context is held fixed
+  along a trajectory, so each flow is still a symplectic, volume-preserving map of ``(q, p)``
+  for every ``c``, with log-det zero, and its inverse is exact;
+- the momentum encoder is ``f(p | q, c)`` (:class:`~hamflow.GaussianMomentumEncoder` with
+  ``context_dim=c``).
+
+The kinetic energy, the frictions, the prior and the data-initialised affine map stay
+unconditional, so every log-det is what it is for ``NHF(dim)``. The context is concatenated as
+it comes, without an embedding network: ``benchmarks/sbi_tasks.py`` measures that choice
+(docs/conditional.md).
+
+:func:`check_context` validates and broadcasts a context; :func:`context_step` runs one flow
+with its potential bound to a context (:class:`BoundHamiltonian`), for ``NHF.transport``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .flows import HamiltonianFlow
+from .hamiltonians import Energy, MLPEnergy
+from .integrators import KickCache
+
+__all__ = ["ConditionalMLPEnergy", "BoundHamiltonian", "check_context", "context_step"]
+
+
+class ConditionalMLPEnergy(MLPEnergy):
+    """A potential ``V(q; c)``: a softplus :class:`~hamflow.MLPEnergy` on ``cat(q, c)``.
+
+    :meth:`grad` returns ``∂V/∂q`` only, ``(B, dim)``: it runs the closed-form input gradient
+    of the MLP on the concatenated input and keeps the ``q`` columns, so the context never gets
+    a kick. With ``context = c`` held fixed this is an ordinary potential of ``q``, and a
+    Hamiltonian flow built on it keeps its exact inverse and unit Jacobian (paper Sec. 3.3)
+    for every context.
+
+    Args:
+        dim: width of ``q``.
+        context_dim: width of the context.
+        hidden: hidden widths of the MLP.
+        **kwargs: passed to :class:`~hamflow.MLPEnergy` (``gain``, ``in_scale``,
+            ``closed_form``, ``out_scale``).
+
+    Example:
+        >>> V = ConditionalMLPEnergy(2, 3, hidden=(16,)).double()
+        >>> q, c = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+        >>> V(q, c).shape, V.grad(q, c).shape
+        (torch.Size([5]), torch.Size([5, 2]))
+        >>> auto = torch.func.grad(lambda a: V(a, c).sum())(q)   # autograd, q only
+        >>> bool(torch.allclose(V.grad(q, c), auto))
+        True
+    """
+
+    def __init__(self, dim: int, context_dim: int, hidden: Sequence[int] = (128, 128), **kwargs):
+        if not isinstance(context_dim, int) or isinstance(context_dim, bool) or context_dim < 1:
+            raise ValueError(f"context_dim: expected a positive integer, got {context_dim!r}")
+        super().__init__(int(dim) + context_dim, hidden, **kwargs)
+        self.q_dim = int(dim)
+        self.context_dim = context_dim
+
+    def forward(self, q: Tensor, context: Tensor) -> Tensor:  # type: ignore[override]
+        return super().forward(self._cat(q, context))
+
+    def grad(self, q: Tensor, context: Tensor) -> Tensor:  # type: ignore[override]
+        """``∂V/∂q`` at ``(q, context)``, shaped like ``q``."""
+        return super().grad(self._cat(q, context))[:, : self.q_dim]
+
+    def _cat(self, q: Tensor, context: Tensor) -> Tensor:
+        if context is None or context.shape != (q.shape[0], self.context_dim):
+            got = None if context is None else tuple(context.shape)
+            raise ValueError(
+                f"context: expected shape ({q.shape[0]}, {self.context_dim}) beside q, got {got}"
+            )
+        return torch.cat([q, context], dim=-1)
+
+
+class BoundHamiltonian:
+    """A separable Hamiltonian ``K(p) + V(q; c)`` with its context ``c`` fixed, for one pass.
+
+    It has what the symplectic integrators use (``separable``, ``potential``, ``dV_dq``,
+    ``dK_dp``); ``potential`` is the unbound module, so a :class:`~hamflow.integrators.KickCache`
+    shared by flows with one Hamiltonian still reuses a gradient where they meet (the context
+    is the same for the whole pass).
+
+    Example:
+        >>> from hamflow import QuadraticEnergy, SeparableHamiltonian
+        >>> H = SeparableHamiltonian(QuadraticEnergy(2, learnable=False),
+        ...                          ConditionalMLPEnergy(2, 1, hidden=(8,)))
+        >>> bound = BoundHamiltonian(H, torch.ones(4, 1))
+        >>> bound.dV_dq(torch.zeros(4, 2)).shape
+        torch.Size([4, 2])
+    """
+
+    separable = True
+
+    def __init__(self, hamiltonian, context: Tensor) -> None:
+        self.kinetic: Energy = hamiltonian.kinetic
+        self.potential: ConditionalMLPEnergy = hamiltonian.potential
+        self.context = context
+
+    def dV_dq(self, q: Tensor) -> Tensor:
+        return self.potential.grad(q, self.context)
+
+    def dK_dp(self, p: Tensor) -> Tensor:
+        return self.kinetic.grad(p)
+
+
+def context_step(
+    flow: HamiltonianFlow,
+    q: Tensor,
+    p: Tensor,
+    context: Tensor,
+    *,
+    inverse: bool = False,
+    cache: KickCache | None = None,
+) -> tuple[Tensor, Tensor]:
+    """:meth:`HamiltonianFlow.step <hamflow.HamiltonianFlow.step>` with the flow's potential
+    bound to ``context`` (one row per row of ``q``)."""
+    bound = BoundHamiltonian(flow.hamiltonian, context)
+    return flow.info.step(bound, q, p, flow._dt(q), flow.steps, inverse, cache)
+
+
+def check_context(
+    context: Tensor | None,
+    context_dim: int | None,
+    rows: int,
+    ref: Tensor,
+    *,
+    what: str = "x",
+) -> Tensor | None:
+    """Validate ``context`` for a model with ``context_dim`` and broadcast it to ``rows`` rows.
+
+    ``context`` is ``(rows, context_dim)`` (one row per row of ``x`` or per sample), or one
+    context for all: ``(context_dim,)`` or ``(1, context_dim)``. An unconditional model
+    (``context_dim=None``) takes ``None`` only. It must be finite and have the model's dtype
+    (``ref``'s); it is moved to ``ref``'s device. ``what`` names the rows in error messages.
+
+    Example:
+        >>> ref = torch.zeros(1)
+        >>> check_context(torch.ones(3), 3, rows=4, ref=ref).shape     # one context for all
+        torch.Size([4, 3])
+        >>> check_context(None, None, rows=4, ref=ref) is None
+        True
+    """
+    if context is not None and not isinstance(context, Tensor):
+        raise TypeError(
+            f"context: expected a torch.Tensor or None, got {type(context).__name__} "
+            f"{context!r}; pass num_samples and the other options by keyword (context comes "
+            "second, as in normflows' ConditionalNormalizingFlow)"
+        )
+    if context_dim is None:
+        if context is not None:
+            raise ValueError(
+                "context: this model is unconditional (context_dim=None) and takes no context, "
+                f"got a tensor of shape {tuple(context.shape)}; build NHF(dim, context_dim=c) "
+                "for p(x | context)"
+            )
+        return None
+    if context is None:
+        raise ValueError(
+            f"context: this model is conditional (context_dim={context_dim}) and needs a "
+            f"context of shape ({rows}, {context_dim}) or ({context_dim},), got None"
+        )
+    if context.dim() == 1:
+        context = context.unsqueeze(0)
+    if context.dim() != 2 or context.shape[-1] != context_dim:
+        raise ValueError(
+            f"context: expected shape ({rows}, {context_dim}) or ({context_dim},), "
+            f"got {tuple(context.shape)}"
+        )
+    if context.shape[0] not in (1, rows):
+        raise ValueError(
+            f"context: expected one row, or one row per row of {what} ({rows}), got "
+            f"{context.shape[0]} rows"
+        )
+    if context.dtype != ref.dtype:
+        raise TypeError(
+            f"context: expected dtype {ref.dtype} (the model's), got {context.dtype}; convert "
+            f"it with context.to({ref.dtype})"
+        )
+    if not torch.isfinite(context).all():
+        raise ValueError("context: expected finite values, got NaN or inf")
+    return context.to(ref.device).expand(rows, context_dim)
