@@ -102,7 +102,7 @@ class DataConfig:
 
 def regenerate_hint(config: DataConfig | None, out_dir: Path) -> str:
     """The sentence that tells how to regenerate ``out_dir`` (with ``config`` when known)."""
-    if config is None:
+    if not isinstance(config, DataConfig):  # None, or an ImportConfig (imported frames)
         return "Regenerate with: python -m hamflow_hgn.data --system NAME ... --out " + str(out_dir)
     return f"Regenerate with: {config.command(out_dir)}"
 

@@ -152,7 +152,7 @@ def _check_array(array: Any, where: str, frames: int | None) -> tuple[int, int, 
     need = MIN_FRAMES if frames is None else frames
     if t < need:
         why = (
-            f"frames={frames} were asked for"
+            f"asked for with frames={frames}"
             if frames is not None
             else "HGN needs an initial frame and at least one step"
         )
