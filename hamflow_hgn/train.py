@@ -15,9 +15,11 @@ are described in :mod:`hamflow_hgn.runs`. Nothing else in the package imports th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +42,7 @@ from .config import (
     GECO_SETTINGS,
     LATENT_PRIORS,
     PROTOCOLS,
+    TRAIN_PRESETS,
     VARIANTS,
     ModelConfig,
     TrainConfig,
@@ -363,6 +366,8 @@ def _no_buffer_sync() -> dict[str, bool]:
 
 EXAMPLES = """\
   python -m hamflow_hgn.train --data data/pendulum --out runs/pendulum
+  hamflow-train --data data/mine --out runs/mine --preset small --threads 1   # CPU, own frames
+  hamflow-train --data data/mine --out runs/mine2 --preset small --steps 6000 --lr 5e-4
   python -m hamflow_hgn.train --data data/pendulum --out runs/euler --variant euler --steps 15000
   python -m hamflow_hgn.train --data data/pendulum --out runs/hnn --model pixel_hnn_mlp --lr 1e-3
   python -m hamflow_hgn.train --data data/pendulum --out runs/pendulum --resume --steps 20000
@@ -395,14 +400,35 @@ def _parser() -> argparse.ArgumentParser:
     from .models import MODELS
 
     t, m = TrainConfig, ModelConfig
+    presets = "\n".join(
+        textwrap.fill(f"{name}: {q.summary}", 88, initial_indent="  ", subsequent_indent="    ")
+        for name, q in TRAIN_PRESETS.items()
+    )
     p = make_parser(
         "python -m hamflow_hgn.train",
-        "Train HGN (paper Sec. 3.2, A.1) or a Table-1 baseline on a generated dataset, on one\n"
-        "device or on several through torchrun. Writes config.json, metrics.csv and\n"
-        "checkpoint.pt into the run directory.",
+        "Train HGN (paper Sec. 3.2, A.1) or a Table-1 baseline on a generated or imported\n"
+        "dataset, on one device or on several through torchrun. Writes config.json,\n"
+        "metrics.csv and checkpoint.pt into the run directory.\n\n"
+        "Presets (--preset; a flag given explicitly overrides the preset's value):\n" + presets,
         EXAMPLES,
     )
-    p.add_argument("--data", required=True, help="dataset directory (python -m hamflow_hgn.data)")
+
+    def by_preset(name: str, none: str = "None") -> str:
+        """``(default: X); --preset small: Y``: a preset-controlled flag's defaults."""
+        shown = {n: getattr(q, name) for n, q in TRAIN_PRESETS.items()}
+        shown = {n: none if v is None else v for n, v in shown.items()}
+        others = [f"--preset {n}: {v}" for n, v in shown.items() if n != "default"]
+        return f"(default: {shown['default']}); " + "; ".join(others)
+
+    p.add_argument(
+        "--preset", default="default", choices=sorted(TRAIN_PRESETS),
+        help="settings to start from (see above); explicit flags override them",
+    )  # fmt: skip
+
+    p.add_argument(
+        "--data", required=True,
+        help="dataset directory (hamflow-data; hamflow-data import for your own frames)",
+    )  # fmt: skip
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument(
         "--model", default=default_of(t, "model_name"), choices=sorted(MODELS),
@@ -420,20 +446,22 @@ def _parser() -> argparse.ArgumentParser:
         "--predict-k", type=positive_int, default=default_of(m, "predict_k"),
         help="input frames of the 'predict' protocol",
     )  # fmt: skip
-    p.add_argument("--steps", type=positive_int, default=default_of(t, "steps"), help="last step")
+    p.add_argument(
+        "--steps", type=positive_int, default=None, help="last step " + by_preset("steps")
+    )
     p.add_argument(
         "--batch-size", type=positive_int, default=default_of(t, "batch_size"),
         help="sequences per step and process",
     )  # fmt: skip
-    p.add_argument("--lr", type=float, default=default_of(t, "lr"), help="Adam learning rate")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate " + by_preset("lr"))
     p.add_argument(
         "--hamiltonian-lr", type=float, default=None,
-        help="Adam learning rate of the learned Hamiltonian (default: --lr)",
+        help="Adam learning rate of the learned Hamiltonian " + by_preset("hamiltonian_lr", "--lr"),
     )  # fmt: skip
     p.add_argument(
-        "--lr-decay", type=float, default=default_of(t, "lr_decay"),
+        "--lr-decay", type=float, default=None,
         help="fraction of the steps, at the end, over which every learning rate decays "
-        "linearly toward 0 (default: %(default)s, constant)",
+        "linearly toward 0 (0: constant) " + by_preset("lr_decay"),
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=default_of(t, "seed"), help="seed of everything")
     p.add_argument("--device", default=default_of(t, "device"), help="auto, cpu, cuda or cuda:N")
@@ -442,33 +470,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     p.add_argument(
         "--width", type=positive_int, default=None,
-        help="one width for every layer (ModelConfig.reduced); default: the A.1 widths",
+        help="one width for every layer (ModelConfig.reduced), replacing the preset's widths "
+        "and z's channels " + by_preset("width", "A.1's"),
     )  # fmt: skip
     p.add_argument(
         "--encoder-width", type=positive_int, default=None,
-        help="one width for the encoder's seven conv layers, over --width or A.1's (the "
-        "pendulum example: --width 16 --encoder-width 32)",
+        help="one width for the encoder's seven conv layers, over --width "
+        + by_preset("encoder_width", "--width or A.1's"),
     )  # fmt: skip
     p.add_argument(
         "--latent-channels", type=positive_int, default=None,
-        help="channels of z (latent_channels x 4 x 4), over --width or A.1's 48",
+        help="channels of z (latent_channels x 4 x 4), over --width "
+        + by_preset("latent_channels", "--width or A.1's 48"),
     )  # fmt: skip
     p.add_argument(
-        "--latent-prior", default=default_of(m, "latent_prior"), choices=sorted(LATENT_PRIORS),
+        "--latent-prior", default=None, choices=sorted(LATENT_PRIORS),
         help="the prior over z: 'standard' (N(0, I), the paper's) or 'matched' (a "
-        "full-covariance Gaussian matched to the running moments of the training posteriors); "
-        "default: %(default)s",
+        "full-covariance Gaussian matched to the running moments of the training posteriors) "
+        + by_preset("latent_prior"),
     )  # fmt: skip
     p.add_argument(
         "--prior-warmup-steps", type=non_negative_int, default=default_of(m, "prior_warmup_steps"),
         help="steps during which the matched prior stays N(0, I); default: %(default)s",
     )  # fmt: skip
     p.add_argument(
-        "--geco-setting", default="default", choices=sorted(GECO_SETTINGS),
+        "--geco-setting", default=None, choices=sorted(GECO_SETTINGS),
         help="KL balancing: 'default' (tolerance 0.3 of the pixel variance, lambda from 1e5 in "
         "log steps of at most 1e-3), 'fast' (lambda from 1e3, steps of 1e-2), 'fixed' (lambda "
         "1e5), 'calibrated' (lambda from 1e5 toward the ELBO's weight for a decoder whose variance "
-        "is the running MSE) or 'paper' (per-pixel MSE 1e-3, Rezende & Viola's unbounded update)",
+        "is the running MSE) or 'paper' (per-pixel MSE 1e-3, Rezende & Viola's unbounded "
+        "update) " + by_preset("geco_setting"),
     )  # fmt: skip
     p.add_argument(
         "--geco-tolerance", type=float, default=None,
@@ -502,35 +533,47 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The :class:`TrainConfig` of parsed CLI arguments."""
-    model_kw = dict(
-        GECO_SETTINGS[args.geco_setting],
+    """The :class:`TrainConfig` of parsed CLI arguments: ``--preset``'s, then explicit flags.
+
+    ``--width`` replaces the preset's widths and z's channels (all ``--width``); then
+    ``--encoder-width`` and ``--latent-channels`` apply over it.
+    """
+    preset = TRAIN_PRESETS[getattr(args, "preset", "default")]
+
+    def pick(name: str) -> Any:
+        value = getattr(args, name, None)
+        return getattr(preset, name) if value is None else value
+
+    if args.width is not None:
+        widths = dict(width=args.width, encoder_width=None, latent_channels=None)
+    else:
+        widths = dict(width=preset.width, encoder_width=preset.encoder_width)
+        widths["latent_channels"] = preset.latent_channels
+    for name in ("encoder_width", "latent_channels"):
+        if getattr(args, name) is not None:
+            widths[name] = getattr(args, name)
+    chosen = dataclasses.replace(
+        preset, **widths, geco_setting=pick("geco_setting"), latent_prior=pick("latent_prior")
+    )
+    model_kw: dict[str, Any] = dict(
         variant=args.variant,
         protocol=args.protocol,
         predict_k=args.predict_k,
+        prior_warmup_steps=args.prior_warmup_steps,
     )
     if args.geco_tolerance is not None:
         model_kw["geco_tolerance"] = args.geco_tolerance
-    if args.encoder_width is not None:
-        model_kw["encoder_widths"] = (args.encoder_width,) * len(ModelConfig().encoder_widths)
-    if args.latent_channels is not None:
-        model_kw["latent_channels"] = args.latent_channels
-    model_kw["latent_prior"] = args.latent_prior
-    model_kw["prior_warmup_steps"] = args.prior_warmup_steps
-    if args.width is not None:
-        model = ModelConfig.reduced(args.width, **model_kw)
-    else:
-        model = ModelConfig(**model_kw)
+    model = chosen.model_config(**model_kw)
     return TrainConfig(
         data=args.data,
         out=args.out,
         model_name=args.model,
         model=model,
-        steps=args.steps,
+        steps=pick("steps"),
         batch_size=args.batch_size,
-        lr=args.lr,
-        hamiltonian_lr=args.hamiltonian_lr,
-        lr_decay=args.lr_decay,
+        lr=pick("lr"),
+        hamiltonian_lr=pick("hamiltonian_lr"),
+        lr_decay=pick("lr_decay"),
         seed=args.seed,
         device=args.device,
         amp=args.amp,
