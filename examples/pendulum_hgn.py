@@ -36,6 +36,7 @@ from hamflow_hgn.cli import non_negative_int, positive_int
 from hamflow_hgn.config import GECO_SETTINGS, LATENT_PRIORS, ModelConfig, TrainConfig
 from hamflow_hgn.data import SYSTEMS, DataConfig, generate, open_dataset
 from hamflow_hgn.evaluate import other_rollout_errors
+from hamflow_hgn.horizon import horizon_errors, summarize_horizon
 from hamflow_hgn.io import write_json
 from hamflow_hgn.rollouts import save_rollouts
 from hamflow_hgn.runs import load_run
@@ -67,6 +68,9 @@ LR, HAMILTONIAN_LR = 1e-3, 3e-4
 """Adam's learning rates: the encoder, f_psi and decoder, and the learned Hamiltonian."""
 LR_DECAY = 0.3
 """Fraction of the steps, at the end, over which both rates decay linearly toward zero."""
+HORIZON_MULTIPLE = 4
+"""The long forward rollout, in encoder spans: frames ``T+1 … 2T`` give the 2x tracking figure,
+``T+1 … 4T`` the 4x one (issue 35), ``T + 1`` being the frames the encoder sees."""
 QUICK = {
     "n_train": 64, "n_test": 8, "frames": 8, "size": 16, "width": 8, "encoder_width": 8,
     "latent_channels": 8, "steps": 30,
@@ -112,6 +116,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--prior-warmup-steps", type=non_negative_int, default=ModelConfig().prior_warmup_steps,
         help="steps during which the matched prior stays N(0, I) (default: %(default)s)",
     )  # fmt: skip
+    p.add_argument(
+        "--frames", type=positive_int, default=None,
+        help=f"frames per simulated sequence (default {FULL['frames']}); with --encoder-frames "
+        "smaller, the loss covers frames the encoder does not see (docs/hgn/rollouts.md)",
+    )  # fmt: skip
+    p.add_argument(
+        "--encoder-frames", type=positive_int, default=None,
+        help="frames the encoder sees, the first ones (default: every frame, the paper's)",
+    )  # fmt: skip
+    p.add_argument(
+        "--hamiltonian-width", type=positive_int, default=None,
+        help="filters of the conv layers of K and V (default: the network width)",
+    )  # fmt: skip
+    p.add_argument(
+        "--horizon-multiple", type=positive_int, default=HORIZON_MULTIPLE,
+        help="the long rollout runs this many times the encoder's span (default: %(default)s)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument(
         "--geco-setting", default=GECO_SETTING, choices=sorted(GECO_SETTINGS),
@@ -121,6 +142,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         p.error(f"--steps: expected an integer >= 1, got {args.steps}")
+    frames = args.frames or (QUICK if args.quick else FULL)["frames"]
+    if frames < 2 or (args.encoder_frames is not None and args.encoder_frames > frames):
+        p.error(f"--frames {frames}, --encoder-frames {args.encoder_frames}: expected frames >= "
+                "2 and encoder frames at most frames")  # fmt: skip
     if args.n_train is not None and args.n_train < 16:
         p.error(f"--n-train: expected an integer >= 16 (one batch), got {args.n_train}")
     try:
@@ -136,7 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
     steps = args.steps or size["steps"]
     torch.manual_seed(args.seed)
     data_cfg = DataConfig(
-        args.system, args.n_train or size["n_train"], size["n_test"], steps=size["frames"],
+        args.system, args.n_train or size["n_train"], size["n_test"],
+        steps=args.frames or size["frames"],
         size=size["size"], seed=args.seed,
     )  # fmt: skip
     data_dir = args.out / "data"
@@ -148,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
         size["width"], encoder_widths=encoder,
         latent_channels=args.latent_channels or size["latent_channels"],
         latent_prior=args.latent_prior, prior_warmup_steps=args.prior_warmup_steps,
+        encoder_frames=args.encoder_frames,
+        hamiltonian_width=args.hamiltonian_width or size["width"],
         **GECO_SETTINGS[args.geco_setting],
     )  # fmt: skip
     config = TrainConfig(
@@ -172,6 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
             forward.q[:, -1], forward.p[:, -1], images.shape[1] - 1, dt=-model.config.dt
         )
     energy = forward.energy.double()
+    window = len(model.config.input_frames)  # the frames the encoder sees: the test MSE's span
     with open(run_dir / "metrics.csv") as f:
         logged = list(csv.DictReader(f))
     last, lambdas = logged[-1], [float(row["lambda"]) for row in logged]
@@ -187,8 +216,11 @@ def main(argv: list[str] | None = None) -> dict:
         "latent_prior": model.config.latent_prior,
         "prior_warmup_steps": model.config.prior_warmup_steps,
         "lr_decay": args.lr_decay,
-        "test_mse": float((forward.frames - images).square().mean()),
-        "mean_image_mse": float((mean_image - images).square().mean()),
+        "frames": images.shape[1],
+        "encoder_frames": window,
+        "hamiltonian_width": model.config.hamiltonian_width,
+        "test_mse": float((forward.frames - images)[:, :window].square().mean()),
+        "mean_image_mse": float((mean_image - images)[:, :window].square().mean()),
         "reversal_error": float((back.q[:, -1] - forward.q[:, 0]).abs().max()),
         "energy_relative_std": float((energy.std(1) / energy.mean(1).abs()).mean()),
         "final_lambda": float(last["lambda"]),
@@ -222,6 +254,10 @@ def main(argv: list[str] | None = None) -> dict:
     beyond = centroid_error(longer, truth, colors=test.system.colors)
     errors["forward_beyond"] = beyond[:, horizon + 1 :]
     record["tracking_other_rollouts"] = {kind: summarize(e, radius) for kind, e in errors.items()}
+    # Further still, against the truth simulated that far (hamflow_hgn.horizon): frames past the
+    # encoder's span, and in windows one span long (16-30: the 2x figure; 16-60: the 4x one).
+    far = horizon_errors(model, test, every, images, args.horizon_multiple * (window - 1))
+    record["tracking_horizon"] = summarize_horizon(far["centroid"].cpu(), radius, window)
     # Prior samples show little at this scale (docs/hgn.md); also draw from a Gaussian fitted
     # to the training posteriors (hamflow_hgn.samples).
     latent = LatentGaussian.fit(model, train_images.split(64))
@@ -250,6 +286,15 @@ def main(argv: list[str] | None = None) -> dict:
           f"first {horizon // 2 + 1} frames, the training sequences' time span; forward "
           f"beyond: frames {horizon + 1}-{2 * horizon} of a rollout twice as long as the "
           f"data)")  # fmt: skip
+    far = r["tracking_horizon"]
+    windows = ", ".join(
+        f"{w['frames_range'][0]}-{w['frames_range'][1]} {100 * w['frames']:.0f} % / "
+        f"{100 * w['sequences']:.0f} %"
+        for w in far["windows"]
+    )
+    print(f"a rollout of {far['steps']} steps against the truth simulated that far: frames "
+          f"{window}-{far['steps']} {100 * far['beyond']['frames']:.0f} % of frames tracked, "
+          f"by window (frames / sequences) {windows}")  # fmt: skip
     tail = r["train_mse_last_tenth"]
     print(
         f"training MSE over the last tenth of the steps: mean {tail['mean']:.5f}, relative "

@@ -185,6 +185,10 @@ class ModelConfig:
         prior_warmup_steps: training steps during which the ``"matched"`` prior stays
             ``N(0, I)`` (it follows the posteriors from the next step on), so that the encoder
             learns to use ``z`` first (:class:`~hamflow_hgn.models.prior.MatchedGaussianPrior`).
+        encoder_frames: with the ``"reconstruct"`` protocol, the encoder sees only the first
+            ``encoder_frames`` frames while the loss covers every frame, so that training on
+            sequences longer than the encoder's window teaches the rollout past it
+            (docs/hgn/rollouts.md); ``None`` (default, the paper's): every frame.
         decoder_bias: ``"data"`` (default) starts the decoder's output bias at the logit of
             the training data's mean colour, so an untrained HGN draws the background instead
             of grey (its MSE starts near the mean image's, not 30x above it); ``"zero"``
@@ -220,6 +224,7 @@ class ModelConfig:
     latent_prior: str = "standard"
     prior_warmup_steps: int = 1500
     decoder_bias: str = "data"
+    encoder_frames: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoder_widths", tuple(int(w) for w in self.encoder_widths))
@@ -266,6 +271,13 @@ class ModelConfig:
         _check_choice("decoder_bias", self.decoder_bias, DECODER_BIASES)
         _check_choice("latent_prior", self.latent_prior, LATENT_PRIORS)
         _check_positive_int("prior_warmup_steps", self.prior_warmup_steps, 0)
+        if self.encoder_frames is not None:
+            _check_positive_int("encoder_frames", self.encoder_frames)
+            if self.protocol != "reconstruct" or self.encoder_frames > self.frames:
+                raise ValueError(
+                    f"encoder_frames: expected None or at most frames={self.frames} with the "
+                    f"'reconstruct' protocol, got {self.encoder_frames} with {self.protocol!r}"
+                )
         if not (
             isinstance(self.geco_tolerance, (int, float))
             and math.isfinite(self.geco_tolerance)
@@ -317,7 +329,7 @@ class ModelConfig:
         """Indices of the frames the encoder sees."""
         if self.protocol == "predict":
             return tuple(range(self.predict_k))
-        return tuple(range(self.frames))
+        return tuple(range(self.encoder_frames or self.frames))
 
     @property
     def target_frames(self) -> tuple[int, ...]:

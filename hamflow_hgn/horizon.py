@@ -58,12 +58,12 @@ def horizon_errors(model, dataset, idx, images: Tensor, steps: int) -> dict[str,
         >>> from hamflow_hgn.config import ModelConfig
         >>> from hamflow_hgn.data import DataConfig, generate, open_dataset
         >>> from hamflow_hgn.models.hgn import HGN
-        >>> cfg = DataConfig("pendulum", n_train=1, n_test=2, steps=6, size=16)
-        >>> test = open_dataset(generate(cfg, tempfile.mkdtemp(), 1, False), "test")
-        >>> model = HGN(ModelConfig.reduced(8, frames=6, image_size=16)).eval()
-        >>> errors = horizon_errors(model, test, [0, 1], test.render_batch([0, 1]), 20)
+        >>> data = DataConfig("mass_spring", n_train=1, n_test=3, steps=5, size=8)
+        >>> test = open_dataset(generate(data, tempfile.mkdtemp(), 1, False), "test")
+        >>> hgn = HGN(ModelConfig.reduced(4, frames=5, image_size=8)).eval()
+        >>> errors = horizon_errors(hgn, test, [0, 2], test.render_batch([0, 2]), 16)  # T = 4
         >>> tuple(errors["centroid"].shape), tuple(errors["mse"].shape)
-        ((2, 21), (2, 21))
+        ((2, 17), (2, 17))
     """
     check_horizon(steps, "steps")
     drawn = model.rollout(images, steps).frames
