@@ -33,7 +33,13 @@ from pathlib import Path
 import torch
 
 from hamflow_hgn.cli import non_negative_int, positive_int
-from hamflow_hgn.config import GECO_SETTINGS, LATENT_PRIORS, ModelConfig, TrainConfig
+from hamflow_hgn.config import (
+    GECO_SETTINGS,
+    LATENT_PRIORS,
+    TRAIN_PRESETS,
+    ModelConfig,
+    TrainConfig,
+)
 from hamflow_hgn.data import SYSTEMS, DataConfig, generate, open_dataset
 from hamflow_hgn.evaluate import other_rollout_errors
 from hamflow_hgn.horizon import horizon_errors, summarize_horizon
@@ -45,9 +51,12 @@ from hamflow_hgn.schedule import check_decay
 from hamflow_hgn.tracking import body_radius_px, centroid_error, summarize, tracking
 from hamflow_hgn.train import train
 
+SMALL = TRAIN_PRESETS["small"]
+"""The training settings: ``hamflow-train --preset small`` (hamflow_hgn.config.TRAIN_PRESETS)."""
 FULL = {
-    "n_train": 2048, "n_test": 32, "frames": 16, "size": 16, "width": 16, "encoder_width": 32,
-    "latent_channels": 4, "steps": 3000,
+    "n_train": 2048, "n_test": 32, "frames": 16, "size": 16, "width": SMALL.width,
+    "encoder_width": SMALL.encoder_width, "latent_channels": SMALL.latent_channels,
+    "steps": SMALL.steps,
 }  # fmt: skip
 """The example's size. Every network is ``width`` wide but the encoder, ``encoder_width``: it runs
 once per sequence (the decoder once per frame), so doubling it costs little, and it infers the
@@ -57,16 +66,16 @@ training error; simulating more costs seconds, and a step costs the same. ``z`` 
 (4 x 4 x 4 = 64 numbers; 16 channels, 256 numbers, until 2026-12-06): a pendulum's state is two
 numbers, and with the calibrated KL (:data:`GECO_SETTING`) the smaller latent carried half the
 KL of 16 channels and tracked the bob in more sequences (seed 1; docs/hgn.md, "Try it")."""
-GECO_SETTING = "calibrated"
+GECO_SETTING = SMALL.geco_setting
 """The KL balance: λ moves toward the weight of a Gaussian decoder whose variance is the running
 MSE, the ELBO's own balance ("default", GECO at 0.3 of the pixel variance, until 2026-12-06)."""
-LATENT_PRIOR = "matched"
+LATENT_PRIOR = SMALL.latent_prior
 """The prior over ``z``: ``N(0, I)`` for the first 1500 steps, then a full-covariance Gaussian that
 follows the training posteriors' running mean and covariance, so that prior samples show a
 pendulum (``"standard"``, the paper's ``N(0, I)``, until 2026-12-06; docs/hgn.md)."""
-LR, HAMILTONIAN_LR = 1e-3, 3e-4
+LR, HAMILTONIAN_LR = SMALL.lr, SMALL.hamiltonian_lr
 """Adam's learning rates: the encoder, f_psi and decoder, and the learned Hamiltonian."""
-LR_DECAY = 0.3
+LR_DECAY = SMALL.lr_decay
 """Fraction of the steps, at the end, over which both rates decay linearly toward zero."""
 HORIZON_MULTIPLE = 4
 """The long forward rollout, in encoder spans: frames ``T+1 … 2T`` give the 2x tracking figure,
