@@ -9,6 +9,7 @@ Neural Hamiltonian Flow density model :class:`NHF` (paper Sec. 3.3 and A.2).
 
 from . import integrators
 from .distributions import GaussianMomentumEncoder, GeneralizedNormal, SoftUniform
+from .estimator import NHFDensity
 from .flows import HamiltonianFlow
 from .geco import GECO
 from .hamiltonians import (
@@ -22,9 +23,14 @@ from .hamiltonians import (
 from .integrators import INTEGRATORS, get_integrator, integrate, rollout
 from .nhf import NHF
 from .scaling import ConformalFriction, DiagonalAffine, TriangularAffine
+from .training import FitConfig, FitResult, fit
 
 __all__ = [
     "NHF",
+    "NHFDensity",
+    "fit",
+    "FitConfig",
+    "FitResult",
     "HamiltonianFlow",
     "ConformalFriction",
     "DiagonalAffine",
