@@ -166,6 +166,9 @@ def train(config: TrainConfig, *, on_step: StepCallback | None = None) -> Path:
     the update) or a weight is non-finite or above :data:`MAX_PARAMETER` (after it); the last
     good checkpoint is kept. On GPU out-of-memory it raises a ``RuntimeError`` naming the
     setting to lower. ``on_step(step)`` is called after every step (tests use it to kill a run).
+    Each step calls the model's ``after_step()`` after the optimiser's step (HGN updates GECO's
+    multiplier there); a hand-written loop must do the same
+    (:class:`~hamflow_hgn.models.hgn.HGN`).
     """
     rank, world, local_rank = init_distributed(config.device)
     try:

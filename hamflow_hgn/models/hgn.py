@@ -44,11 +44,16 @@ class HGN(nn.Module):
     ``1/lambda`` of the KL term: ``loss = KL + lambda * (MSE / κ - 1)``. With
     ``kl_balance="fixed"`` lambda stays at ``geco_lambda_init``; with ``"calibrated"`` it moves
     toward :meth:`calibrated_multiplier`, the weight of a decoder whose variance is the running
-    MSE, so the loss is the ELBO's gradient once it gets there. Call :meth:`after_step` after
-    each optimiser step. The ``deterministic`` variant samples nothing and keeps lambda at
-    ``geco_lambda_init``: ``loss = ½|μ|² + lambda * MSE / κ``, where ``½|μ|²`` is the KL of a
-    posterior of unit variance. That term holds the latent's scale; the bare MSE let it grow to
-    hundreds, the decoder saturated, and the variant learned the mean image (Table 1).
+    MSE, so the loss is the ELBO's gradient once it gets there. The ``deterministic`` variant
+    samples nothing and keeps lambda at ``geco_lambda_init``:
+    ``loss = ½|μ|² + lambda * MSE / κ``, where ``½|μ|²`` is the KL of a posterior of unit
+    variance. That term holds the latent's scale; the bare MSE let it grow to hundreds, the
+    decoder saturated, and the variant learned the mean image (Table 1).
+
+    **A hand-written training loop must call** ``model.after_step()`` **after every optimiser
+    step**: it moves GECO's multiplier λ, and without it λ stays at ``geco_lambda_init`` and the
+    KL weight never adapts. Pass the step number (1, 2, ...) as the second argument: the
+    ``"matched"`` prior counts its warm-up with it. :func:`hamflow_hgn.train.train` does both.
 
     Args:
         config: the architecture, variant and protocol.
@@ -62,6 +67,18 @@ class HGN(nn.Module):
         (torch.Size([]), ['kl', 'kl_weight', 'lambda', 'loss', 'mse'])
         >>> model.rollout(images, steps=6).frames.shape
         torch.Size([2, 7, 3, 8, 8])
+
+        A hand-written loop (what :func:`hamflow_hgn.train.train` runs, less its guards):
+
+        >>> optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        >>> for step in (1, 2):
+        ...     loss, metrics = model(images, step)
+        ...     optimizer.zero_grad()
+        ...     loss.backward()
+        ...     optimizer.step()
+        ...     model.after_step()  # GECO's update of lambda
+        >>> model.geco.multiplier != cfg.geco_lambda_init
+        True
 
     References:
         Toth et al., "Hamiltonian Generative Networks", ICLR 2020, Sec. 3.2, Eq. 4, A.1.
