@@ -1,0 +1,435 @@
+"""Fitting an NHF to an unnormalised density: Hamiltonian variational inference.
+
+A target known up to its normaliser, ``π̃(x) = Z π(x)``, is fitted by the reverse KL on the
+extended space ``(x, p)`` (Salimans et al., 2015; Caterini et al., 2018). A draw is made as
+for sampling, ``s₀ = (q₀, p₀) ~ π₀``, pushed through the Hamiltonian flows and frictions to
+``(q_T, p_T)``, then ``x = b + L q_T``. Its density is exact,
+
+    ln q(x, p_T) = ln π₀(s₀) − ln|det| (frictions' ``−Σc`` and the affine map's ``Σ ln L_ii``),
+
+because every Hamiltonian flow preserves volume. The momentum is a latent variable with an
+auxiliary ("reverse") density ``r(p_T | x)``: NHF's momentum encoder, or ``N(0, I)``. Then
+
+    KL(q(x) ‖ π) ≤ E[ln q(x, p_T) − ln r(p_T | x) − ln π̃(x)] + ln Z,
+
+and the expectation is :func:`reverse_kld`, the training loss. The log-weights
+``ln w = ln π̃(x) + ln r(p_T | x) − ln q(x, p_T)`` are exact, so ``E[w] = Z``:
+``logsumexp(ln w) − ln n`` estimates ``ln Z`` (unbiased in ``Z``), and the weights give the
+effective sample size and self-normalised expectations (:func:`importance_sample`,
+:func:`log_normalizer`, :func:`ess`).
+
+Options (docs/sampling.md says when to pick which):
+
+- :func:`reverse_alpha_div` (``α = 2``, as in FAB, Midgley et al., 2023) covers mass instead of
+  seeking a mode;
+- ``beta < 1`` in :func:`reverse_kld` tempers the target (annealing from a broad start);
+- :func:`bootstrap_kld`: the forward bound on self-normalised importance resamples;
+- :func:`use_target_kicks`: every kick adds ``β_k ∇ ln π̃`` to the learned force
+  ``−∇V_k``; the added force depends on the position alone, so each step stays a shear and
+  its log-det stays exactly zero;
+- :func:`fit`: a training loop with a CPU-time budget for NHF and normflows models alike.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .hamiltonians import SeparableHamiltonian, autograd_grad
+from .targets import CheckedTarget, as_target
+
+__all__ = [
+    "attach_target",
+    "configure",
+    "use_target_kicks",
+    "GuidedHamiltonian",
+    "push_forward",
+    "extended_sample",
+    "reverse_kld",
+    "reverse_alpha_div",
+    "bootstrap_kld",
+    "importance_sample",
+    "log_normalizer",
+    "ess",
+    "ess_from_log_weights",
+    "fit",
+]
+
+DEFAULT_KICKS = True
+"""Whether ``NHF(dim, target=t)`` adds target-gradient kicks (measured in
+``benchmarks/sampling.py``, docs/benchmarks/sampling.md)."""
+DEFAULT_KICK_BETA = 0.5
+"""The initial ``β_k`` of every target-gradient kick."""
+
+
+def _require_target(model) -> CheckedTarget:
+    target = getattr(model, "target", None)
+    if target is None:
+        raise ValueError(
+            "target: this model has no target; build it as NHF(dim, target=log_prob) to fit a "
+            "sampler (a density model fitted to data uses forward_kld)"
+        )
+    return target
+
+
+# -- building a sampler -------------------------------------------------------------------------
+
+
+def attach_target(model, target, **options) -> CheckedTarget:
+    """Give an NHF a target: wrap it, set the affine map and the kicks (``NHF(target=...)``).
+
+    There is no data to initialise the affine map from, so it is set so that the untrained
+    model's samples have mean ``loc`` (default 0) and covariance ``scale² I`` (default 1), and
+    marked initialised so that it stays as set. ``options`` go to :func:`configure`.
+    """
+    checked = as_target(target, dim=model.dim)
+    if checked.dim is not None and checked.dim != model.dim:
+        raise ValueError(
+            f"target: expected a target over {model.dim} dimensions (the model's dim), got "
+            f"{checked.name!r} over {checked.dim}"
+        )
+    object.__setattr__(model, "target", checked)
+    configure(model, **options)
+    return checked
+
+
+def configure(
+    model,
+    *,
+    scale: float = 1.0,
+    loc: Tensor | float = 0.0,
+    kicks: bool | None = None,
+    kick_beta: float = DEFAULT_KICK_BETA,
+    learn_beta: bool = True,
+) -> None:
+    """Set a sampler's start and kicks: the affine map (``scale``, ``loc``) and the
+    target-gradient kicks (:func:`use_target_kicks`; ``kicks=None`` takes
+    :data:`DEFAULT_KICKS`). Its random draws leave torch's global random state as it was.
+
+    Example:
+        >>> from hamflow import NHF
+        >>> from hamflow.targets import Funnel
+        >>> model = NHF(2, target=Funnel(2), hidden=(16,), encoder_hidden=(16,))
+        >>> configure(model, scale=3.0, kicks=False)
+        >>> with torch.no_grad():
+        ...     s = model.sample(4000).std(0)
+        >>> bool(((s - 3).abs() < 0.3).all())
+        True
+    """
+    _require_target(model)
+    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
+    use_target_kicks(model, DEFAULT_KICKS if kicks is None else kicks, kick_beta, learn_beta)
+    if model.affine is None:
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        ref = model._param_ref()
+        n = max(4096, 64 * model.dim)
+        z = torch.randn(n, model.dim, dtype=torch.float64)
+        z = (z - z.mean(0)) @ torch.linalg.inv(
+            torch.linalg.cholesky(torch.cov(z.T).reshape(model.dim, model.dim))
+        ).T
+        x = (torch.as_tensor(loc, dtype=torch.float64) + scale * z).to(ref)
+        model.affine.initialized.fill_(False)
+        model.initialize_affine(x)
+
+
+class GuidedHamiltonian(SeparableHamiltonian):
+    """``K(p) + V(q) − β ln π̃(x(q))``: a learned potential plus a multiple of the target's.
+
+    ``x(q)`` is the model's affine map. A kick moves ``p`` by ``−dt (∇V − β ∇_q ln π̃)``: the
+    force depends on ``q`` alone, so the step is a shear with log-det exactly zero for any
+    ``β`` (the HVI/HVAE leapfrog with a learned correction, Salimans et al., 2015; Caterini
+    et al., 2018). ``β`` is one learned (or fixed) scalar per flow. The kinetic and potential
+    modules keep their names, so only ``beta`` is added to the parameters.
+    """
+
+    def __init__(self, base: SeparableHamiltonian, log_target: Callable, beta: float, learn: bool):
+        super().__init__(base.kinetic, base.potential)
+        object.__setattr__(self, "base", base)
+        object.__setattr__(self, "log_target", log_target)
+        value = torch.tensor(float(beta), dtype=next(base.parameters()).dtype)
+        if learn:
+            self.beta = nn.Parameter(value)
+        else:
+            self.register_buffer("beta", value)
+
+    def energy(self, q: Tensor, p: Tensor) -> Tensor:
+        return super().energy(q, p) - self.beta.to(q.dtype) * self.log_target(q)
+
+    def dV_dq(self, q: Tensor) -> Tensor:
+        grad_log = autograd_grad(self.log_target, q)
+        return self.potential.grad(q) - self.beta.to(q.dtype) * grad_log
+
+
+def use_target_kicks(
+    model, on: bool = True, beta: float = DEFAULT_KICK_BETA, learn: bool = True
+) -> None:
+    """Add (``on``) or remove target-gradient kicks in every flow of an NHF with a target.
+
+    Each flow's Hamiltonian becomes a :class:`GuidedHamiltonian` with its own ``β`` (one
+    shared Hamiltonian stays shared). A kick then costs one gradient of the target, and
+    training differentiates through it (a second derivative of ``ln π̃``).
+
+    Example:
+        >>> from hamflow import NHF
+        >>> from hamflow.targets import Banana
+        >>> model = NHF(2, target=Banana(), hidden=(16,), encoder_hidden=(16,))
+        >>> use_target_kicks(model, True, beta=0.25)
+        >>> [round(f.hamiltonian.beta.item(), 2) for f in model.flows]
+        [0.25, 0.25, 0.25, 0.25]
+    """
+    target = _require_target(model)
+
+    def log_target_q(q: Tensor) -> Tensor:
+        return target(model.to_data(q))
+
+    done: dict[int, SeparableHamiltonian] = {}
+    for flow in model.flows:
+        h = flow.hamiltonian
+        base = h.base if isinstance(h, GuidedHamiltonian) else h
+        if id(base) not in done:
+            done[id(base)] = GuidedHamiltonian(base, log_target_q, beta, learn) if on else base
+            done[id(base)].to(next(base.parameters()).device)
+        flow.hamiltonian = done[id(base)]
+
+
+# -- the extended-space bound ------------------------------------------------------------------
+
+
+def push_forward(model, s0: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Prior states ``s₀ = cat(q₀, p₀)`` ``(n, 2·dim)`` to ``x``, ``p_T``, ``q_T`` and
+    ``ln|det ∂(x, p_T)/∂s₀|`` ``(n,)``: the frictions' ``−Σc`` plus the affine map's log-det
+    (every Hamiltonian flow, target-gradient kicks included, contributes exactly zero).
+
+    Example:
+        >>> from hamflow import NHF
+        >>> model = NHF(2, hidden=(8,), encoder_hidden=(8,))
+        >>> x, p, q, log_det = push_forward(model, torch.randn(5, 4))
+        >>> x.shape, log_det.shape
+        (torch.Size([5, 2]), torch.Size([5]))
+    """
+    q0, p0 = s0.chunk(2, dim=-1)
+    q, p = model.transport(q0, p0)
+    log_det = s0.new_zeros(s0.shape[0]) + model.flow_log_det()
+    if model.affine is None:
+        return q, p, q, log_det
+    x, affine_log_det = model.affine(q)
+    return x, p, q, log_det + affine_log_det
+
+
+def extended_sample(model, num_samples: int, momentum: str = "encoder") -> dict[str, Tensor]:
+    """Draw ``num_samples`` points of the model and every term of the extended-space bound.
+
+    Returns a dict of ``(n,)`` tensors ``log_q`` (``ln q(x, p_T)``), ``log_r``
+    (``ln r(p_T | x)``), ``log_target`` (``ln π̃(x)``) and ``log_w`` (their combination), and
+    ``x`` and ``p`` ``(n, dim)``. ``momentum``: ``"encoder"`` (the model's encoder as ``r``)
+    or ``"normal"`` (``N(0, I)``, as in the HVAE).
+    """
+    target = _require_target(model)
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+        raise ValueError(f"num_samples: expected an integer >= 1, got {num_samples!r}")
+    if momentum not in ("encoder", "normal"):
+        raise ValueError(f"momentum: expected 'encoder' or 'normal', got {momentum!r}")
+    s0, log_pi = model.prior(num_samples)
+    x, p, q, log_det = push_forward(model, s0.to(model._param_ref()))
+    log_q = log_pi.to(x) - log_det
+    if momentum == "encoder":
+        log_r = model.encoder.log_prob(p, q)
+    else:
+        log_r = -0.5 * (p * p).sum(-1) - 0.5 * model.dim * math.log(2 * math.pi)
+    log_target = target(x)
+    log_w = log_target + log_r - log_q
+    return {
+        "x": x,
+        "p": p,
+        "log_q": log_q,
+        "log_r": log_r,
+        "log_target": log_target,
+        "log_w": log_w,
+    }
+
+
+def reverse_kld(
+    model, num_samples: int = 256, beta: float = 1.0, momentum: str = "encoder"
+) -> Tensor:
+    """The training loss: ``E[ln q(x, p_T) − ln r(p_T | x) − β ln π̃(x)]`` over ``num_samples``
+    reparametrised draws (``β < 1`` tempers the target: annealing).
+
+    It is ``KL(q(x, p) ‖ π(x) r(p | x)) − ln Z`` at ``β = 1``, an upper bound on
+    ``KL(q(x) ‖ π) − ln Z``: minimising it fits the sampler and the momentum encoder together.
+    Same convention as normflows' ``NormalizingFlow.reverse_kld``.
+
+    Example:
+        >>> from hamflow import NHF
+        >>> from hamflow.targets import Banana
+        >>> model = NHF(2, target=Banana(), hidden=(16,), encoder_hidden=(16,))
+        >>> loss = model.reverse_kld(64)
+        >>> loss.backward(); loss.shape
+        torch.Size([])
+    """
+    d = extended_sample(model, num_samples, momentum)
+    return (d["log_q"] - d["log_r"] - beta * d["log_target"]).mean()
+
+
+def reverse_alpha_div(
+    model, num_samples: int = 256, alpha: float = 2.0, momentum: str = "encoder"
+) -> Tensor:
+    """``sign(α − 1) · (ln mean(w^α)) / α`` on the extended space: mass-covering for ``α > 1``.
+
+    ``α = 2`` minimises the second moment of the importance weights (the χ² divergence, as in
+    FAB, Midgley et al., 2023), which penalises a missed mode where the reverse KL does not.
+    Its gradient is noisier than the reverse KL's; :func:`fit` can start from the KL
+    (``warmup``). ``α = 1`` is refused (it is the KL: use :func:`reverse_kld`).
+    """
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha != 1):
+        raise ValueError(f"alpha: expected a finite number other than 1, got {alpha!r}")
+    log_w = extended_sample(model, num_samples, momentum)["log_w"]
+    sign = 1.0 if alpha > 1 else -1.0
+    return sign * (torch.logsumexp(alpha * log_w, 0) - math.log(num_samples)) / alpha
+
+
+def bootstrap_kld(model, num_samples: int = 256, pool: int | None = None) -> Tensor:
+    """The forward (data) bound on points resampled from the model by their importance weights.
+
+    Draws ``pool`` (default ``4 · num_samples``) weighted points without a graph, resamples
+    ``num_samples`` of them in proportion to ``w``, and returns ``model.forward_kld`` on those:
+    where the sampler put too little mass, the weights are large and the resampled points pull
+    mass back (a bootstrap, as in FAB's replay of importance-weighted samples).
+    """
+    n = int(pool or 4 * num_samples)
+    x, log_w = importance_sample(model, n)
+    idx = torch.multinomial(torch.softmax(log_w.double(), 0), num_samples, replacement=True)
+    return model.forward_kld(x[idx].detach())
+
+
+# -- importance sampling ------------------------------------------------------------------------
+
+
+def importance_sample(
+    model, num_samples: int = 4000, chunk_size: int = 4096, momentum: str = "encoder"
+) -> tuple[Tensor, Tensor]:
+    """``num_samples`` draws ``x`` ``(n, dim)`` and their exact log-weights ``ln w`` ``(n,)``.
+
+    ``w = π̃(x) r(p_T | x) / q(x, p_T)``, so ``E[w] = Z``; ``x`` weighted by ``w`` gives
+    self-normalised expectations under ``π``. No autograd graph is kept (target-gradient
+    kicks still take their gradients).
+
+    Example:
+        >>> from hamflow import NHF
+        >>> from hamflow.targets import Banana
+        >>> model = NHF(2, target=Banana(), hidden=(16,), encoder_hidden=(16,))
+        >>> x, log_w = model.importance_sample(100)
+        >>> x.shape, log_w.shape, log_w.requires_grad
+        (torch.Size([100, 2]), torch.Size([100]), False)
+    """
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+        raise ValueError(f"num_samples: expected an integer >= 1, got {num_samples!r}")
+    xs, ws = [], []
+    with torch.no_grad():
+        left = num_samples
+        while left > 0:
+            d = extended_sample(model, min(chunk_size, left), momentum)
+            xs.append(d["x"])
+            ws.append(d["log_w"])
+            left -= len(d["x"])
+    return torch.cat(xs), torch.cat(ws)
+
+
+def ess_from_log_weights(log_w: Tensor) -> Tensor:
+    """Effective sample size fraction ``(Σw)² / (n Σw²)`` in ``(0, 1]`` from log-weights.
+
+    Example:
+        >>> ess_from_log_weights(torch.zeros(10)).item()
+        1.0
+    """
+    log_w = log_w.double()
+    return torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)) / len(log_w)
+
+
+def log_normalizer(model, num_samples: int = 4000, **kwargs) -> Tensor:
+    """``logsumexp(ln w) − ln n``: the importance-sampling estimate of ``ln Z`` (float64).
+
+    ``exp`` of it is unbiased for ``Z``; the log is consistent (biased low by about
+    ``Var(w) / (2 n Z²)``).
+    """
+    _, log_w = importance_sample(model, num_samples, **kwargs)
+    return torch.logsumexp(log_w.double(), 0) - math.log(num_samples)
+
+
+def ess(model, num_samples: int = 4000, **kwargs) -> Tensor:
+    """Effective sample size fraction of ``num_samples`` importance draws (1: exact sampler).
+
+    A high ESS only says the weights are even where the sampler puts mass; a sampler that
+    misses a mode can have one near 1 (docs/sampling.md).
+    """
+    _, log_w = importance_sample(model, num_samples, **kwargs)
+    return ess_from_log_weights(log_w)
+
+
+# -- training -----------------------------------------------------------------------------------
+
+
+def fit(
+    model: nn.Module,
+    *,
+    max_time: float = 30.0,
+    max_steps: int | None = None,
+    batch: int = 256,
+    lr: float = 1e-3,
+    loss: str = "kl",
+    alpha: float = 2.0,
+    warmup: float = 0.25,
+    anneal: float = 0.0,
+    beta0: float = 0.1,
+    seed: int | None = None,
+    grad_clip: float = 100.0,
+) -> dict:
+    """Train a sampler (an NHF with a target, or a normflows ``NormalizingFlow`` with ``p``).
+
+    Steps until ``max_time`` seconds of CPU time (``time.process_time``) or ``max_steps``,
+    with Adam and a cosine learning rate. ``loss``: ``"kl"`` (:func:`reverse_kld`),
+    ``"alpha"`` (:func:`reverse_alpha_div` after a reverse-KL ``warmup`` fraction of the
+    budget) or ``"bootstrap"`` (reverse KL plus :func:`bootstrap_kld` after the warmup).
+    ``anneal > 0`` tempers the target, ``β`` rising from ``beta0`` to 1 over that fraction of
+    the budget. A step with a non-finite loss is skipped and counted. Returns a dict with
+    ``steps``, ``skipped``, ``cpu_s`` and the last ``loss``.
+    """
+    if loss not in ("kl", "alpha", "bootstrap"):
+        raise ValueError(f"loss: expected 'kl', 'alpha' or 'bootstrap', got {loss!r}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    start = time.process_time()
+    steps = skipped = 0
+    last = float("nan")
+    while True:
+        used = time.process_time() - start
+        frac = used / max_time if max_steps is None else steps / max_steps
+        if frac >= 1 or (max_steps is not None and steps >= max_steps) or used >= max_time:
+            break
+        for group in opt.param_groups:
+            group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        beta = 1.0 if anneal <= 0 or frac >= anneal else beta0 + (1 - beta0) * frac / anneal
+        if loss == "alpha" and frac >= warmup:
+            value = model.reverse_alpha_div(batch, alpha=alpha)
+        else:
+            value = model.reverse_kld(batch, beta=beta)
+            if loss == "bootstrap" and frac >= warmup:
+                value = value + bootstrap_kld(model, max(1, batch // 4))
+        opt.zero_grad(set_to_none=True)
+        if torch.isfinite(value):
+            value.backward()
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            opt.step()
+            last = float(value.detach())
+        else:
+            skipped += 1
+        steps += 1
+    return {"steps": steps, "skipped": skipped, "cpu_s": time.process_time() - start, "loss": last}
