@@ -7,7 +7,7 @@ them (:class:`ConformalFriction`, :class:`TriangularAffine`, :class:`DiagonalAff
 Neural Hamiltonian Flow density model :class:`NHF` (paper Sec. 3.3 and A.2).
 """
 
-from . import integrators
+from . import integrators, sampling, targets
 from .distributions import GaussianMomentumEncoder, GeneralizedNormal, SoftUniform
 from .estimator import NHFDensity
 from .flows import HamiltonianFlow
@@ -22,6 +22,7 @@ from .hamiltonians import (
 )
 from .integrators import INTEGRATORS, get_integrator, integrate, rollout
 from .nhf import NHF
+from .sampling import fit_sampler
 from .scaling import ConformalFriction, DiagonalAffine, TriangularAffine
 from .training import FitConfig, FitResult, fit
 
@@ -50,4 +51,7 @@ __all__ = [
     "integrate",
     "rollout",
     "integrators",
+    "sampling",
+    "targets",
+    "fit_sampler",
 ]

@@ -27,7 +27,7 @@ Options (docs/sampling.md says when to pick which):
 - :func:`use_target_kicks`: every kick adds ``β_k ∇ ln π̃`` to the learned force
   ``−∇V_k``; the added force depends on the position alone, so each step stays a shear and
   its log-det stays exactly zero;
-- :func:`fit`: a training loop with a CPU-time budget for NHF and normflows models alike.
+- :func:`fit_sampler`: a training loop with a CPU-time budget for NHF and normflows models alike.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ __all__ = [
     "log_normalizer",
     "ess",
     "ess_from_log_weights",
-    "fit",
+    "fit_sampler",
 ]
 
 DEFAULT_KICKS = True
@@ -284,7 +284,7 @@ def reverse_alpha_div(
 
     ``α = 2`` minimises the second moment of the importance weights (the χ² divergence, as in
     FAB, Midgley et al., 2023), which penalises a missed mode where the reverse KL does not.
-    Its gradient is noisier than the reverse KL's; :func:`fit` can start from the KL
+    Its gradient is noisier than the reverse KL's; :func:`fit_sampler` can start from the KL
     (``warmup``). ``α = 1`` is refused (it is the KL: use :func:`reverse_kld`).
     """
     if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha != 1):
@@ -375,7 +375,7 @@ def ess(model, num_samples: int = 4000, **kwargs) -> Tensor:
 # -- training -----------------------------------------------------------------------------------
 
 
-def fit(
+def fit_sampler(
     model: nn.Module,
     *,
     max_time: float = 30.0,

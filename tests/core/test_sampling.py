@@ -136,7 +136,7 @@ def test_training_reduces_the_bound_and_estimates_log_Z():
     target = Banana()
     model = NHF(2, num_flows=2, hidden=(32, 32), encoder_hidden=(32,), target=target)
     before = model.reverse_kld(1024).item()
-    info = sampling.fit(model, max_steps=150, max_time=60, batch=256, lr=3e-3, seed=0)
+    info = sampling.fit_sampler(model, max_steps=150, max_time=60, batch=256, lr=3e-3, seed=0)
     after = model.reverse_kld(2048).item()
     assert info["steps"] == 150 and info["skipped"] == 0
     assert after < before - 1.0
