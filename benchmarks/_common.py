@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import tempfile
 import time
@@ -109,8 +110,79 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
-def update_markdown(path: Path, block: str, tag: str) -> None:
-    """Replace the ``<!-- tag:begin -->…<!-- tag:end -->`` block in ``path`` (append if absent)."""
+BENCHMARK_PAGES: dict[str, str] = {
+    "nhf_step": "benchmarks/nhf-speed.md",
+    "nhf_denormals": "benchmarks/nhf-speed.md",
+    "nhf_log_prob": "benchmarks/nhf-speed.md",
+    "toy_density": "benchmarks/toy.md",
+    "toy_density_heldout": "benchmarks/toy.md",
+    "toy_density_heldout_seeds": "benchmarks/toy.md",
+    "toy_density_seeds": "benchmarks/toy.md",
+    "toy_density_steep": "benchmarks/nhf-options.md",
+    "toy_density_steep_seeds": "benchmarks/nhf-options.md",
+    "toy_density_options": "benchmarks/nhf-options.md",
+    "toy_density_deep_steep_seeds": "benchmarks/nhf-options.md",
+    "toy_density_learned_tails_seeds": "benchmarks/nhf-options.md",
+    "nhf_ablation": "benchmarks/nhf-options.md",
+    "tabular": "benchmarks/tabular.md",
+    "hgn_step": "benchmarks/hgn-step.md",
+}
+"""Which docs page (under ``docs/``) holds each published block: a result's name, or the part of
+it before its first ``_`` (``tabular_digits`` -> ``tabular``). A name in neither gets a page of its
+own, ``docs/benchmarks/NAME.md``, to be added to ``mkdocs.yml``'s nav."""
+
+
+def benchmark_page(name: str) -> str:
+    """The page (relative to ``docs/``) that a published result called ``name`` goes into.
+
+    Example:
+        >>> benchmark_page("toy_density_seeds"), benchmark_page("tabular_iris")
+        ('benchmarks/toy.md', 'benchmarks/tabular.md')
+        >>> benchmark_page("my_new_run")
+        'benchmarks/my_new_run.md'
+    """
+    if name in BENCHMARK_PAGES:
+        return BENCHMARK_PAGES[name]
+    return BENCHMARK_PAGES.get(name.split("_", 1)[0], f"benchmarks/{name}.md")
+
+
+def caption(block: str, results: str | None = None) -> str:
+    r"""One caption line per block: ``Command: `...` · results: `RESULTS```; no machine or date.
+
+    The machine, date, commit and settings live in the results JSON. A line starting
+    ``Machine:`` is dropped; the ``Command:`` line gets the results file; what followed the
+    command on its line (minus a leading date and the machine's name) starts the next line.
+
+    Example:
+        >>> caption("Command: `python b.py`  \nMachine: M; date: D\nSettings: S.", "r.json")
+        'Command: `python b.py` · results: `r.json`  \nSettings: S.'
+    """
+    out: list[str] = []
+    for line in block.split("\n"):
+        if line.startswith("Machine:"):
+            continue
+        if line.startswith("Command: `") and "· results:" not in line:
+            end = line.index("`", len("Command: `")) + 1
+            head, rest = line[:end], line[end:].strip()
+            if results:
+                head += f" · results: `{results}`"
+            rest = re.sub(r"^[;,.]\s*", "", rest)
+            rest = re.sub(r"^\d{4}-\d{2}-\d{2},?\s*", "", rest)
+            rest = rest.replace(f"{MACHINE}, ", "")
+            out.append(head + "  ")
+            if rest:
+                out.append(rest[0].upper() + rest[1:])
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def update_markdown(path: Path, block: str, tag: str, results: str | None = None) -> None:
+    """Replace the ``<!-- tag:begin -->…<!-- tag:end -->`` block in ``path`` (append if absent).
+
+    The block is written with one caption line (:func:`caption`), naming ``results`` if given.
+    """
+    block = caption(block, results)
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     begin, end = f"<!-- {tag}:begin", f"<!-- {tag}:end -->"
     if begin in text and end in text:
@@ -133,12 +205,14 @@ def publish(
     markdown: Path | None = None,
     *,
     to_docs: bool = False,
+    page: str | None = None,
 ) -> tuple[Path, Path]:
     """Write ``out`` to ``OUT_DIR/NAME[_quick].json`` and its Markdown block into ``markdown``.
 
     Only ``to_docs`` (a script's ``--publish``) writes into the committed
-    ``benchmarks/results/`` and ``docs/benchmarks.md``; otherwise the JSON and a
-    ``benchmarks.md`` go to ``runs/benchmarks/`` (or ``out_dir``). A quick run never writes into
+    ``benchmarks/results/`` and the block's page under ``docs/`` (``page``, by default
+    :func:`benchmark_page` of ``name``); otherwise the JSON and a ``benchmarks.md`` go to
+    ``runs/benchmarks/`` (or ``out_dir``). A quick run never writes into
     ``benchmarks/results/``, whatever ``out_dir`` says, so smoke runs leave ``git status`` clean.
     Returns both paths.
     """
@@ -150,8 +224,13 @@ def publish(
     if out_dir is None or (quick and out_dir.resolve() == results.resolve()):
         out_dir = root / "runs" / "benchmarks"
     path = write_json(out_dir / (f"{name}_quick.json" if quick else f"{name}.json"), out)
-    md = markdown or (root / "docs" / "benchmarks.md" if to_docs else out_dir / "benchmarks.md")
-    update_markdown(md, block, tag=name)
+    docs_page = root / "docs" / (page or benchmark_page(name))
+    md = markdown or (docs_page if to_docs else out_dir / "benchmarks.md")
+    try:
+        shown = path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        shown = path.name
+    update_markdown(md, block, tag=name, results=shown)
     return path, md
 
 
@@ -164,7 +243,7 @@ NHF_OPTIONS: dict[str, dict] = {
 }
 """The NHF options the toy and tabular benchmarks run on request: ``NHF(dim, **NHF_OPTIONS[row])``
 (steeper potentials at initialisation, six narrower flows, both, the soft-uniform prior with the
-steep start, the prior with learned tails; docs/benchmarks.md)."""
+steep start, the prior with learned tails; docs/benchmarks/nhf-options.md)."""
 
 LR_FLOOR = 1 / 20
 """The cosine schedule's last learning rate, as a fraction of the first (as in
@@ -228,7 +307,7 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--publish",
         action="store_true",
-        help="write into benchmarks/results/ and docs/benchmarks.md (not with --quick)",
+        help="write into benchmarks/results/ and the docs/benchmarks/ page (not with --quick)",
     )
     p.add_argument("--markdown", type=Path, default=None, help="Markdown file to update")
 

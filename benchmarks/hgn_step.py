@@ -12,12 +12,12 @@ so that load from other jobs on a shared machine hits them alike and the ratios 
   ``amp_bf16_channels_last`` and ``compile`` apply on top of it;
 - ``default``: the model as built on this device (on the CPU ``Decoder(path="fused")``);
 - ``hamiltonian_32``: ``default`` with the paper-sized separable Hamiltonian
-  (``hamiltonian_width=32``, docs/hgn.md). On the CPU each step is timed as the
+  (``hamiltonian_width=32``, docs/hgn/index.md). On the CPU each step is timed as the
 CPU time of the process (``time.process_time``, one torch thread by default), which equals
 wall-clock on an idle core; on CUDA it is wall-clock after a synchronise. Prints a table and
 writes JSON with the config, machine and date to ``runs/benchmarks/hgn_step.json``; only with
 ``--publish`` does it write ``benchmarks/results/hgn_step.json`` and regenerate the ``hgn_step``
-block of ``docs/benchmarks.md``.
+block of ``docs/benchmarks/hgn-step.md``.
 
     python benchmarks/hgn_step.py --device cpu --protocol predict --frames 34 --repeats 5 \
         --warmup 1 --skip-compile --publish
@@ -297,7 +297,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--publish",
         action="store_true",
-        help="write benchmarks/results/hgn_step.json and the docs/benchmarks.md block",
+        help="write benchmarks/results/hgn_step.json and the docs/benchmarks/hgn-step.md block",
     )
     p.add_argument("--out", type=Path, default=None, help="JSON path (overrides --publish)")
     p.add_argument("--docs", type=Path, default=None, help="Markdown to update (overrides it)")
@@ -306,7 +306,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.out is None:
         args.out = ROOT / ("benchmarks/results" if args.publish else "runs/benchmarks") / NAME
     if args.docs is None and args.publish:
-        args.docs = ROOT / "docs" / "benchmarks.md"
+        args.docs = ROOT / "docs" / "benchmarks" / "hgn-step.md"
     for name in ("batch", "frames", "size", "repeats", "threads", "predict_k"):
         if getattr(args, name) < 1:
             p.error(f"--{name}: expected an integer >= 1, got {getattr(args, name)}")
@@ -364,7 +364,11 @@ def main(argv: list[str] | None = None) -> dict:
             block = f"{HEADING}\n\n{markdown(result)}"
         else:
             block = markdown(result)
-        update_markdown(args.docs, block, tag="hgn_step")
+        try:
+            shown = args.out.resolve().relative_to(ROOT).as_posix()
+        except ValueError:
+            shown = args.out.name
+        update_markdown(args.docs, block, tag="hgn_step", results=shown)
         print(f"updated {args.docs}")
     return result
 

@@ -11,7 +11,7 @@ the flush, which is what makes the difference: where a softplus
 unit saturates, ``σ(z)`` is tiny, and its products with other small factors fall below
 float32's smallest normal number, which x86 cores handle slowly.
 
-    python benchmarks/nhf_denormals.py --publish    # into docs/benchmarks.md
+    python benchmarks/nhf_denormals.py --publish    # into its docs/benchmarks/ page
     python benchmarks/nhf_denormals.py --quick      # smoke run, under runs/
 """
 

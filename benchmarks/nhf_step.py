@@ -16,7 +16,7 @@ time other jobs hold the core.
 - ``realnvp``: normflows RealNVP (8 affine couplings), its width chosen to match ``NHF(2)``'s
   parameter count.
 
-    python benchmarks/nhf_step.py --publish       # batch 512, into docs/benchmarks.md
+    python benchmarks/nhf_step.py --publish       # batch 512, into its docs/benchmarks/ page
     python benchmarks/nhf_step.py --quick         # smoke run, under runs/
 """
 

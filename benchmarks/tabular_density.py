@@ -153,7 +153,7 @@ def train(model, name: str, data: torch.Tensor, val: torch.Tensor, cfg: TabularC
     step moves 4× the states. (The toy benchmarks give it a quarter of the points instead, so
     that steps move as many states; on a few hundred rows, where the best state comes within a
     few hundred steps, a quarter of the rows per step (the ``nhf_quarter_rows`` row) did much
-    worse on ``breast_cancer``: docs/benchmarks.md.)
+    worse on ``breast_cancer``: docs/benchmarks/nhf-options.md.)
     """
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -12,8 +12,8 @@ evaluated at two checkpoints of that one run:
 The baselines are sized to NHF's parameter count (within 10 %). Test NLL is IWAE with ``K =
 --iwae-k`` for NHF (an upper bound on its true NLL, in expectation) and exact for the flows; the
 true entropy of each density is the floor. Results go to JSON, a Markdown table in
-``docs/benchmarks.md`` (between markers, the rest of the file is kept) and a figure of the learned
-densities.
+``docs/benchmarks/toy.md`` (between markers, the rest of the file is kept) and a figure of the
+learned densities.
 
     python benchmarks/toy_density.py                      # full table (~25 min on one core)
     python benchmarks/toy_density.py --quick             # smoke test (~1 min), under runs/

@@ -11,7 +11,7 @@ and standard deviation over seeds.
     python benchmarks/toy_density_seeds.py --quick               # smoke run, under runs/
 
 ``--densities D ... --name N`` runs a subset as a table of its own (its JSON, its block in
-docs/benchmarks.md and its per-seed files are named after ``N``), as the held-out table is.
+docs/benchmarks/ and its per-seed files are named after ``N``), as the held-out table is.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ For each trained run it encodes the training sequences and reports:
   training posteriors.
 
 It writes ``summary.json``, ``samples.md`` and ``samples.png`` (prior and fitted samples of the
-first run, side by side) under ``--out``; ``--publish`` also writes the table into docs/hgn.md
-and the figure to docs/img/hgn_example_fitted_samples.png.
+first run, side by side) under ``--out``; ``--publish`` also writes the table into
+docs/hgn/evaluation.md and the figure to docs/img/hgn_example_fitted_samples.png.
 
     python examples/pendulum_hgn.py --out runs/ex0                  # train a run first
     python scripts/hgn_samples.py runs/ex0/run                       # under runs/hgn_samples
@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--samples", type=int, default=64, help="samples of each kind per run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "hgn_samples")
-    p.add_argument("--publish", action="store_true", help="write into docs/hgn.md and docs/img")
+    p.add_argument(
+        "--publish", action="store_true", help="write into docs/hgn/evaluation.md and docs/img"
+    )
     args = p.parse_args(argv)
     if args.samples < 1:
         p.error(f"--samples: expected an integer >= 1, got {args.samples}")
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         labels += [f"prior #{i}", f"fitted #{i}"]
     figure = save_strip(rows, labels, args.out / "samples.png", every=1)
     if args.publish:
-        update_markdown(ROOT / "docs" / "hgn.md", block, TAG)
+        update_markdown(ROOT / "docs" / "hgn" / "evaluation.md", block, TAG)
         save_strip(rows, labels, ROOT / "docs" / "img" / "hgn_example_fitted_samples.png", 1)
     print(f"wrote {args.out / 'summary.json'}, {args.out / 'samples.md'} and {figure}")
     return records

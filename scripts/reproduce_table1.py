@@ -27,13 +27,13 @@ EXAMPLES = """examples:
   python scripts/reproduce_table1.py --scale tiny                 # smoke test, into runs/ only
   python scripts/reproduce_table1.py --scale small --jobs 2       # 2-CPU machine, about an hour
   python scripts/reproduce_table1.py --scale small --jobs 2 --hnn-check --publish
-                                                                  # ... and update docs/results.md
+                                                                  # ... and update docs/reproduction.md
   python scripts/reproduce_table1.py --scale paper --root /data/hgn --publish   # one GPU, days
   python scripts/reproduce_table1.py --scale small --systems mass_spring \\
       --models hgn_leapfrog pixel_hnn_mlp --dry-run               # print the commands
 
 Without --publish the results page and figures go to ROOT/results.md and ROOT/img/ (ROOT is
-runs/table1_SCALE by default); only --publish writes docs/results.md and docs/img/.
+runs/table1_SCALE by default); only --publish writes docs/reproduction.md and docs/img/.
 """
 
 
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--publish",
         action="store_true",
-        help="write docs/results.md and docs/img/ (default: ROOT/results.md and ROOT/img/)",
+        help="write docs/reproduction.md and docs/img/ (default: ROOT/results.md and ROOT/img/)",
     )
     p.add_argument("--results", type=Path, default=None, help="results page (overrides --publish)")
     p.add_argument("--img-dir", type=Path, default=None, help="figure folder (overrides --publish)")
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             print(shlex.join(cmd))
         return 0
     docs = REPO / "docs"
-    results = args.results or (docs / "results.md" if args.publish else root / "results.md")
+    results = args.results or (docs / "reproduction.md" if args.publish else root / "results.md")
     img_dir = args.img_dir or (docs / "img" if args.publish else root / "img")
     records = [] if args.assemble_only else run_plan(plan, args.jobs)
     if args.hnn_check and not (root / "hnn_state_check.json").exists():

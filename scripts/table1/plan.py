@@ -120,7 +120,7 @@ SCALES: dict[str, Scale] = {
         "`three_body_big_discs`): at 16x16 the paper's discs are 1 px in radius; "
         "three-body's GECO tolerance is 0.5 of the variance instead of 0.3 (kept from the "
         "GECO-balanced runs, which did not reach 0.3 there; under the calibrated balance it "
-        "only sets the units of lambda; docs/hgn.md)",
+        "only sets the units of lambda; docs/hgn/training.md)",
         # One thread per process: on shared, oversubscribed cores torch's default thread pool
         # made a training step 100x slower; --jobs 2 then uses both cores.
         env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},

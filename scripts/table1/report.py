@@ -44,7 +44,8 @@ FIG8_CAPTION = (
     "HGNs are, the Gaussian matched to the training posteriors) and below them three samples "
     "from a Gaussian fitted to the run's training posteriors after training "
     "(`hamflow_hgn.samples.LatentGaussian`); "
-    "[hgn.md](hgn.md#prior-samples-and-the-matched-prior) says why the paper's prior shows no "
+    "[the HGN evaluation guide](hgn/evaluation.md#prior-samples-and-the-matched-prior) "
+    "says why the paper's prior shows no "
     "system at the small scale and what the matched one changes."
 )
 
@@ -359,7 +360,7 @@ def results_markdown(
     records: list[dict] = (),
     notes: list[str] = (),
 ) -> str:
-    """The whole of ``docs/results.md``."""
+    """The whole of ``docs/reproduction.md``."""
     scale = plan.scale
     reference = mean_image_mse(plan)
     date = date or _dt.date.today().isoformat()

@@ -62,6 +62,6 @@ def test_bad_arguments(example, argv, message, capsys):
 def test_density_doc_snippet_runs():
     import re
 
-    text = (EXAMPLE.parents[1] / "docs" / "density.md").read_text()
+    text = (EXAMPLE.parents[1] / "docs" / "density" / "index.md").read_text()
     (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
-    exec(compile(code, "docs/density.md", "exec"), {})
+    exec(compile(code, "docs/density/index.md", "exec"), {})

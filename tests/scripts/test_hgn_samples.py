@@ -32,9 +32,9 @@ def run_dir(tmp_path_factory, tiny_hgn_run):
 
 
 def test_reports_the_kl_split_the_spectrum_and_the_ratios(script, run_dir, tmp_path):
-    docs = (ROOT / "docs" / "hgn.md").read_text()
+    docs = (ROOT / "docs" / "hgn" / "evaluation.md").read_text()
     (record,) = script.main([str(run_dir), "--out", str(tmp_path), "--samples", "5"])
-    assert (ROOT / "docs" / "hgn.md").read_text() == docs  # no --publish, no docs
+    assert (ROOT / "docs" / "hgn" / "evaluation.md").read_text() == docs  # no --publish, no docs
     saved = json.loads((tmp_path / "summary.json").read_text())["records"][0]
     assert saved == record
     assert record["kl_per_sequence"] == pytest.approx(

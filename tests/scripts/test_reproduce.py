@@ -350,7 +350,7 @@ def test_documented_gpu_run_is_the_paper_pendulum_and_runs_at_tiny_scale(rt, cap
     """Issue 10's GPU run: one line in results.md, the paper's pendulum HGN (leapfrog, 32×32,
     30-step unroll, 15 000 steps, on CUDA), and the same line at ``--scale tiny`` runs here."""
     line = rt.PAPER_PENDULUM_COMMAND
-    docs = (SCRIPT.parents[1] / "docs" / "results.md").read_text()
+    docs = (SCRIPT.parents[1] / "docs" / "reproduction.md").read_text()
     assert line in docs.splitlines()
     argv = shlex.split(line)[2:]  # after "python scripts/reproduce_table1.py"
     root = argv.index("--root") + 1
