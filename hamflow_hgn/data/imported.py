@@ -147,7 +147,7 @@ def _check_array(array: Any, where: str, frames: int | None) -> tuple[int, int, 
         raise ValueError(
             f"{where}: expected square frames of one of the sizes {FRAME_SIZES} (HGN's encoder "
             f"halves them down to its 4x4 latent grid, its decoder doubles them back), got "
-            f"{h}x{w}; resize them, e.g. torch.nn.functional.interpolate(x, size=(32, 32))"
+            f"{h}x{w}; resize, crop or pad them first (docs/hgn/own-data.md shows how)"
         )
     need = MIN_FRAMES if frames is None else frames
     if t < need:
