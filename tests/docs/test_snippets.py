@@ -27,4 +27,4 @@ def test_every_python_fence_in_readme_and_docs_runs():
     ]  # fmt: skip
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
-    assert " passed" in done.stdout and "README.md" in done.stdout or " passed" in done.stdout
+    assert "README.md" in done.stdout, done.stdout[-2000:]  # the README's fences were collected
