@@ -12,9 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytest.importorskip("mkdocs", reason="mkdocs is not installed: pip install -e '.[docs]'")
-pytest.importorskip("material", reason="mkdocs-material is not installed: pip install -e '.[docs]'")
-pytest.importorskip("mkdocstrings", reason="mkdocstrings is not installed: pip install -e '.[docs]'")
+for _module in ("mkdocs", "material", "mkdocstrings"):
+    pytest.importorskip(_module, reason=f"{_module} is not installed: pip install -e '.[docs]'")
 
 
 def test_strict_build_passes(tmp_path):
