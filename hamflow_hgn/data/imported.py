@@ -359,14 +359,36 @@ def _command(source, out, test_fraction, seed, frames, key, name) -> str | None:
 # -- reading back ----------------------------------------------------------------------------
 
 
+class _NoSystem:
+    """An imported dataset's ``system``: any attribute is refused with a ``ValueError`` that
+    says why (there is no simulator behind the frames) and what to do instead."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):  # copy, pickle and friends probe for these
+            raise AttributeError(attr)
+        raise ValueError(
+            f"dataset: the imported dataset {self._name!r} has no simulated system (asked for "
+            f"system.{attr}): HGN trains on it and load_run reads it, but the PixelHNN "
+            "baselines, replays at other speeds and hamflow-evaluate's body tracking need a "
+            "generated one; score it from Python as docs/hgn/own-data.md shows ('Evaluate')"
+        )
+
+    def __repr__(self) -> str:
+        return f"<no system: imported frames {self._name!r}>"
+
+
 class ImageSequenceDataset(torch.utils.data.Dataset):
     """Stored uint8 frame sequences as float images in [0, 1] (an imported dataset's split).
 
     It answers what training and :func:`~hamflow_hgn.runs.load_run` ask of a
     :class:`~hamflow_hgn.data.SequenceDataset`: ``len``, ``dataset[i]`` (float32
     ``(steps, 3, size, size)``), :meth:`render_batch`, ``config``, ``content_hash`` and
-    ``path``. ``system`` is None: there is no simulator behind the frames, so :meth:`replay`
-    refuses and :func:`~hamflow_hgn.evaluate.evaluate`'s tracking does not apply.
+    ``path``. There is no simulator behind the frames: :meth:`replay` and any attribute of
+    ``system`` raise a ``ValueError`` that says so (the PixelHNN baselines and
+    :func:`~hamflow_hgn.evaluate.evaluate`'s body tracking need a generated system).
 
     Example:
         >>> cfg = ImportConfig("clips", n_train=2, n_test=1, steps=3, size=8)
@@ -375,7 +397,6 @@ class ImageSequenceDataset(torch.utils.data.Dataset):
         (2, (3, 3, 8, 8), 1.0)
     """
 
-    system = None
     return_states = False
 
     def __init__(
@@ -393,6 +414,7 @@ class ImageSequenceDataset(torch.utils.data.Dataset):
                 f"got {images.dtype} {images.shape}"
             )
         self.config = config
+        self.system = _NoSystem(config.name)
         self.images = images
         self.content_hash = content_hash
         self.path = Path(path) if path is not None else None

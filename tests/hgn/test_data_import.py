@@ -4,7 +4,10 @@ training, every refusal, the deterministic hash and split, and corrupt files.
 Arrays are tiny (8x8 or 16x16 frames, a few sequences) so the file runs in seconds on 2 cores.
 """
 
+import copy
+import dataclasses
 import json
+import pickle
 import zipfile
 
 import numpy as np
@@ -17,6 +20,8 @@ from hamflow_hgn.config import ModelConfig, TrainConfig
 from hamflow_hgn.data import DatasetError, ImportConfig, import_frames, open_dataset
 from hamflow_hgn.data.__main__ import main as data_main
 from hamflow_hgn.data.imported import FRAME_SIZES
+from hamflow_hgn.evaluate import evaluate
+from hamflow_hgn.models import build_model
 from hamflow_hgn.runs import load_run
 from hamflow_hgn.train import train
 
@@ -70,6 +75,11 @@ def test_import_then_train_end_to_end(tmp_path):
     with torch.no_grad():
         frames = loaded.model.rollout(test_set.render_batch([0, 1])).frames
     assert frames.shape == (2, 5, 3, 16, 16)
+    # what needs a simulated system says so instead of failing on a missing attribute
+    with pytest.raises(ValueError, match="no simulated system .*docs/hgn/own-data.md"):
+        evaluate(run, device="cpu", rollouts=0, max_sequences=2)
+    with pytest.raises(ValueError, match="no simulated system .*system.state_dim"):
+        build_model(dataclasses.replace(cfg, model_name="pixel_hnn_mlp"), train_set)
 
 
 def test_hash_and_split_are_deterministic(tmp_path):
@@ -204,6 +214,10 @@ def test_imported_data_refuses_what_needs_a_simulator(tmp_path):
     ds = open_dataset(out, "test")
     with pytest.raises(ValueError, match="replay: .*no simulator"):
         ds.replay([0], 2.0)
+    with pytest.raises(ValueError, match="no simulated system .*system.colors"):
+        ds.system.colors  # noqa: B018
+    twin = pickle.loads(pickle.dumps(copy.deepcopy(ds)))  # DataLoader workers pickle it
+    assert torch.equal(twin.render_batch([0]), ds.render_batch([0]))
     with pytest.raises(ValueError, match="return_states: .*imported frames"):
         open_dataset(out, "test", return_states=True)
     expect = ImportConfig("other", n_train=3, n_test=1, steps=3, size=8)
