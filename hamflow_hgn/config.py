@@ -542,25 +542,35 @@ class TrainPreset:
     widths, Adam at 1.5e-4); ``"small"`` is what learns on a CPU in minutes
     (:data:`TRAIN_PRESETS`).
 
-    Attributes:
-        summary: what the preset is for, shown by ``--help``.
-        width: one width for every network (:meth:`ModelConfig.reduced`); ``None``: A.1's.
-        encoder_width: the encoder's seven conv layers' width, over ``width``.
-        latent_channels: channels of z, over ``width``.
-        geco_setting: the KL balance, a key of :data:`GECO_SETTINGS`.
-        latent_prior: the prior over z, a key of :data:`LATENT_PRIORS`.
-        lr, hamiltonian_lr, lr_decay, steps: as in :class:`TrainConfig`.
+    Parameters
+    ----------
+    summary : str
+        What the preset is for, shown by ``--help``.
+    width : int or None
+        One width for every network (:meth:`ModelConfig.reduced`); ``None``: A.1's.
+    encoder_width : int or None
+        The encoder's seven conv layers' width, over ``width``.
+    latent_channels : int or None
+        Channels of z, over ``width``.
+    geco_setting : str
+        The KL balance, a key of :data:`GECO_SETTINGS`.
+    latent_prior : str
+        The prior over z, a key of :data:`LATENT_PRIORS`.
+    lr, hamiltonian_lr, lr_decay, steps
+        As in :class:`TrainConfig`.
 
-    Example:
-        >>> small = TRAIN_PRESETS["small"]
-        >>> cfg = small.train_config("DATA", "RUN", lr=2e-3)   # a keyword overrides the preset
-        >>> cfg.lr, cfg.hamiltonian_lr, cfg.model.latent_prior, cfg.model.kl_balance
-        (0.002, 0.0003, 'matched', 'calibrated')
-        >>> TRAIN_PRESETS["default"].train_config("DATA", "RUN") == TrainConfig("DATA", "RUN")
-        True
+    Examples
+    --------
+    >>> small = TRAIN_PRESETS["small"]
+    >>> cfg = small.train_config("DATA", "RUN", lr=2e-3)  # a keyword overrides the preset
+    >>> cfg.lr, cfg.hamiltonian_lr, cfg.model.latent_prior, cfg.model.kl_balance
+    (0.002, 0.0003, 'matched', 'calibrated')
+    >>> TRAIN_PRESETS["default"].train_config("DATA", "RUN") == TrainConfig("DATA", "RUN")
+    True
 
-    References:
-        Toth et al., "Hamiltonian Generative Networks", ICLR 2020, A.1 (the default preset).
+    References
+    ----------
+    Toth et al., "Hamiltonian Generative Networks", ICLR 2020, A.1 (the default preset).
     """
 
     summary: str

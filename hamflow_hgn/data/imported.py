@@ -73,13 +73,27 @@ class ImportConfig:
     It plays the part of :class:`~hamflow_hgn.data.DataConfig` for imported frames: training
     reads ``steps`` (frames per sequence) and ``size`` from it; ``system`` is ``"imported"``.
 
-    Example:
-        >>> ImportConfig("clips", n_train=8, n_test=2, steps=10, size=32).system
-        'imported'
-        >>> ImportConfig("clips", n_train=8, n_test=2, steps=10, size=24)
-        Traceback (most recent call last):
-        ...
-        ValueError: size: expected one of (8, 16, 32, 64, 128, 256) ..., got 24
+    Parameters
+    ----------
+    name : str
+        A label (the source file's stem by default), recorded with the data.
+    n_train, n_test : int
+        Sequences in the train and test splits.
+    steps : int
+        Frames per sequence, at least :data:`MIN_FRAMES`.
+    size : int
+        Frame height and width, one of :data:`FRAME_SIZES`.
+    seed : int
+        Seed of the shuffle that made the split.
+
+    Examples
+    --------
+    >>> ImportConfig("clips", n_train=8, n_test=2, steps=10, size=32).system
+    'imported'
+    >>> ImportConfig("clips", n_train=8, n_test=2, steps=10, size=24)
+    Traceback (most recent call last):
+    ...
+    ValueError: size: expected one of (8, 16, 32, 64, 128, 256) ..., got 24
     """
 
     name: str
@@ -254,36 +268,67 @@ def import_frames(
 ) -> Path:
     """Write a dataset directory from ``uint8`` frames ``(N, T, H, W, 3)``; return its path.
 
-    ``source`` is the array itself, a ``.npy``/``.npz`` file holding it (``key`` picks the
-    array of an ``.npz`` with several), or a folder whose ``.npy``/``.npz`` files, in name
-    order, hold such arrays with the same ``T``, ``H`` and ``W`` (their sequences are pooled).
-    The sequences are shuffled with ``seed`` and the first ``round(test_fraction * N)`` (at
-    least one) become the test split, the rest the train split; ``frames`` keeps the first
-    ``frames`` of each sequence (default: all ``T``). The same source and arguments give the
-    same bytes and the same content hash. Files are written atomically, ``metadata.json`` last.
+    The sequences are shuffled with ``seed``; the first ``round(test_fraction * N)`` (at least
+    one) become the test split, the rest the train split. The same source and arguments give
+    the same bytes and the same content hash. Files are written atomically, ``metadata.json``
+    last, so an interrupted import leaves no dataset that opens.
 
-    Raises ``TypeError`` for a dtype other than uint8, ``ValueError`` (naming the argument or
-    file, what was expected and what was received) for a wrong shape, a frame size HGN cannot
-    take (:data:`FRAME_SIZES`), fewer than :data:`MIN_FRAMES` (or ``frames``) frames, a folder
-    of inconsistent arrays or fewer than two sequences, and
-    :class:`~hamflow_hgn.data.DatasetError` for a corrupt file.
+    Parameters
+    ----------
+    source : numpy.ndarray, str or Path
+        The array itself; a ``.npy``/``.npz`` file holding it; or a folder whose
+        ``.npy``/``.npz`` files, in name order, hold such arrays with the same ``T``, ``H``
+        and ``W`` (their sequences are pooled). ``dtype`` uint8, RGB last, square frames of a
+        size in :data:`FRAME_SIZES`, ``T >= MIN_FRAMES``.
+    out_dir : str or Path
+        The dataset directory to write (not the source folder).
+    test_fraction : float
+        Share of the sequences held out for the test split, in (0, 1).
+    seed : int
+        Seed of the shuffle that draws the split.
+    frames : int or None
+        Keep the first ``frames`` frames of each sequence (default: all ``T``).
+    key : str or None
+        The array of an ``.npz`` that holds several.
+    name : str or None
+        A label for the dataset (default: the source's file or folder name).
+    progress : bool
+        Show a progress bar per split.
 
-    Example:
-        >>> import tempfile
-        >>> from hamflow_hgn.data import open_dataset
-        >>> x = np.random.default_rng(0).integers(0, 256, (10, 6, 16, 16, 3), dtype=np.uint8)
-        >>> out = import_frames(x, tempfile.mkdtemp(), test_fraction=0.2)
-        >>> train = open_dataset(out, "train")
-        >>> len(train), len(open_dataset(out, "test")), tuple(train.render_batch([0]).shape)
-        (8, 2, (1, 6, 3, 16, 16))
-        >>> import_frames(x[..., 0], tempfile.mkdtemp())
-        Traceback (most recent call last):
-        ...
-        ValueError: source: expected shape (N, T, H, W, 3): ..., got (10, 6, 16, 16) ...
+    Returns
+    -------
+    Path
+        ``out_dir``, ready for :func:`~hamflow_hgn.data.open_dataset` and ``hamflow-train``.
 
-    References:
-        Toth et al., "Hamiltonian Generative Networks", ICLR 2020, Sec. 4 (the datasets
-        whose format this reuses).
+    Raises
+    ------
+    TypeError
+        A dtype other than uint8, or a source that is not an array or a path.
+    ValueError
+        A wrong shape, a frame size HGN cannot take, fewer than :data:`MIN_FRAMES` (or
+        ``frames``) frames, a folder of inconsistent arrays, fewer than two sequences or a bad
+        argument; the message names the argument or file, what was expected and what came.
+    DatasetError
+        A source file that cannot be read (corrupt, truncated, not an array).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from hamflow_hgn.data import open_dataset
+    >>> x = np.random.default_rng(0).integers(0, 256, (10, 6, 16, 16, 3), dtype=np.uint8)
+    >>> out = import_frames(x, tempfile.mkdtemp(), test_fraction=0.2)
+    >>> train = open_dataset(out, "train")
+    >>> len(train), len(open_dataset(out, "test")), tuple(train.render_batch([0]).shape)
+    (8, 2, (1, 6, 3, 16, 16))
+    >>> import_frames(x[..., 0], tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ...
+    ValueError: source: expected shape (N, T, H, W, 3): ..., got (10, 6, 16, 16) ...
+
+    References
+    ----------
+    Toth et al., "Hamiltonian Generative Networks", ICLR 2020, Sec. 4 (the datasets whose
+    format this reuses).
     """
     fraction_ok = isinstance(test_fraction, (int, float)) and not isinstance(test_fraction, bool)
     if not (fraction_ok and 0 < test_fraction < 1):
@@ -390,11 +435,21 @@ class ImageSequenceDataset(torch.utils.data.Dataset):
     ``system`` raise a ``ValueError`` that says so (the PixelHNN baselines and
     :func:`~hamflow_hgn.evaluate.evaluate`'s body tracking need a generated system).
 
-    Example:
-        >>> cfg = ImportConfig("clips", n_train=2, n_test=1, steps=3, size=8)
-        >>> ds = ImageSequenceDataset(cfg, np.full((2, 3, 3, 8, 8), 255, np.uint8))
-        >>> len(ds), tuple(ds[0].shape), float(ds.render_batch([0, 1]).max())
-        (2, (3, 3, 8, 8), 1.0)
+    Parameters
+    ----------
+    config : ImportConfig
+        What the split holds.
+    images : numpy.ndarray
+        ``(n, steps, 3, size, size)`` uint8 (a memory map when opened from disk).
+    content_hash, path : str or Path, optional
+        The stored dataset's identity, recorded by checkpoints.
+
+    Examples
+    --------
+    >>> cfg = ImportConfig("clips", n_train=2, n_test=1, steps=3, size=8)
+    >>> ds = ImageSequenceDataset(cfg, np.full((2, 3, 3, 8, 8), 255, np.uint8))
+    >>> len(ds), tuple(ds[0].shape), float(ds.render_batch([0, 1]).max())
+    (2, (3, 3, 8, 8), 1.0)
     """
 
     return_states = False
