@@ -219,15 +219,18 @@ class NHFDensity(DensityMixin, BaseEstimator):
     def score_samples(self, X) -> np.ndarray:
         """Log-density of each row of ``X``, in the units of ``X``, shape ``(n_samples,)``.
 
-        The importance-weighted estimate with ``n_score_samples`` momenta per row, drawn from the
-        fitted seed, so the same rows always get the same scores.
+        The importance-weighted estimate with ``n_score_samples`` quasi-random momenta, one set
+        drawn from the fitted seed and shared by every row: a row gets the same score on every
+        call, whatever rows come with it and in whatever order.
         """
         check_is_fitted(self, "model_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
         z = torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float32)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed_)
-            lp = self.model_.log_prob(z, num_samples=self.n_score_samples)
+            # one set of momenta for every row: a row's score depends on that row alone, not
+            # on the order or the company it comes in
+            lp = self.model_.log_prob(z, num_samples=self.n_score_samples, sampler="common")
         return lp.double().numpy() - float(np.log(self.scale_).sum())
 
     def score(self, X, y=None) -> float:

@@ -1,0 +1,280 @@
+"""Density estimation on every continuous real table bundled with scikit-learn.
+
+Rows, each fitted on the same training rows of the same split:
+
+- ``nhf``: :class:`hamflow.NHFDensity` at its defaults (``max_time`` = the budget);
+- ``nhf_learned_tails``: the same with ``prior="generalized_normal"``;
+- ``realnvp``, ``nsf``: normflows RealNVP (masked affine couplings) and a neural spline flow,
+  trained through the same loop (:func:`hamflow.fit`: validation split, early stopping, cosine
+  schedule) for the same CPU budget on one thread;
+- ``gmm_bic``: scikit-learn's ``GaussianMixture`` (full covariance), components 1-20 by BIC;
+- ``kde_cv``: ``KernelDensity`` (Gaussian kernel), bandwidth by 5-fold cross-validation;
+- ``gaussian``: the maximum-likelihood full-covariance Gaussian.
+
+Data (no download): ``iris`` (150 x 4, log), ``wine`` (178 x 13, log), ``diabetes`` (442 x 9:
+scikit-learn's scaled features without the two-valued ``sex`` column), ``breast_cancer``
+(569 x 30, ``log1p``), ``digits`` (1797 x 64, pixel counts dequantised with ``U[0, 1)`` noise).
+Each split (seed ``s``) shuffles the rows, keeps 20 % for the test and standardises all with the
+training rows' mean and standard deviation; NLLs are nats per row in that standardised space.
+
+    python benchmarks/tabular.py --quick                    # smoke run, writes under runs/
+    python benchmarks/tabular.py --datasets wine iris       # some sets, 3 splits, 60 s per model
+    python benchmarks/tabular.py --publish                  # every set; results + docs table
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import normflows as nf
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import add_output_args, check_output_args, machine_info, write_json  # noqa: E402
+
+from hamflow import NHFDensity, fit  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ("iris", "wine", "diabetes", "breast_cancer", "digits")
+MODELS = ("nhf", "nhf_learned_tails", "realnvp", "nsf", "gmm_bic", "kde_cv", "gaussian")
+TRANSFORMS = {
+    "iris": "log of the 4 measurements",
+    "wine": "log of the 13 measurements",
+    "diabetes": "scikit-learn's scaled features, the two-valued `sex` column dropped (9 columns)",
+    "breast_cancer": "log1p of the 30 features",
+    "digits": "64 pixel counts (0-16) plus U[0, 1) noise (dequantised)",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    datasets: tuple[str, ...] = DATASETS
+    models: tuple[str, ...] = MODELS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    seconds: float = 60.0
+    test_fraction: float = 0.2
+    threads: int = 1
+
+
+QUICK = dict(datasets=("iris",), seeds=(0,), seconds=3.0, models=("nhf", "realnvp", "gaussian"))
+
+
+def load(name: str, seed: int, test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised ``(train, test)`` rows of a bundled set, split by ``seed`` (float64)."""
+    from sklearn import datasets
+
+    rng = np.random.default_rng(seed)
+    if name == "iris":
+        x = np.log(datasets.load_iris().data)
+    elif name == "wine":
+        x = np.log(datasets.load_wine().data)
+    elif name == "diabetes":
+        x = np.delete(datasets.load_diabetes().data, 1, axis=1)
+    elif name == "breast_cancer":
+        x = np.log1p(datasets.load_breast_cancer().data)
+    elif name == "digits":
+        x = datasets.load_digits().data + np.random.default_rng(1234).random((1797, 64))
+    else:
+        raise ValueError(f"dataset: expected one of {DATASETS}, got {name!r}")
+    order = rng.permutation(len(x))
+    n_test = int(round(test_fraction * len(x)))
+    test, train = x[order[:n_test]], x[order[n_test:]]
+    mean, std = train.mean(0), train.std(0)
+    return (train - mean) / std, (test - mean) / std
+
+
+def realnvp(dim: int, hidden: int = 64, layers: int = 8) -> nf.NormalizingFlow:
+    """RealNVP with alternating binary masks (any ``dim >= 2``)."""
+    flows = []
+    mask = torch.tensor([i % 2 for i in range(dim)], dtype=torch.float32)
+    for i in range(layers):
+        s = nf.nets.MLP([dim, hidden, hidden, dim], init_zeros=True)
+        t = nf.nets.MLP([dim, hidden, hidden, dim], init_zeros=True)
+        flows.append(nf.flows.MaskedAffineFlow(mask if i % 2 == 0 else 1 - mask, t, s))
+    return nf.NormalizingFlow(nf.distributions.DiagGaussian(dim, trainable=False), flows)
+
+
+def nsf(dim: int, hidden: int = 64, layers: int = 4) -> nf.NormalizingFlow:
+    """Autoregressive rational-quadratic spline flow with LU permutations."""
+    flows = []
+    for _ in range(layers):
+        flows.append(nf.flows.AutoregressiveRationalQuadraticSpline(dim, 2, hidden, tail_bound=5))
+        flows.append(nf.flows.LULinearPermute(dim))
+    return nf.NormalizingFlow(nf.distributions.DiagGaussian(dim, trainable=False), flows)
+
+
+def score_model(name: str, train: np.ndarray, test: np.ndarray, cfg: Config, seed: int) -> dict:
+    """Fit one row's model on ``train``; its test NLL and what the fit did."""
+    t0 = time.process_time()
+    if name in ("nhf", "nhf_learned_tails"):
+        prior = "generalized_normal" if name == "nhf_learned_tails" else "normal"
+        est = NHFDensity(prior=prior, max_time=cfg.seconds, random_state=seed).fit(train)
+        r = est.fit_result_
+        entry = {"test_nll": -est.score(test), "steps": r.steps, "best_step": r.best_step}
+        entry |= {"stopped_early": r.stopped_early, "restores": r.restores}
+        entry["proposal_scale"] = float(est.model_.proposal_scale)
+    elif name in ("realnvp", "nsf"):
+        torch.manual_seed(seed)
+        model = (realnvp if name == "realnvp" else nsf)(train.shape[1])
+        xt = torch.as_tensor(train, dtype=torch.float32)
+        r = fit(model, xt, max_time=cfg.seconds, seed=seed)
+        with torch.no_grad():
+            lp = model.log_prob(torch.as_tensor(test, dtype=torch.float32)).double()
+        nll = -lp.mean().item() if torch.isfinite(lp).all() else math.inf
+        entry = {"test_nll": nll, "steps": r.steps, "best_step": r.best_step}
+        entry |= {"stopped_early": r.stopped_early, "restores": r.restores}
+    elif name == "gmm_bic":
+        from sklearn.mixture import GaussianMixture
+
+        fits = [
+            GaussianMixture(k, random_state=seed, reg_covar=1e-6).fit(train) for k in range(1, 21)
+        ]
+        fits = [g for g in fits if g.n_components * train.shape[1] < len(train)] or fits[:1]
+        best = min(fits, key=lambda g: g.bic(train))
+        entry = {"test_nll": -best.score(test), "components": best.n_components}
+    elif name == "kde_cv":
+        from sklearn.model_selection import GridSearchCV
+        from sklearn.neighbors import KernelDensity
+
+        grid = {"bandwidth": np.logspace(-1.5, 0.5, 21)}
+        search = GridSearchCV(KernelDensity(), grid, cv=5).fit(train)
+        entry = {"test_nll": -search.best_estimator_.score(test) / len(test)}
+        entry["bandwidth"] = float(search.best_params_["bandwidth"])
+    elif name == "gaussian":
+        mean = train.mean(0)
+        cov = np.cov(train.T, bias=True) + 1e-6 * np.eye(train.shape[1])
+        from scipy.stats import multivariate_normal
+
+        entry = {"test_nll": -multivariate_normal(mean, cov).logpdf(test).mean()}
+    else:
+        raise ValueError(f"model: expected one of {MODELS}, got {name!r}")
+    entry["cpu_seconds"] = round(time.process_time() - t0, 2)
+    return entry
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean, standard error and values of the test NLL over splits."""
+    vals = [r["test_nll"] for r in runs]
+    se = statistics.stdev(vals) / math.sqrt(len(vals)) if len(vals) > 1 else math.nan
+    return {"mean": statistics.fmean(vals), "se": se, "values": vals}
+
+
+def run(cfg: Config, log=print) -> dict:
+    torch.set_num_threads(cfg.threads)
+    out: dict = {}
+    for ds in cfg.datasets:
+        out[ds] = {"transform": TRANSFORMS[ds], "splits": {}, "summary": {}}
+        for seed in cfg.seeds:
+            train, test = load(ds, seed, cfg.test_fraction)
+            split = {"n_train": len(train), "n_test": len(test), "dim": train.shape[1]}
+            for name in cfg.models:
+                split[name] = score_model(name, train, test, cfg, seed)
+                log(f"{ds:14s} split {seed} {name:18s} test NLL {split[name]['test_nll']:9.3f}")
+            out[ds]["splits"][str(seed)] = split
+        for name in cfg.models:
+            runs = [out[ds]["splits"][str(s)][name] for s in cfg.seeds]
+            out[ds]["summary"][name] = summarise(runs)
+    return out
+
+
+def markdown(out: dict) -> str:
+    """The table: mean test NLL ± standard error over splits, best per set in bold."""
+    res, cfg = out["results"], out["config"]
+    sets = [d for d in cfg["datasets"] if d in res]
+    lines = [
+        "<!-- tabular:begin (generated by benchmarks/tabular.py; do not edit) -->",
+        "| model | "
+        + " | ".join(f"{d} ({res[d]['splits'][str(cfg['seeds'][0])]['dim']}-d)" for d in sets)
+        + " |",
+        "|---|" + "---|" * len(sets),
+    ]
+    for name in cfg["models"]:
+        cells = []
+        for d in sets:
+            s = res[d]["summary"][name]
+            best = min(res[d]["summary"].values(), key=lambda v: v["mean"])["mean"]
+            cell = (
+                f"{s['mean']:.2f} ± {s['se']:.2f}" if math.isfinite(s["se"]) else f"{s['mean']:.2f}"
+            )
+            cells.append(f"**{cell}**" if s["mean"] == best else cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        f"*Test NLL (nats per row, standardised space; lower is better), mean ± standard error "
+        f"over {len(cfg['seeds'])} splits; trained models {cfg['seconds']:g} s of CPU each on one "
+        f"thread. Command: `{out['command']}` · results: `benchmarks/results/tabular.json`.*"
+    )
+    lines.append("<!-- tabular:end -->")
+    return "\n".join(lines)
+
+
+def _commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--datasets", nargs="+", choices=DATASETS, default=None)
+    p.add_argument("--models", nargs="+", choices=MODELS, default=None)
+    p.add_argument("--seeds", nargs="+", type=int, default=None)
+    p.add_argument("--seconds", type=float, default=None, help="CPU budget per trained model")
+    p.add_argument("--quick", action="store_true", help="smoke run: iris, one split, 3 s")
+    add_output_args(p)
+    args = p.parse_args(argv)
+    check_output_args(p, args)
+    cfg = replace(Config(), **QUICK) if args.quick else Config()
+    over = {
+        k: v for k, v in vars(args).items() if k in Config.__dataclass_fields__ and v is not None
+    }
+    if "seconds" in over and not over["seconds"] > 0:
+        p.error(f"--seconds: expected a positive number, got {over['seconds']}")
+    cfg = replace(cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in over.items()})
+    info = machine_info()
+    info["torch_threads"] = cfg.threads
+    out = {
+        "command": " ".join(
+            ["python benchmarks/tabular.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "machine": info,
+        "commit": _commit(),
+        "config": asdict(cfg),
+        "results": run(cfg),
+    }
+    results_dir = (
+        ROOT / "benchmarks" / "results"
+        if args.publish
+        else (args.out_dir or ROOT / "runs" / "benchmarks")
+    )
+    name = "tabular_quick.json" if args.quick else "tabular.json"
+    path = write_json(Path(results_dir) / name, out)
+    md = markdown(out)
+    if args.publish:
+        from _common import update_markdown
+
+        update_markdown(ROOT / "docs" / "benchmarks" / "tabular.md", md, tag="tabular")
+    else:
+        (Path(results_dir) / "tabular.md").write_text(md + "\n")
+    print(md)
+    print(f"wrote {path}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

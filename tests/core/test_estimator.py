@@ -1,0 +1,133 @@
+"""NHFDensity: the scikit-learn contract, the units of its scores, reproducibility, errors."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from hamflow import NHF, NHFDensity
+
+TINY = dict(num_flows=2, hidden=(16, 16), max_steps=40, max_time=None, n_score_samples=32)
+
+
+def data(n=300, d=3, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    mix = np.array([[1.0, 0.6, 0.0], [0.0, 1.0, 0.3], [0.0, 0.0, 0.5]])[:d, :d]
+    return scale * rng.normal(size=(n, d)) @ mix + 3.0
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return NHFDensity(random_state=0, **TINY).fit(data())
+
+
+def test_scores_are_in_the_units_of_x():
+    """Scaling the data by c must shift every log-density by exactly -d ln c: the standardisation's
+    log-det is counted. A model fitted on X and one on 10 X see the same standardised rows."""
+    x = data()
+    a = NHFDensity(random_state=0, **TINY).fit(x)
+    b = NHFDensity(random_state=0, **TINY).fit(10 * x)
+    np.testing.assert_allclose(
+        b.score_samples(10 * x[:20]), a.score_samples(x[:20]) - 3 * np.log(10), atol=1e-4
+    )
+
+
+def test_score_is_mean_of_score_samples_and_matches_the_model(fitted):
+    x = data(seed=1)[:50]
+    assert fitted.score(x) == pytest.approx(fitted.score_samples(x).mean())
+    # the same number straight from the torch module, in standardised coordinates
+    z = torch.as_tensor((x - fitted.mean_) / fitted.scale_, dtype=torch.float32)
+    with torch.random.fork_rng():
+        torch.manual_seed(fitted.seed_)
+        lp = fitted.model_.log_prob(z, num_samples=32, sampler="common").double().numpy()
+    np.testing.assert_allclose(fitted.score_samples(x), lp - np.log(fitted.scale_).sum())
+
+
+def test_scores_do_not_depend_on_order_company_or_call(fitted):
+    x = data(seed=2)[:30]
+    s = fitted.score_samples(x)
+    np.testing.assert_array_equal(s, fitted.score_samples(x))
+    perm = np.random.default_rng(0).permutation(30)
+    np.testing.assert_allclose(fitted.score_samples(x[perm]), s[perm], rtol=1e-5)
+    np.testing.assert_allclose(fitted.score_samples(x[:1]), s[:1], rtol=1e-5)
+
+
+def test_random_state_makes_fit_reproducible_and_differs_across_seeds():
+    x = data()
+    a = NHFDensity(random_state=3, **TINY).fit(x).score_samples(x[:10])
+    b = NHFDensity(random_state=3, **TINY).fit(x).score_samples(x[:10])
+    c = NHFDensity(random_state=4, **TINY).fit(x).score_samples(x[:10])
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_fitted_attributes(fitted):
+    assert fitted.n_features_in_ == 3
+    assert isinstance(fitted.model_, NHF) and not fitted.model_.training
+    assert fitted.n_iter_ == 40 == fitted.fit_result_.steps
+    assert [h["step"] for h in fitted.history_ if "val_nll" in h] == [25, 40]
+
+
+def test_sample_is_plain_in_data_units_and_seeded(fitted):
+    s = fitted.sample(4000, random_state=0)
+    assert isinstance(s, np.ndarray) and s.shape == (4000, 3)
+    np.testing.assert_array_equal(s, fitted.sample(4000, random_state=0))
+    assert not np.array_equal(s, fitted.sample(4000, random_state=1))
+    # the model starts from the data's Gaussian: the samples' mean is the data's (3, not 0)
+    np.testing.assert_allclose(s.mean(0), data().mean(0), atol=0.3)
+
+
+def test_not_fitted_and_bad_input_errors(fitted):
+    with pytest.raises(NotFittedError):
+        NHFDensity().score_samples(data())
+    with pytest.raises(ValueError, match="NaN"):
+        NHFDensity(**TINY).fit(np.array([[0.0, np.nan], [1.0, 2.0], [2.0, 3.0]]))
+    with pytest.raises(ValueError, match="infinity|inf"):
+        NHFDensity(**TINY).fit(np.array([[0.0, np.inf], [1.0, 2.0], [2.0, 3.0]]))
+    with pytest.raises(ValueError, match="2D"):
+        NHFDensity(**TINY).fit(np.arange(10.0))
+    with pytest.raises(ValueError, match="3 features"):
+        fitted.score_samples(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="n_samples"):
+        fitted.sample(0)
+
+
+def test_discrete_column_warns():
+    x = data()
+    x[:, 0] = np.round(x[:, 0] > 3)
+    with pytest.warns(UserWarning, match=r"columns \[0\]"):
+        NHFDensity(**{**TINY, "max_steps": 2}).fit(x)
+
+
+def test_pickle_round_trip(fitted):
+    again = pickle.loads(pickle.dumps(fitted))
+    x = data(seed=5)[:10]
+    np.testing.assert_array_equal(again.score_samples(x), fitted.score_samples(x))
+
+
+def test_clone_gridsearch_cross_val_and_pipeline():
+    x = data(n=200)
+    est = NHFDensity(random_state=0, **{**TINY, "max_steps": 10})
+    assert clone(est).get_params() == est.get_params()
+    search = GridSearchCV(est, {"num_flows": [1, 2]}, cv=2).fit(x)
+    assert search.best_params_["num_flows"] in (1, 2)
+    scores = cross_val_score(est, x, cv=2)
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+    pipe = make_pipeline(StandardScaler(), est).fit(x)
+    assert np.isfinite(pipe.score_samples(x[:5])).all()
+
+
+def test_warm_start_continues_training():
+    x = data()
+    est = NHFDensity(random_state=0, warm_start=True, **TINY).fit(x)
+    first = {k: v.clone() for k, v in est.model_.state_dict().items()}
+    model = est.model_
+    est.fit(x)
+    assert est.model_ is model  # the same module, trained further
+    assert any(not torch.equal(first[k], v) for k, v in est.model_.state_dict().items())
