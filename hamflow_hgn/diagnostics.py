@@ -13,7 +13,11 @@ orbit past the span:
   ``t = 0, 1, …`` frames, i.e. the true orbit in the model's own coordinates, the reference
   against which the rollout's latent path is drawn;
 - :func:`nearest_distance`: how far each state lies from a reference set, such as the states
-  the encoder gives the training sequences.
+  the encoder gives the training sequences;
+- :func:`reanchored_rollout`: a rollout that, every span, re-encodes its own last frames and
+  goes on from the state the encoder infers, so that the state cannot leave the encoder's
+  states by more than a span's drift (an inference-time remedy, measured against the plain
+  rollout).
 
 ``scripts/hgn_rollout_diagnosis.py`` runs them on the pendulum example and draws the figure
 of docs/hgn/rollouts.md.
@@ -27,7 +31,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["oscillation_period", "true_period", "encoder_orbit", "nearest_distance"]
+__all__ = [
+    "oscillation_period",
+    "true_period",
+    "encoder_orbit",
+    "nearest_distance",
+    "reanchored_rollout",
+]
 
 
 def oscillation_period(states: Tensor, dt: float) -> Tensor:
@@ -134,3 +144,40 @@ def nearest_distance(states: Tensor, reference: Tensor, chunk: int = 1024) -> Te
         )
     out = [torch.cdist(part, ref).amin(1) for part in x.split(chunk)]
     return torch.cat(out).float()
+
+
+@torch.no_grad()
+def reanchored_rollout(model, images: Tensor, steps: int) -> Tensor:
+    """Frames ``(B, steps + 1, C, H, W)`` of a rollout re-encoded from its own frames every span.
+
+    The first ``E`` frames (the encoder's window, ``len(model.config.input_frames)``) are the
+    plain rollout's. Then, for each following chunk of ``E - 1`` frames, the encoder reads the
+    last ``E`` frames drawn so far (as it reads a training sequence: the frames it does not
+    see are zeros) and the model rolls out from the state it infers, past the frames it read.
+    Only the ``"reconstruct"`` protocol, whose encoder sees the first frames, is supported.
+
+    Example:
+        >>> from hamflow_hgn.config import ModelConfig
+        >>> from hamflow_hgn.models.hgn import HGN
+        >>> hgn = HGN(ModelConfig.reduced(4, frames=4, image_size=8)).eval()
+        >>> x = torch.rand(2, 4, 3, 8, 8)
+        >>> frames = reanchored_rollout(hgn, x, 10)
+        >>> tuple(frames.shape), torch.allclose(frames[:, :4], hgn.rollout(x).frames)
+        ((2, 11, 3, 8, 8), True)
+    """
+    cfg = model.config
+    if cfg.protocol != "reconstruct":
+        raise ValueError(f"model: expected the 'reconstruct' protocol, got {cfg.protocol!r}")
+    window = len(cfg.input_frames)
+    first = model.rollout(images, min(steps, window - 1)).frames
+    drawn = [first[:, t] for t in range(first.shape[1])]
+    while len(drawn) < steps + 1:
+        start = len(drawn) - window
+        seen = torch.stack(drawn[start:], 1)
+        padded = torch.zeros_like(images)
+        padded[:, :window] = seen
+        q, p, _, _ = model.initial_state(padded, sample=False)
+        chunk = min(window - 1, steps + 1 - len(drawn))
+        more = model.rollout_from(q, p, window - 1 + chunk).frames
+        drawn += [more[:, t] for t in range(window, window + chunk)]
+    return torch.stack(drawn, 1)

@@ -12,7 +12,8 @@ measures on every test sequence (:mod:`hamflow_hgn.diagnostics`):
   training sequences (nearest-neighbour distance, over the median of the test sequences'
   first states, so 1 means "as close as a fresh sequence");
 - the rollout's tracking with its own ``dt`` and with ``dt/4`` (four times the steps): what the
-  integrator's step costs.
+  integrator's step costs; and that of a rollout that re-encodes its own frames every span
+  (:func:`~hamflow_hgn.diagnostics.reanchored_rollout`).
 
 Writes ``diagnosis.json`` (command, machine, date, commit, settings, results) and
 ``diagnosis.png`` under ``--out``; ``--publish`` writes them to
@@ -37,6 +38,7 @@ from hamflow_hgn.diagnostics import (
     encoder_orbit,
     nearest_distance,
     oscillation_period,
+    reanchored_rollout,
     true_period,
 )
 from hamflow_hgn.horizon import summarize_horizon
@@ -104,6 +106,10 @@ def diagnose(example: Path, multiple: int, period_steps: int, reference: int) ->
     fine = model.rollout(images, 4 * horizon, dt=cfg.dt / 4).frames[:, ::4]
     track["rollout_dt_over_4"] = summarize_horizon(
         centroid_error(fine, truth, colors), radius, window
+    )
+    anchored = reanchored_rollout(model, images, horizon)
+    track["reanchored_rollout"] = summarize_horizon(
+        centroid_error(anchored, truth, colors), radius, window
     )
     # distances to the training sequences' encoder states
     ref_images = train.render_batch(range(min(reference, len(train))))

@@ -84,3 +84,25 @@ def test_nearest_distance_is_the_brute_force_minimum():
     assert nearest_distance(ref, ref).abs().max() < 1e-5
     with pytest.raises(ValueError, match="reference: expected states of 5"):
         nearest_distance(states, torch.zeros(3, 4))
+
+
+def test_reanchored_rollout_goes_on_from_its_own_frames_re_encoded():
+    from hamflow_hgn.diagnostics import reanchored_rollout
+
+    torch.manual_seed(2)
+    model = HGN(ModelConfig.reduced(4, frames=5, image_size=8)).eval()
+    images = torch.rand(3, 5, 3, 8, 8)
+    frames = reanchored_rollout(model, images, 13)
+    assert frames.shape == (3, 14, 3, 8, 8)
+    plain = model.rollout(images, 13).frames
+    assert torch.allclose(frames[:, :5], plain[:, :5])
+    # frames 5-8 go on from the state the encoder reads off drawn frames 0-4
+    q, p, _, _ = model.initial_state(frames[:, 0:5], sample=False)
+    assert torch.allclose(frames[:, 5:9], model.rollout_from(q, p, 8).frames[:, 5:9], atol=1e-6)
+    q, p, _, _ = model.initial_state(frames[:, 4:9], sample=False)  # frames 9-12 from 4-8
+    assert torch.allclose(frames[:, 9:13], model.rollout_from(q, p, 8).frames[:, 5:9], atol=1e-6)
+    assert (frames[:, 9:] - plain[:, 9:]).abs().max() > 1e-5  # not the plain rollout
+    with pytest.raises(ValueError, match="model: expected the 'reconstruct' protocol"):
+        predict = HGN(ModelConfig.reduced(4, frames=5, image_size=8, protocol="predict",
+                                          predict_k=2))  # fmt: skip
+        reanchored_rollout(predict, images, 8)
