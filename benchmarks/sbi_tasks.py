@@ -9,6 +9,8 @@ sbibm's reference posterior samples by C2ST (0.5: indistinguishable, 1.0: disjoi
 
 - ``nhf``: ``NHF(dim_θ, context_dim=dim_x)`` at the library's defaults (:mod:`hamflow.
   conditional`).
+- ``nhf_embed`` (on request, ``--models nhf nhf_embed``): the option of a learned context
+  embedding, an MLP ``[dim_x, 64, 64, 32]`` whose output is NHF's context (:class:`EmbeddedNHF`).
 - ``nsf``: normflows' ``ConditionalNormalizingFlow``: four autoregressive rational-quadratic
   spline layers with the context fed to every MADE (8 bins, 2 blocks) and LU permutations,
   sized to NHF's parameter count.
@@ -59,10 +61,12 @@ from _common import (  # noqa: E402
 )
 
 from hamflow import NHF  # noqa: E402
+from hamflow.distributions import mlp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("two_moons", "gaussian_linear", "slcp", "gaussian_mixture", "bernoulli_glm")
 MODELS = ("nhf", "nsf")
+OPTIONS = ("nhf_embed",)
 CACHE = ROOT / "runs" / "sbi"
 
 
@@ -138,17 +142,35 @@ def conditional_nsf(hidden: int, dim: int, context_dim: int, layers: int = 4):
     return nf.ConditionalNormalizingFlow(base, flows)
 
 
+class EmbeddedNHF(torch.nn.Module):
+    """NHF reading a learned embedding of the context instead of the context itself."""
+
+    def __init__(self, dim: int, context_dim: int, width: int = 32) -> None:
+        super().__init__()
+        self.embed = mlp([context_dim, 64, 64, width])
+        self.nhf = NHF(dim, context_dim=width)
+        self.train_samples = self.nhf.train_samples
+
+    def forward_kld(self, theta: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.nhf.forward_kld(theta, self.embed(context))
+
+    def sample(self, n: int, context: torch.Tensor) -> torch.Tensor:
+        return self.nhf.sample(n, self.embed(context))
+
+
 def build(name: str, dim: int, context_dim: int, cfg: SBIConfig) -> torch.nn.Module:
     """The estimator ``name`` for ``p(θ | x)``; the NSF is sized to the NHF's parameter count."""
     nhf = NHF(dim, context_dim=context_dim)
     if name == "nhf":
         return nhf
+    if name == "nhf_embed":
+        return EmbeddedNHF(dim, context_dim)
     if name == "nsf":
         h, model = match_params(
             lambda h: conditional_nsf(h, dim, context_dim, cfg.nsf_layers), num_params(nhf)
         )
         return model
-    raise ValueError(f"model: expected one of {MODELS}, got {name!r}")
+    raise ValueError(f"model: expected one of {MODELS + OPTIONS}, got {name!r}")
 
 
 # -- the one training loop --------------------------------------------------------------------
@@ -220,7 +242,7 @@ def posterior_samples(model, name: str, x_o: torch.Tensor, n: int, support) -> t
     out, have = [], 0
     for _ in range(50):
         m = 2 * (n - have) + 16
-        if name == "nhf":
+        if name.startswith("nhf"):
             z = model.sample(m, x_o)
         else:
             z = model.sample(m, context=x_o.expand(m, -1))[0]
@@ -314,8 +336,17 @@ def summarise(cells: list[dict], cfg: SBIConfig) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], cfg: SBIConfig, command: str, results: str) -> str:
-    head = "| task | simulations | NHF C2ST | NSF C2ST | NHF − NSF |\n|---|---:|---:|---:|---:|\n"
+def markdown(
+    rows: list[dict], cfg: SBIConfig, command: str, results: str, tag: str = "sbi_tasks"
+) -> str:
+    names = [m.upper().replace("_EMBED", " + embedding") for m in cfg.models]
+    head = (
+        "| task | simulations | "
+        + " | ".join(f"{n} C2ST" for n in names)
+        + " | NHF − NSF |\n|---|---:|"
+        + "---:|" * (len(names) + 1)
+        + "\n"
+    )
     lines = []
     for r in rows:
 
@@ -326,7 +357,8 @@ def markdown(rows: list[dict], cfg: SBIConfig, command: str, results: str) -> st
             return f"{v:.3f}" + (f" ± {se:.3f}" if se is not None else "")
 
         gap = f"{r['gap']:+.3f}" if r.get("gap") is not None else "–"
-        lines.append(f"| {r['task']} | {r['sims']:,} | {fmt('nhf')} | {fmt('nsf')} | {gap} |")
+        cols = " | ".join(fmt(m) for m in cfg.models)
+        lines.append(f"| {r['task']} | {r['sims']:,} | {cols} | {gap} |")
     caption = (
         f"C2ST against sbibm's reference posterior (lower is better, 0.5 is perfect), mean over "
         f"observations 1–{cfg.observations} ({cfg.posterior_samples:,} samples each) and "
@@ -334,10 +366,7 @@ def markdown(rows: list[dict], cfg: SBIConfig, command: str, results: str) -> st
         f"thread. Made by `{command}`; results in `{results}`."
     )
     return (
-        "<!-- sbi_tasks:begin -->\n"
-        + head
-        + "\n".join(lines)
-        + f"\n\n{caption}\n<!-- sbi_tasks:end -->"
+        f"<!-- {tag}:begin -->\n" + head + "\n".join(lines) + f"\n\n{caption}\n<!-- {tag}:end -->"
     )
 
 
@@ -391,7 +420,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--sims", nargs="+", type=int, default=[1000, 10_000])
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS + OPTIONS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--budget", type=float, default=45.0, help="CPU seconds of training per model")
     p.add_argument("--observations", type=int, default=3)
@@ -399,6 +428,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="two tasks, 500 sims, 5 s, under runs/")
     p.add_argument("--no-table", action="store_true", help="fill the cell cache only")
     p.add_argument("--cache", type=Path, default=CACHE)
+    p.add_argument("--name", default="sbi_tasks", help="results file and docs block name")
+    p.add_argument("--no-figure", action="store_true")
     add_output_args(p)
     args = p.parse_args(argv)
     check_output_args(p, args)
@@ -461,23 +492,27 @@ def main(argv: list[str] | None = None) -> dict:
     if args.no_table:
         return out
     results = (
-        "benchmarks/results/sbi_tasks.json" if args.publish else "runs/benchmarks/sbi_tasks.json"
+        f"benchmarks/results/{args.name}.json"
+        if args.publish
+        else f"runs/benchmarks/{args.name}{'_quick' if args.quick else ''}.json"
     )
-    block = markdown(out["rows"], cfg, out["command"], results)
+    block = markdown(out["rows"], cfg, out["command"], results, tag=args.name)
     md = args.markdown or (ROOT / "docs" / "benchmarks" / "sbi.md" if args.publish else None)
-    path, md = publish("sbi_tasks", out, block, args.out_dir, args.quick, md, to_docs=args.publish)
+    path, md = publish(args.name, out, block, args.out_dir, args.quick, md, to_docs=args.publish)
     img_dir = ROOT / "docs" / "img" if args.publish else path.parent
     fig_sims = (
         max(s for s in cfg.sims if s <= 10_000)
         if any(s <= 10_000 for s in cfg.sims)
         else max(cfg.sims)
     )
-    fig = figure(
-        cells,
-        fig_sims,
-        img_dir / "sbi_two_moons.png",
-        f"two_moons, observation 1, {fig_sims:,} simulations: `python benchmarks/sbi_tasks.py`",
-    )
+    fig = None
+    if not args.no_figure:
+        fig = figure(
+            cells,
+            fig_sims,
+            img_dir / "sbi_two_moons.png",
+            f"two_moons, observation 1, {fig_sims:,} simulations; made by `{out['command']}`",
+        )
     print(block)
     print(f"wrote {path}, {md}" + (f", {fig}" if fig else ""))
     return out
