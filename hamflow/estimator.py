@@ -61,6 +61,9 @@ class NHFDensity(DensityMixin, BaseEstimator):
         AdamW's initial learning rate (cosine-decayed to a twentieth over the budget).
     weight_decay : float
         AdamW's decoupled weight decay.
+    weight_average : float or None
+        Keep an exponential moving average of the weights with this decay (e.g. ``0.99``) and
+        validate and return it instead of the last weights (``None``: off).
     validation_fraction : float
         Share of the rows held out for early stopping and calibration (2 to 2,000 rows).
     patience : int or None
@@ -120,6 +123,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
         batch_size: int = 256,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
+        weight_average: float | None = None,
         validation_fraction: float = 0.1,
         patience: int | None = 40,
         eval_every: int = 25,
@@ -140,6 +144,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.weight_average = weight_average
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.eval_every = eval_every
@@ -195,6 +200,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
                 batch_size=self.batch_size,
                 lr=self.learning_rate,
                 weight_decay=self.weight_decay,
+                average=self.weight_average,
                 patience=self.patience,
                 eval_every=self.eval_every,
                 threads=self.n_threads,

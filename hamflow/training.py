@@ -66,6 +66,9 @@ class FitConfig:
         Momenta per row for an NHF's validation score (``log_prob``'s ``num_samples``).
     clip
         Gradients are clipped to ``clip ×`` the median norm of the last 100 steps (``None``: off).
+    average
+        Validate, keep and return an exponential moving average of the weights with this
+        decay (e.g. ``0.99``) instead of the weights themselves (``None``: off).
     threads
         torch threads during training (restored after); ``None`` leaves the setting alone.
     seed
@@ -85,6 +88,7 @@ class FitConfig:
     patience: int | None = 40
     val_samples: int = 16
     clip: float | None = 5.0
+    average: float | None = None
     threads: int | None = 1
     seed: int | None = 0
     verbose: bool = False
@@ -116,6 +120,8 @@ class FitConfig:
             )
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise ValueError(f"patience: expected an integer >= 1 or None, got {self.patience!r}")
+        if self.average is not None and not (0 < self.average < 1):
+            raise ValueError(f"average: expected a decay in (0, 1) or None, got {self.average!r}")
         if self.clip is not None and not (self.clip > 0 and math.isfinite(self.clip)):
             raise ValueError(f"clip: expected a positive number or None, got {self.clip!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
@@ -251,6 +257,7 @@ class _Loop:
         self.result = FitResult(config=asdict(cfg))
         self.grad_norms: list[float] = []
         self.best_state = None
+        self.ema: dict | None = None
         self.val_seed = 0 if cfg.seed is None else cfg.seed
 
     def record(self, entry: dict) -> None:
@@ -296,7 +303,29 @@ class _Loop:
                     p.grad.mul_(limit / norm)
         self.grad_norms = (self.grad_norms + [norm])[-100:]
         self.opt.step()
+        self.update_average()
         return loss.item()
+
+    def update_average(self) -> None:
+        if self.cfg.average is None:
+            return
+        params = dict(self.model.named_parameters())
+        if self.ema is None:  # after the first step, which may initialise data-dependent layers
+            self.ema = {k: v.detach().clone() for k, v in params.items()}
+            return
+        with torch.no_grad():
+            for k, v in params.items():
+                self.ema[k].lerp_(v.detach(), 1 - self.cfg.average)
+
+    def swap_average(self) -> None:
+        """Exchange the model's weights with their moving average (a second call undoes it)."""
+        if self.ema is None:
+            return
+        with torch.no_grad():
+            for k, v in self.model.named_parameters():
+                tmp = v.detach().clone()
+                v.copy_(self.ema[k])
+                self.ema[k] = tmp
 
     def restore(self, reason: str) -> None:
         """Put the best state back (the start, if none yet) and halve the learning rate."""
@@ -308,6 +337,7 @@ class _Loop:
         self.lr_scale /= 2
         self.grad_norms = []
         self.result.restores += 1
+        self.ema = None
         self.record({"event": "restored", "step": self.result.steps, "reason": reason})
 
     def validate(self, train_losses: list[float], lr: float) -> bool:
@@ -320,6 +350,7 @@ class _Loop:
             self.record(entry)
             return True
         t0 = time.process_time()
+        self.swap_average()  # score (and keep) the averaged weights, if averaging
         nll = validation_nll(self.model, self.x_val, cfg.val_samples, self.val_seed)
         r.seconds += time.process_time() - t0
         entry["val_nll"] = nll
@@ -333,6 +364,7 @@ class _Loop:
             self.since_best = 0
         else:
             self.since_best += 1
+        self.swap_average()
         return cfg.patience is None or self.since_best < cfg.patience
 
     def run(self) -> FitResult:
