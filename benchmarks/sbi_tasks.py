@@ -430,6 +430,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache", type=Path, default=CACHE)
     p.add_argument("--name", default="sbi_tasks", help="results file and docs block name")
     p.add_argument("--no-figure", action="store_true")
+    p.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="tabulate the cells already in the cache; the others show as –",
+    )
     add_output_args(p)
     args = p.parse_args(argv)
     check_output_args(p, args)
@@ -472,6 +477,10 @@ def main(argv: list[str] | None = None) -> dict:
         for sims in cfg.sims:
             for seed in cfg.seeds:
                 for name in cfg.models:
+                    path = args.cache / cfg.cell_key() / f"{task}_{sims}_{name}_{seed}.json"
+                    if args.cached_only and not path.exists():
+                        print(f"{task:>16} {sims:>6} {name:>4} seed {seed}: not run", flush=True)
+                        continue
                     c = cell(task, sims, name, seed, cfg, args.cache)
                     cells.append(c)
                     print(

@@ -7,7 +7,8 @@ them (:class:`ConformalFriction`, :class:`TriangularAffine`, :class:`DiagonalAff
 Neural Hamiltonian Flow density model :class:`NHF` (paper Sec. 3.3 and A.2).
 """
 
-from . import integrators, sampling, targets
+from . import conditional, integrators, sampling, targets
+from .conditional import ConditionalMLPEnergy
 from .distributions import GaussianMomentumEncoder, GeneralizedNormal, SoftUniform
 from .estimator import NHFDensity
 from .flows import HamiltonianFlow
@@ -29,6 +30,7 @@ from .training import FitConfig, FitResult, fit
 __all__ = [
     "NHF",
     "NHFDensity",
+    "ConditionalMLPEnergy",
     "fit",
     "FitConfig",
     "FitResult",
@@ -51,6 +53,7 @@ __all__ = [
     "integrate",
     "rollout",
     "integrators",
+    "conditional",
     "sampling",
     "targets",
     "fit_sampler",

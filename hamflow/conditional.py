@@ -1,5 +1,9 @@
 """Conditional NHF: the pieces that let ``NHF(dim, context_dim=c)`` model ``p(x | context)``.
 
+The model is the Neural Hamiltonian Flow of paper Sec. 3.3 with every learned potential made a
+function of the context, as conditional normalising flows do (e.g. Winkler et al., 2019;
+Papamakarios & Murray, 2016 for neural posterior estimation).
+
 A context ``c`` (for simulation-based inference: the observation ``x`` of a posterior
 ``p(θ | x)``) enters the model in two places, and only there:
 
@@ -42,14 +46,20 @@ class ConditionalMLPEnergy(MLPEnergy):
     Hamiltonian flow built on it keeps its exact inverse and unit Jacobian (paper Sec. 3.3)
     for every context.
 
-    Args:
-        dim: width of ``q``.
-        context_dim: width of the context.
-        hidden: hidden widths of the MLP.
-        **kwargs: passed to :class:`~hamflow.MLPEnergy` (``gain``, ``in_scale``,
-            ``closed_form``, ``out_scale``).
+    Parameters
+    ----------
+    dim : int
+        Width of ``q``.
+    context_dim : int
+        Width of the context.
+    hidden : sequence of int
+        Hidden widths of the MLP.
+    **kwargs
+        Passed to :class:`~hamflow.MLPEnergy` (``gain``, ``in_scale``, ``closed_form``,
+        ``out_scale``).
 
-    Example:
+    Examples
+    --------
         >>> V = ConditionalMLPEnergy(2, 3, hidden=(16,)).double()
         >>> q, c = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
         >>> V(q, c).shape, V.grad(q, c).shape
@@ -90,7 +100,15 @@ class BoundHamiltonian:
     shared by flows with one Hamiltonian still reuses a gradient where they meet (the context
     is the same for the whole pass).
 
-    Example:
+    Parameters
+    ----------
+    hamiltonian : SeparableHamiltonian
+        A Hamiltonian whose potential is a :class:`ConditionalMLPEnergy`.
+    context : Tensor
+        ``(B, context_dim)``, one row per state.
+
+    Examples
+    --------
         >>> from hamflow import QuadraticEnergy, SeparableHamiltonian
         >>> H = SeparableHamiltonian(QuadraticEnergy(2, learnable=False),
         ...                          ConditionalMLPEnergy(2, 1, hidden=(8,)))
@@ -123,7 +141,36 @@ def context_step(
     cache: KickCache | None = None,
 ) -> tuple[Tensor, Tensor]:
     """:meth:`HamiltonianFlow.step <hamflow.HamiltonianFlow.step>` with the flow's potential
-    bound to ``context`` (one row per row of ``q``)."""
+    bound to ``context`` (one row per row of ``q``).
+
+    Parameters
+    ----------
+    flow : HamiltonianFlow
+        A flow whose potential is a :class:`ConditionalMLPEnergy`.
+    q, p : Tensor
+        The state, ``(B, dim)`` each.
+    context : Tensor
+        ``(B, context_dim)``.
+    inverse : bool
+        Run the exact inverse map.
+    cache : KickCache, optional
+        Shared by consecutive flows (see :class:`~hamflow.integrators.KickCache`).
+
+    Returns
+    -------
+    tuple of Tensor
+        The moved ``(q, p)``.
+
+    Examples
+    --------
+    >>> from hamflow import NHF
+    >>> model = NHF(2, context_dim=1, num_flows=1, hidden=(8,), encoder_hidden=(8,))
+    >>> q, p, c = torch.randn(3, 2), torch.randn(3, 2), torch.randn(3, 1)
+    >>> q1, p1 = context_step(model.flows[0], q, p, c)
+    >>> q0, p0 = context_step(model.flows[0], q1, p1, c, inverse=True)
+    >>> bool(torch.allclose(q0, q, atol=1e-5))
+    True
+    """
     bound = BoundHamiltonian(flow.hamiltonian, context)
     return flow.info.step(bound, q, p, flow._dt(q), flow.steps, inverse, cache)
 
@@ -141,9 +188,36 @@ def check_context(
     ``context`` is ``(rows, context_dim)`` (one row per row of ``x`` or per sample), or one
     context for all: ``(context_dim,)`` or ``(1, context_dim)``. An unconditional model
     (``context_dim=None``) takes ``None`` only. It must be finite and have the model's dtype
-    (``ref``'s); it is moved to ``ref``'s device. ``what`` names the rows in error messages.
+    (``ref``'s); it is moved to ``ref``'s device.
 
-    Example:
+    Parameters
+    ----------
+    context : Tensor or None
+        The context given by the caller.
+    context_dim : int or None
+        The model's context width (``None``: unconditional).
+    rows : int
+        Rows of ``x``, or the number of samples.
+    ref : Tensor
+        A tensor with the model's dtype and device.
+    what : str
+        What the rows are, for error messages.
+
+    Returns
+    -------
+    Tensor or None
+        ``(rows, context_dim)`` (a broadcast view for one context), or ``None``.
+
+    Raises
+    ------
+    ValueError
+        A context for an unconditional model, a missing one for a conditional model, a wrong
+        width, a row count that is neither 1 nor ``rows``, or a non-finite value.
+    TypeError
+        Not a tensor (e.g. ``num_samples`` passed where the context goes), or the wrong dtype.
+
+    Examples
+    --------
         >>> ref = torch.zeros(1)
         >>> check_context(torch.ones(3), 3, rows=4, ref=ref).shape     # one context for all
         torch.Size([4, 3])

@@ -25,11 +25,15 @@ class RingGivenRadius:
     (a draw with ``r < 0`` lands at radius ``|r|`` on the opposite side), so a model's test NLL
     can be compared with the truth, ``E[−ln p(x | c)]``.
 
-    Args:
-        noise: ``σ``, the ring's radial standard deviation.
-        radius_min, radius_max: the range of the contexts.
+    Parameters
+    ----------
+    noise : float
+        ``σ``, the ring's radial standard deviation.
+    radius_min, radius_max : float
+        The range of the contexts.
 
-    Example:
+    Examples
+    --------
         >>> ring = RingGivenRadius()
         >>> x, c = ring.sample(4, seed=0)
         >>> x.shape, c.shape, ring.log_prob(x, c).shape
