@@ -59,9 +59,10 @@ __all__ = [
     "fit_sampler",
 ]
 
-DEFAULT_KICKS = True
-"""Whether ``NHF(dim, target=t)`` adds target-gradient kicks (measured in
-``benchmarks/sampling.py``, docs/benchmarks/sampling.md)."""
+DEFAULT_KICKS = False
+"""Whether ``NHF(dim, target=t)`` adds target-gradient kicks. They are an option: on the
+16-mode grid they pull every draw into its nearest well early and cost modes
+(``benchmarks/sampling.py``, docs/benchmarks/sampling.md)."""
 DEFAULT_KICK_BETA = 0.5
 """The initial ``β_k`` of every target-gradient kick."""
 
@@ -86,8 +87,10 @@ def attach_target(model, target, **options) -> CheckedTarget:
     model's samples have mean ``loc`` (default 0) and covariance ``scale² I`` (default 1), and
     marked initialised so that it stays as set. ``options`` go to :func:`configure`.
     """
-    checked = as_target(target, dim=model.dim)
-    if checked.dim is not None and checked.dim != model.dim:
+    checked = as_target(target)
+    if checked.dim is None:
+        checked.dim = model.dim
+    if checked.dim != model.dim:
         raise ValueError(
             f"target: expected a target over {model.dim} dimensions (the model's dim), got "
             f"{checked.name!r} over {checked.dim}"
@@ -385,10 +388,11 @@ def fit_sampler(
     loss: str = "kl",
     alpha: float = 2.0,
     warmup: float = 0.25,
-    anneal: float = 0.0,
+    anneal: float = 0.5,
     beta0: float = 0.1,
     seed: int | None = None,
     grad_clip: float = 100.0,
+    max_failures: int = 20,
 ) -> dict:
     """Train a sampler (an NHF with a target, or a normflows ``NormalizingFlow`` with ``p``).
 
@@ -396,8 +400,11 @@ def fit_sampler(
     with Adam and a cosine learning rate. ``loss``: ``"kl"`` (:func:`reverse_kld`),
     ``"alpha"`` (:func:`reverse_alpha_div` after a reverse-KL ``warmup`` fraction of the
     budget) or ``"bootstrap"`` (reverse KL plus :func:`bootstrap_kld` after the warmup).
-    ``anneal > 0`` tempers the target, ``β`` rising from ``beta0`` to 1 over that fraction of
-    the budget. A step with a non-finite loss is skipped and counted. Returns a dict with
+    ``anneal > 0`` (default 0.5) tempers the target, ``β`` rising linearly from ``beta0`` to 1
+    over that fraction of the budget: the sampler first spreads over the flattened target,
+    then sharpens, which keeps the modes a plain reverse KL drops (``anneal=0`` turns it off).
+    A step whose loss or gradient is not finite, or whose draws the target refuses (NaN or
+    inf), is skipped and counted; ``max_failures`` in a row raise the error. Returns a dict with
     ``steps``, ``skipped``, ``cpu_s`` and the last ``loss``.
     """
     if loss not in ("kl", "alpha", "bootstrap"):
@@ -407,7 +414,7 @@ def fit_sampler(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     start = time.process_time()
-    steps = skipped = 0
+    steps = skipped = failures = 0
     last = float("nan")
     while True:
         used = time.process_time() - start
@@ -417,19 +424,38 @@ def fit_sampler(
         for group in opt.param_groups:
             group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         beta = 1.0 if anneal <= 0 or frac >= anneal else beta0 + (1 - beta0) * frac / anneal
-        if loss == "alpha" and frac >= warmup:
-            value = model.reverse_alpha_div(batch, alpha=alpha)
-        else:
-            value = model.reverse_kld(batch, beta=beta)
-            if loss == "bootstrap" and frac >= warmup:
-                value = value + bootstrap_kld(model, max(1, batch // 4))
+        try:
+            if loss == "alpha" and frac >= warmup:
+                value = model.reverse_alpha_div(batch, alpha=alpha)
+            else:
+                value = model.reverse_kld(batch, beta=beta)
+                if loss == "bootstrap" and frac >= warmup:
+                    value = value + bootstrap_kld(model, max(1, batch // 4))
+        except ValueError:
+            # a draw met NaN or inf (a diverged state or a broken target): skip the step,
+            # and give up with the error after ``max_failures`` in a row
+            failures += 1
+            skipped += 1
+            steps += 1
+            if failures >= max_failures:
+                raise
+            continue
         opt.zero_grad(set_to_none=True)
-        if torch.isfinite(value):
+        ok = bool(torch.isfinite(value))
+        if ok:
             value.backward()
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            ok = bool(torch.isfinite(norm))
+        if ok:
             opt.step()
             last = float(value.detach())
+            failures = 0
         else:
             skipped += 1
+            failures += 1
+            if failures >= max_failures:
+                raise ValueError(
+                    f"fit_sampler: {failures} steps in a row gave a non-finite loss or gradient"
+                )
         steps += 1
     return {"steps": steps, "skipped": skipped, "cpu_s": time.process_time() - start, "loss": last}
