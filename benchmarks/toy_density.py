@@ -104,7 +104,7 @@ NHF_ROWS: dict[str, tuple[str, Callable[[], NHF]]] = {
     "nhf_paper": ("`NHF.paper(2)`", lambda: NHF.paper(2)),
     # on request: the candidate default the ablation pointed to
     "nhf_fixed_dt": ("`NHF(2, dt=0.25, learn_dt=False)`", lambda: NHF(2, dt=0.25, learn_dt=False)),
-    # on request: steeper potentials at initialisation (docs/density.md)
+    # on request: steeper potentials at initialisation (docs/density/index.md)
     "nhf_steep": ("`NHF(2, potential_in_scale=3)`", lambda: NHF(2, **NHF_OPTIONS["nhf_steep"])),
     # on request: six narrower flows, at the default's parameter count
     "nhf_deep": (

@@ -16,7 +16,7 @@ Where a unit saturates, ``σ(z)`` is tiny and its products with other small fact
 float32's smallest normal number (about ``1.2e-38``); x86 cores handle such operands in
 microcode, many times slower than normal ones. Flushing them changes no value above that
 threshold; without it, an NHF step on eight Gaussians took 1.68× as long after 2,600 steps of
-training (``benchmarks/nhf_denormals.py``, docs/benchmarks.md).
+training (``benchmarks/nhf_denormals.py``, docs/benchmarks/).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def sobol_normal(
     is still a lower bound in expectation; within a row the draws cover the space more evenly
     than independent ones, so the average varies less and the bound is tighter for the same
     ``K``; and the rows are independent of each other, so a mean over many rows averages the
-    randomness out as it would for independent draws (docs/density.md).
+    randomness out as it would for independent draws (docs/density/index.md).
 
     Example:
         >>> eps = sobol_normal(256, 2, batch=3, dtype=torch.float64)

@@ -83,7 +83,7 @@ class MLPEnergy(Energy):
             initialisation gives pre-activations of about unit spread on unit-scale inputs, so
             every softplus ramp is about as wide as the data; ``in_scale = 3`` starts with ramps
             a third as wide, from which sharp features (edges, narrow wells) are learned in
-            fewer steps (``NHF(potential_in_scale=...)``, docs/density.md).
+            fewer steps (``NHF(potential_in_scale=...)``, docs/density/index.md).
         gain: the weights are stored divided by ``gain`` and multiplied back when used. The
             function at initialisation is the same, but an optimiser step of a given size
             (Adam's is about its learning rate) moves the energy ``gain`` times further. NHF

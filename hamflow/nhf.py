@@ -42,7 +42,7 @@ class NHF(nn.Module):
     default) its importance-weighted form, a tighter bound on ``ln p``.
 
     The defaults are **not** the paper's. They all stay in the Hamiltonian family, and
-    ``benchmarks/nhf_ablation.py`` measures each (docs/benchmarks.md; in its latest run the fixed
+    ``benchmarks/nhf_ablation.py`` measures each (docs/benchmarks/; in its latest run the fixed
     kinetic energy, the 4-momenta loss and the potential gain carry most of the gain on 2-D
     toys, and the affine map matters in tens of dimensions):
 
@@ -64,9 +64,9 @@ class NHF(nn.Module):
       bound with four momenta per point (Burda et al., 2016), not the single-sample ELBO. The
       encoder's Gaussian is far from the momentum's true posterior, and the ELBO makes the
       flows pay for that gap; the bound with ``K`` samples charges them less (the ablation in
-      docs/benchmarks.md measures what the ELBO costs). A
+      docs/benchmarks/ measures what the ELBO costs). A
       step then moves ``4B`` phase-space states for a batch of ``B`` points: on a large data
-      set, give NHF a quarter of the batch a flow would get (docs/density.md; on a few hundred
+      set, give NHF a quarter of the batch a flow would get (docs/density/index.md; on a few hundred
       rows keep the rows per step).
 
     :meth:`paper` builds the configuration of paper A.2 exactly (learned MLP ``K`` and ``V``, two
@@ -82,7 +82,7 @@ class NHF(nn.Module):
         prior: ``"normal"`` (standard normal), ``"generalized_normal"``
             (:class:`~hamflow.GeneralizedNormal`: unit variance, one learned shape for ``q`` and
             one for ``p``, from Laplace through normal to nearly uniform; better on the tabular
-            sets, worse on the rings, docs/density.md), ``"soft_uniform"`` or any normflows
+            sets, worse on the rings, docs/density/index.md), ``"soft_uniform"`` or any normflows
             ``BaseDistribution`` over ``2d`` dimensions.
         kinetic: ``"fixed"`` (``½|p|²``), ``"quadratic"`` (``½ pᵀM⁻¹p``, learned diagonal mass)
             or ``"mlp"`` (a learned softplus MLP, as in the paper).
@@ -104,7 +104,7 @@ class NHF(nn.Module):
             ``in_scale``: their first layers start this many times steeper than PyTorch's
             default initialisation. ``3`` learns 2-D densities with edges, rings or many modes
             sooner, and overfits a few hundred rows of tabular data sooner; the default stays 1
-            (docs/benchmarks.md, "Steep potentials").
+            (docs/benchmarks/, "Steep potentials").
         train_samples: momenta per point in the training loss :meth:`forward_kld` (``1``: the
             ELBO of Eq. 6; ``K > 1``: the importance-weighted bound, tighter as ``K`` grows).
         context_dim: the width ``c`` of a context, for a conditional density ``p(x | context)``
@@ -368,7 +368,7 @@ class NHF(nn.Module):
         standard normal. Its random draws leave the global random state as it was. Called by
         the first training-mode :meth:`elbo`; call it yourself to initialise from more data.
         A model without an affine map (``affine="none"``) has nothing to set. (Paper A.2 has no
-        affine map; this is the initialisation of this library's default, docs/density.md.)
+        affine map; this is the initialisation of this library's default, docs/density/index.md.)
         A conditional model transports the base draws under contexts drawn from ``context``'s
         rows (one per row of ``x``).
 
@@ -454,7 +454,7 @@ class NHF(nn.Module):
         ``num_samples`` momenta per point, by default the model's ``train_samples`` (4; 1 for
         :meth:`paper`, whose loss is the ELBO of Eq. 6). The bound with ``K > 1`` is what the
         default trains on because, at the same cost in phase-space states per step (a batch of
-        ``B / K`` points), it trains better than the ELBO on ``B`` points: docs/density.md.
+        ``B / K`` points), it trains better than the ELBO on ``B`` points: docs/density/index.md.
 
         Example:
             >>> model = NHF(dim=2, num_flows=2, hidden=(16, 16), encoder_hidden=(16,))
@@ -481,8 +481,9 @@ class NHF(nn.Module):
     ) -> Tensor:
         """Importance-weighted (IWAE) estimate of ``ln p(x)`` with ``K = num_samples``, ``(B,)``.
 
-        It is a lower bound in expectation that tightens as ``K`` grows (docs/density.md measures
-        how close the default is to ``K = 2048``). With ``sampler="sobol"`` (default) the ``K``
+        It is a lower bound in expectation that tightens as ``K`` grows
+        (docs/benchmarks/nhf-speed.md measures how close the default is to ``K = 2048``). With
+        ``sampler="sobol"`` (default) the ``K``
         momenta are randomised quasi-Monte Carlo draws (:func:`~hamflow.distributions.
         sobol_normal`): each is exactly distributed as the proposal says, so the estimate is
         still a lower bound in expectation, and a tighter one than ``sampler="random"`` gives
@@ -543,7 +544,7 @@ class NHF(nn.Module):
         and the IWAE estimate sits well below ``ln p(x)``. Widening the proposal by a factor
         ``τ`` trades that for a small loss where ``f`` was right, and every ``τ`` gives a lower
         bound in expectation, so the highest of them is the tightest. How much wider pays
-        depends on the model and on the dimension: docs/density.md measures ``τ ≈ 2`` on 2-D
+        depends on the model and on the dimension: docs/density/index.md measures ``τ ≈ 2`` on 2-D
         toys and ``τ = 1.1`` on 64-D digits, where ``τ = 2`` costs 41 nats. Call it once after
         training, on training or validation rows (choosing on the test rows would bias the test
         score up); every scale is scored with the same random draws.

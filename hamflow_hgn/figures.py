@@ -138,7 +138,7 @@ def figure7(
 def figure8(root: Path, systems, out: Path, n_samples: int = 3, seed: int = 0) -> Path | None:
     """Rollouts from prior samples z ~ N(0, I) of the trained HGN (leapfrog), per system, and
     below them rollouts from a Gaussian fitted to its training posteriors
-    (:class:`~hamflow_hgn.samples.LatentGaussian`; docs/hgn.md says why the prior's show less)."""
+    (:class:`~hamflow_hgn.samples.LatentGaussian`; docs/hgn/ says why the prior's show less)."""
     import matplotlib
 
     matplotlib.use("Agg")

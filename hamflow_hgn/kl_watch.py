@@ -3,7 +3,7 @@
 GECO raises λ while the reconstruction error stays above its tolerance (:class:`hamflow.GECO`).
 When the model cannot reach the tolerance, λ climbs to ``lambda_max`` and stays there: the KL
 weight is then ``1/lambda_max`` and the model trains as the deterministic variant in all but
-name (docs/hgn.md, "Balancing the KL"). That is GECO doing what it was asked, so the trainer
+name (docs/hgn/, "Balancing the KL"). That is GECO doing what it was asked, so the trainer
 does not change it; it says so once, with the error the model does reach, so that the user can
 ask for a reachable tolerance.
 """

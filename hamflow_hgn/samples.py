@@ -5,7 +5,7 @@ when the training posteriors, taken together (the *aggregate posterior*), cover 
 At the scales this CPU allows they do not: the posterior means of the 256 latent dimensions
 vary almost only along a few directions (8–27 of them carry 99 % of the variance, with
 variances of 40–340 along the first), and each posterior is nearly a point (mean variance
-0.0015–0.02); ``scripts/hgn_samples.py`` measures it (docs/hgn.md). A prior draw is therefore
+0.0015–0.02); ``scripts/hgn_samples.py`` measures it (docs/hgn/). A prior draw is therefore
 far from every training posterior in the directions the decoder has learned and lands near
 the mean latent in the ones it uses.
 

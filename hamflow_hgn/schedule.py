@@ -5,7 +5,7 @@ linearly, from its full value to ``1/(n + 1)`` of it at the last step (``n`` dec
 Before that the rate is constant, so the early part of a run (GECO's multiplier finding its
 level, in particular) is the same with or without the decay. Averaging out the noise of the
 last steps is what the decay buys: at a constant rate the final weights are one noisy sample
-of where Adam wanders, at a decaying one they settle (docs/hgn.md, "Learning-rate decay").
+of where Adam wanders, at a decaying one they settle (docs/hgn/, "Learning-rate decay").
 
 The factor is a pure function of ``(step, steps)``, so a run killed and resumed with the same
 ``--steps`` follows exactly the same schedule.

@@ -7,7 +7,7 @@ decay over the last 30 % of the steps, and its decoder initialisation, with each
 setting through the library's own trainer, one thread, and reports per setting:
 lambda at step 10 and at the end, the share of logged steps with lambda at a clamp (1e-6 or
 1e6), the KL per sequence (last and largest), and the test MSE
-over the "always draw the mean training image" MSE. docs/hgn.md ("Balancing the KL") shows its
+over the "always draw the mean training image" MSE. docs/hgn/ ("Balancing the KL") shows its
 output.
 
     python scripts/hgn_kl_balance.py --steps 600 --seeds 1 --out runs/kl_balance

@@ -2,7 +2,7 @@
 
 Trains one HGN variant on a generated data set with plain Adam (no checkpoints, one thread) and
 prints, every ``--every`` steps, the batch MSE and the mean ``|q0|``, ``|p0|`` of the posterior
-mean state. It explained the ``deterministic`` row of the small-scale Table 1 (docs/hgn.md): with
+mean state. It explained the ``deterministic`` row of the small-scale Table 1 (docs/hgn/): with
 no KL term to hold it, the latent state grew to hundreds at lr 1e-3 and training stalled; that
 variant's loss now keeps ``½|μ|²``, the KL of a unit-variance posterior, and the state stays near 1.
 

@@ -344,7 +344,7 @@ SYSTEMS: dict[str, PhysicalSystem] = {
 }
 """Registry of the paper's four systems (Sec. 4), keyed by name, the ``mgl`` pendulum, and
 three-body drawn with discs of radius 0.5 instead of 0.3 (1.6 px instead of 1 px at 16×16,
-for the small-scale Table 1; docs/results.md)."""
+for the small-scale Table 1; docs/reproduction.md)."""
 
 
 def get_system(name: str) -> PhysicalSystem:

@@ -5,7 +5,7 @@ full-covariance Gaussian that follows the mean and covariance of the training po
 together (the *aggregate posterior*), the Gaussian prior that makes the KL term of the ELBO
 smallest for the current encoder: an empirical-Bayes prior, updated like batch norm's running
 statistics. Prior samples then land where the decoder has learned to draw a system; samples
-from ``N(0, I)`` do not at the scales this project trains on (docs/hgn.md, "Why prior
+from ``N(0, I)`` do not at the scales this project trains on (docs/hgn/, "Why prior
 samples…").
 """
 
@@ -95,7 +95,7 @@ class MatchedGaussianPrior(StandardPrior):
     steps, the prior is as narrow as the untrained encoder's nearly identical posteriors; a
     posterior mean that moves away from the others then costs ``(μ − m)² / 2Σ`` nats with a tiny
     ``Σ``, and the encoder never learns to tell sequences apart (the pendulum example stays at
-    the mean image without a warm-up, docs/hgn.md). After the warm-up the encoder already
+    the mean image without a warm-up, docs/hgn/). After the warm-up the encoder already
     encodes the state, and the prior follows it.
 
     The KL of a diagonal posterior ``N(μ, diag σ²)``, with ``Σ = L Lᵀ``, is in closed form,
