@@ -126,6 +126,9 @@ BENCHMARK_PAGES: dict[str, str] = {
     "nhf_ablation": "benchmarks/nhf-options.md",
     "tabular": "benchmarks/tabular.md",
     "hgn_step": "benchmarks/hgn-step.md",
+    "hgn_rollouts": "benchmarks/hgn-rollouts.md",
+    "sampling": "benchmarks/sampling.md",
+    "sbi": "benchmarks/sbi.md",
 }
 """Which docs page (under ``docs/``) holds each published block: a result's name, or the part of
 it before its first ``_`` (``tabular_digits`` -> ``tabular``). A name in neither gets a page of its
@@ -138,6 +141,8 @@ def benchmark_page(name: str) -> str:
     Example:
         >>> benchmark_page("toy_density_seeds"), benchmark_page("tabular_iris")
         ('benchmarks/toy.md', 'benchmarks/tabular.md')
+        >>> benchmark_page("sbi_tasks"), benchmark_page("hgn_rollouts")
+        ('benchmarks/sbi.md', 'benchmarks/hgn-rollouts.md')
         >>> benchmark_page("my_new_run")
         'benchmarks/my_new_run.md'
     """
