@@ -113,15 +113,16 @@ def configure(
     target-gradient kicks (:func:`use_target_kicks`; ``kicks=None`` takes
     :data:`DEFAULT_KICKS`). Its random draws leave torch's global random state as it was.
 
-    Example:
-        >>> from hamflow import NHF
-        >>> from hamflow.targets import Funnel
-        >>> model = NHF(2, target=Funnel(2), hidden=(16,), encoder_hidden=(16,))
-        >>> configure(model, scale=3.0, kicks=False)
-        >>> with torch.no_grad():
-        ...     s = model.sample(4000).std(0)
-        >>> bool(((s - 3).abs() < 0.3).all())
-        True
+    Examples
+    --------
+    >>> from hamflow import NHF
+    >>> from hamflow.targets import Funnel
+    >>> model = NHF(2, target=Funnel(2), hidden=(16,), encoder_hidden=(16,))
+    >>> configure(model, scale=3.0, kicks=False)
+    >>> with torch.no_grad():
+    ...     s = model.sample(4000).std(0)
+    >>> bool(((s - 3).abs() < 0.3).all())
+    True
     """
     _require_target(model)
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
@@ -179,13 +180,14 @@ def use_target_kicks(
     shared Hamiltonian stays shared). A kick then costs one gradient of the target, and
     training differentiates through it (a second derivative of ``ln π̃``).
 
-    Example:
-        >>> from hamflow import NHF
-        >>> from hamflow.targets import Banana
-        >>> model = NHF(2, target=Banana(), hidden=(16,), encoder_hidden=(16,))
-        >>> use_target_kicks(model, True, beta=0.25)
-        >>> [round(f.hamiltonian.beta.item(), 2) for f in model.flows]
-        [0.25, 0.25, 0.25, 0.25]
+    Examples
+    --------
+    >>> from hamflow import NHF
+    >>> from hamflow.targets import Banana
+    >>> model = NHF(2, target=Banana(), hidden=(16,), encoder_hidden=(16,))
+    >>> use_target_kicks(model, True, beta=0.25)
+    >>> [round(f.hamiltonian.beta.item(), 2) for f in model.flows]
+    [0.25, 0.25, 0.25, 0.25]
     """
     target = _require_target(model)
 
@@ -210,12 +212,13 @@ def push_forward(model, s0: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     ``ln|det ∂(x, p_T)/∂s₀|`` ``(n,)``: the frictions' ``−Σc`` plus the affine map's log-det
     (every Hamiltonian flow, target-gradient kicks included, contributes exactly zero).
 
-    Example:
-        >>> from hamflow import NHF
-        >>> model = NHF(2, hidden=(8,), encoder_hidden=(8,))
-        >>> x, p, q, log_det = push_forward(model, torch.randn(5, 4))
-        >>> x.shape, log_det.shape
-        (torch.Size([5, 2]), torch.Size([5]))
+    Examples
+    --------
+    >>> from hamflow import NHF
+    >>> model = NHF(2, hidden=(8,), encoder_hidden=(8,))
+    >>> x, p, q, log_det = push_forward(model, torch.randn(5, 4))
+    >>> x.shape, log_det.shape
+    (torch.Size([5, 2]), torch.Size([5]))
     """
     q0, p0 = s0.chunk(2, dim=-1)
     q, p = model.transport(q0, p0)
@@ -233,6 +236,15 @@ def extended_sample(model, num_samples: int, momentum: str = "encoder") -> dict[
     (``ln r(p_T | x)``), ``log_target`` (``ln π̃(x)``) and ``log_w`` (their combination), and
     ``x`` and ``p`` ``(n, dim)``. ``momentum``: ``"encoder"`` (the model's encoder as ``r``)
     or ``"normal"`` (``N(0, I)``, as in the HVAE).
+
+    Examples
+    --------
+    >>> from hamflow import NHF
+    >>> from hamflow.targets import Banana
+    >>> model = NHF(2, target=Banana(), hidden=(16,), encoder_hidden=(16,))
+    >>> d = extended_sample(model, 8)
+    >>> bool(torch.allclose(d["log_w"], d["log_target"] + d["log_r"] - d["log_q"]))
+    True
     """
     target = _require_target(model)
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
@@ -268,13 +280,14 @@ def reverse_kld(
     ``KL(q(x) ‖ π) − ln Z``: minimising it fits the sampler and the momentum encoder together.
     Same convention as normflows' ``NormalizingFlow.reverse_kld``.
 
-    Example:
-        >>> from hamflow import NHF
-        >>> from hamflow.targets import Banana
-        >>> model = NHF(2, target=Banana(), hidden=(16,), encoder_hidden=(16,))
-        >>> loss = model.reverse_kld(64)
-        >>> loss.backward(); loss.shape
-        torch.Size([])
+    Examples
+    --------
+    >>> from hamflow import NHF
+    >>> from hamflow.targets import Banana
+    >>> model = NHF(2, target=Banana(), hidden=(16,), encoder_hidden=(16,))
+    >>> loss = model.reverse_kld(64)
+    >>> loss.backward(); loss.shape
+    torch.Size([])
     """
     d = extended_sample(model, num_samples, momentum)
     return (d["log_q"] - d["log_r"] - beta * d["log_target"]).mean()
@@ -289,6 +302,15 @@ def reverse_alpha_div(
     FAB, Midgley et al., 2023), which penalises a missed mode where the reverse KL does not.
     Its gradient is noisier than the reverse KL's; :func:`fit_sampler` can start from the KL
     (``warmup``). ``α = 1`` is refused (it is the KL: use :func:`reverse_kld`).
+
+    Examples
+    --------
+    >>> from hamflow import NHF
+    >>> from hamflow.targets import Banana
+    >>> model = NHF(2, target=Banana(), hidden=(16,), encoder_hidden=(16,))
+    >>> loss = model.reverse_alpha_div(64, alpha=2.0)
+    >>> loss.backward(); loss.shape
+    torch.Size([])
     """
     if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha != 1):
         raise ValueError(f"alpha: expected a finite number other than 1, got {alpha!r}")
@@ -323,13 +345,14 @@ def importance_sample(
     self-normalised expectations under ``π``. No autograd graph is kept (target-gradient
     kicks still take their gradients).
 
-    Example:
-        >>> from hamflow import NHF
-        >>> from hamflow.targets import Banana
-        >>> model = NHF(2, target=Banana(), hidden=(16,), encoder_hidden=(16,))
-        >>> x, log_w = model.importance_sample(100)
-        >>> x.shape, log_w.shape, log_w.requires_grad
-        (torch.Size([100, 2]), torch.Size([100]), False)
+    Examples
+    --------
+    >>> from hamflow import NHF
+    >>> from hamflow.targets import Banana
+    >>> model = NHF(2, target=Banana(), hidden=(16,), encoder_hidden=(16,))
+    >>> x, log_w = model.importance_sample(100)
+    >>> x.shape, log_w.shape, log_w.requires_grad
+    (torch.Size([100, 2]), torch.Size([100]), False)
     """
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         raise ValueError(f"num_samples: expected an integer >= 1, got {num_samples!r}")
@@ -347,9 +370,10 @@ def importance_sample(
 def ess_from_log_weights(log_w: Tensor) -> Tensor:
     """Effective sample size fraction ``(Σw)² / (n Σw²)`` in ``(0, 1]`` from log-weights.
 
-    Example:
-        >>> ess_from_log_weights(torch.zeros(10)).item()
-        1.0
+    Examples
+    --------
+    >>> ess_from_log_weights(torch.zeros(10)).item()
+    1.0
     """
     log_w = log_w.double()
     return torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)) / len(log_w)
@@ -360,6 +384,15 @@ def log_normalizer(model, num_samples: int = 4000, **kwargs) -> Tensor:
 
     ``exp`` of it is unbiased for ``Z``; the log is consistent (biased low by about
     ``Var(w) / (2 n Z²)``).
+
+    Examples
+    --------
+    >>> from hamflow import NHF
+    >>> from hamflow.targets import Banana
+    >>> model = NHF(2, target=Banana(), hidden=(16,), encoder_hidden=(16,))
+    >>> log_z = log_normalizer(model, 500)
+    >>> log_z.dtype, bool(torch.isfinite(log_z))
+    (torch.float64, True)
     """
     _, log_w = importance_sample(model, num_samples, **kwargs)
     return torch.logsumexp(log_w.double(), 0) - math.log(num_samples)
@@ -370,6 +403,14 @@ def ess(model, num_samples: int = 4000, **kwargs) -> Tensor:
 
     A high ESS only says the weights are even where the sampler puts mass; a sampler that
     misses a mode can have one near 1 (docs/sampling.md).
+
+    Examples
+    --------
+    >>> from hamflow import NHF
+    >>> from hamflow.targets import Banana
+    >>> model = NHF(2, target=Banana(), hidden=(16,), encoder_hidden=(16,))
+    >>> 0 < ess(model, 500).item() <= 1
+    True
     """
     _, log_w = importance_sample(model, num_samples, **kwargs)
     return ess_from_log_weights(log_w)
@@ -406,6 +447,15 @@ def fit_sampler(
     A step whose loss or gradient is not finite, or whose draws the target refuses (NaN or
     inf), is skipped and counted; ``max_failures`` in a row raise the error. Returns a dict with
     ``steps``, ``skipped``, ``cpu_s`` and the last ``loss``.
+
+    Examples
+    --------
+    >>> from hamflow import NHF
+    >>> from hamflow.targets import Banana
+    >>> model = NHF(2, target=Banana(), hidden=(16,), encoder_hidden=(16,))
+    >>> info = fit_sampler(model, max_steps=3, batch=32)
+    >>> info["steps"], info["skipped"]
+    (3, 0)
     """
     if loss not in ("kl", "alpha", "bootstrap"):
         raise ValueError(f"loss: expected 'kl', 'alpha' or 'bootstrap', got {loss!r}")

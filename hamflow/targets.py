@@ -80,15 +80,19 @@ class Funnel(_KnownTarget):
     ``log_prob`` omits the Gaussians' normalisers, so ``log_Z = ½ ln(2πσ²) + (dim−1)/2 · ln 2π``.
     The neck (``v ≪ 0``) is narrow and the mouth wide: a sampler with one length scale fails.
 
-    Args:
-        dim: total dimension (``v`` first), at least 2.
-        sigma: standard deviation of ``v`` (Neal uses 3).
+    Parameters
+    ----------
+    dim
+        total dimension (``v`` first), at least 2.
+    sigma
+        standard deviation of ``v`` (Neal uses 3).
 
-    Example:
-        >>> t = Funnel(10)
-        >>> x = t.sample(4)
-        >>> x.shape, t.log_prob(x).shape, round(t.log_Z, 4)
-        (torch.Size([4, 10]), torch.Size([4]), 10.288)
+    Examples
+    --------
+    >>> t = Funnel(10)
+    >>> x = t.sample(4)
+    >>> x.shape, t.log_prob(x).shape, round(t.log_Z, 4)
+    (torch.Size([4, 10]), torch.Size([4]), 10.288)
     """
 
     name = "funnel"
@@ -117,10 +121,11 @@ class Banana(_KnownTarget):
     The twist is a shear (unit Jacobian), so ``log_Z = ln(2π a) + (dim−2)/2 · ln 2π`` for the
     Gaussian exponents that ``log_prob`` returns without normalisers.
 
-    Example:
-        >>> t = Banana()
-        >>> round(t.log_Z, 4), t.log_prob(torch.zeros(1, 2)).item()
-        (2.531, -2.0)
+    Examples
+    --------
+    >>> t = Banana()
+    >>> round(t.log_Z, 4), t.log_prob(torch.zeros(1, 2)).item()
+    (2.531, -2.0)
     """
 
     name = "banana"
@@ -149,17 +154,24 @@ class GridMixture(_KnownTarget):
     ``log_prob`` is the mixture density times ``exp(log_Z)``; ``modes`` holds the centres and
     :meth:`mode_counts` assigns points to their nearest centre (mode coverage).
 
-    Args:
-        side: modes per row of the grid.
-        spacing: distance between neighbouring centres.
-        std: standard deviation of each Gaussian.
-        dim: total dimension, at least 2.
-        log_Z: the normaliser to report (the density is multiplied by ``exp(log_Z)``).
+    Parameters
+    ----------
+    side
+        modes per row of the grid.
+    spacing
+        distance between neighbouring centres.
+    std
+        standard deviation of each Gaussian.
+    dim
+        total dimension, at least 2.
+    log_Z
+        the normaliser to report (the density is multiplied by ``exp(log_Z)``).
 
-    Example:
-        >>> t = GridMixture()
-        >>> t.modes.shape, t.mode_counts(t.sample(1600)).min().item() > 50
-        (torch.Size([16, 2]), True)
+    Examples
+    --------
+    >>> t = GridMixture()
+    >>> t.modes.shape, t.mode_counts(t.sample(1600)).min().item() > 50
+    (torch.Size([16, 2]), True)
     """
 
     name = "grid_mixture"
@@ -200,11 +212,12 @@ class CorrelatedGaussian(_KnownTarget):
     """A zero-mean Gaussian whose covariance has eigenvalues log-spaced over ``condition``,
     rotated by a random orthogonal matrix (fixed by ``seed``); ``log_prob`` omits the normaliser.
 
-    Example:
-        >>> t = CorrelatedGaussian(20, condition=100.0)
-        >>> s = torch.linalg.eigvalsh(t.covariance)
-        >>> round((s.max() / s.min()).item()), t.sample(3).shape
-        (100, torch.Size([3, 20]))
+    Examples
+    --------
+    >>> t = CorrelatedGaussian(20, condition=100.0)
+    >>> s = torch.linalg.eigvalsh(t.covariance)
+    >>> round((s.max() / s.min()).item()), t.sample(3).shape
+    (100, torch.Size([3, 20]))
     """
 
     name = "correlated_gaussian"
@@ -239,21 +252,27 @@ class CheckedTarget:
     ``ValueError`` naming the target, so a broken target never turns into a silent NaN loss.
     It is deliberately not an ``nn.Module``: a model that holds one gains no parameters.
 
-    Args:
-        target: the target (a ``Target``, an object with ``log_prob``, or a callable).
-        dim: the dimension it expects (taken from ``target.dim`` or ``n_dims`` if absent).
-        name: the name used in errors (default: the class or function name).
-        log_Z: the normaliser when known (default: ``target.log_Z`` if it has one).
+    Parameters
+    ----------
+    target
+        the target (a ``Target``, an object with ``log_prob``, or a callable).
+    dim
+        the dimension it expects (taken from ``target.dim`` or ``n_dims`` if absent).
+    name
+        the name used in errors (default: the class or function name).
+    log_Z
+        the normaliser when known (default: ``target.log_Z`` if it has one).
 
-    Example:
-        >>> t = as_target(lambda x: -0.5 * (x**2).sum(-1), dim=3, name="gauss")
-        >>> t(torch.zeros(2, 3)).tolist()
-        [-0.0, -0.0]
-        >>> try:
-        ...     t(torch.full((1, 3), float("nan")))
-        ... except ValueError as err:
-        ...     print(err)
-        target 'gauss': log_prob returned NaN or inf for 1 of 1 points, e.g. at x = [nan, nan, nan]
+    Examples
+    --------
+    >>> t = as_target(lambda x: -0.5 * (x**2).sum(-1), dim=3, name="gauss")
+    >>> t(torch.zeros(2, 3)).tolist()
+    [-0.0, -0.0]
+    >>> try:
+    ...     t(torch.full((1, 3), float("nan")))
+    ... except ValueError as err:
+    ...     print(err)
+    target 'gauss': log_prob returned NaN or inf for 1 of 1 points, e.g. at x = [nan, nan, nan]
     """
 
     def __init__(
@@ -320,9 +339,10 @@ class CheckedTarget:
 def as_target(target, dim: int | None = None, name: str | None = None, log_Z=None):
     """``target`` as a :class:`CheckedTarget` (returned unchanged if it already is one).
 
-    Example:
-        >>> as_target(Funnel(4)).name, as_target(Funnel(4)).dim
-        ('funnel', 4)
+    Examples
+    --------
+    >>> as_target(Funnel(4)).name, as_target(Funnel(4)).dim
+    ('funnel', 4)
     """
     if isinstance(target, CheckedTarget):
         return target
@@ -336,10 +356,11 @@ def grid_log_z(
 
     Accurate to well below 10⁻³ nats for a smooth target that is negligible outside the square.
 
-    Example:
-        >>> t = Banana(a=1.0, b=0.2)
-        >>> abs(grid_log_z(t.log_prob, bound=8.0) - t.log_Z) < 1e-6
-        True
+    Examples
+    --------
+    >>> t = Banana(a=1.0, b=0.2)
+    >>> abs(grid_log_z(t.log_prob, bound=8.0) - t.log_Z) < 1e-6
+    True
     """
     g = torch.linspace(-bound, bound, points, dtype=torch.float64)
     h = (g[1] - g[0]).item()
