@@ -135,6 +135,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="frames the encoder sees, the first ones (default: every frame, the paper's)",
     )  # fmt: skip
     p.add_argument(
+        "--latent-consistency", type=float, default=0.0,
+        help="weight of the term that asks the rollout to follow the encoder's states of the "
+        "later windows (ModelConfig.latent_consistency; needs --encoder-frames below --frames; "
+        "default: %(default)s, none)",
+    )  # fmt: skip
+    p.add_argument(
         "--hamiltonian-width", type=positive_int, default=None,
         help="filters of the conv layers of K and V (default: the network width)",
     )  # fmt: skip
@@ -183,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
         size["width"], encoder_widths=encoder,
         latent_channels=args.latent_channels or size["latent_channels"],
         latent_prior=args.latent_prior, prior_warmup_steps=args.prior_warmup_steps,
-        encoder_frames=args.encoder_frames,
+        encoder_frames=args.encoder_frames, latent_consistency=args.latent_consistency,
         hamiltonian_width=args.hamiltonian_width or size["width"],
         **GECO_SETTINGS[args.geco_setting],
     )  # fmt: skip
@@ -228,6 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
         "frames": images.shape[1],
         "encoder_frames": window,
         "hamiltonian_width": model.config.hamiltonian_width,
+        "latent_consistency": model.config.latent_consistency,
         "test_mse": float((forward.frames - images)[:, :window].square().mean()),
         "mean_image_mse": float((mean_image - images)[:, :window].square().mean()),
         "reversal_error": float((back.q[:, -1] - forward.q[:, 0]).abs().max()),

@@ -189,6 +189,12 @@ class ModelConfig:
             ``encoder_frames`` frames while the loss covers every frame, so that training on
             sequences longer than the encoder's window teaches the rollout past it
             (docs/hgn/rollouts.md); ``None`` (default, the paper's): every frame.
+        latent_consistency: weight of a term (0, the default and the paper's: none) that asks
+            the rollout's state ``t`` frames in to be the state the encoder infers from the
+            window of frames starting at ``t`` (one random ``t`` per batch), i.e. that the
+            learned dynamics follow the encoder's own orbit; needs ``encoder_frames`` below
+            ``frames``. The squared distance, over the encoder states' variance, is weighed by
+            GECO's λ times this weight (:meth:`HGN.forward`; docs/hgn/rollouts.md).
         decoder_bias: ``"data"`` (default) starts the decoder's output bias at the logit of
             the training data's mean colour, so an untrained HGN draws the background instead
             of grey (its MSE starts near the mean image's, not 30x above it); ``"zero"``
@@ -225,6 +231,7 @@ class ModelConfig:
     prior_warmup_steps: int = 1500
     decoder_bias: str = "data"
     encoder_frames: int | None = None
+    latent_consistency: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoder_widths", tuple(int(w) for w in self.encoder_widths))
@@ -278,6 +285,14 @@ class ModelConfig:
                     f"encoder_frames: expected None or at most frames={self.frames} with the "
                     f"'reconstruct' protocol, got {self.encoder_frames} with {self.protocol!r}"
                 )
+        weight = self.latent_consistency
+        if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"latent_consistency: expected a finite weight >= 0, got {weight!r}")
+        if weight > 0 and (self.encoder_frames is None or self.encoder_frames >= self.frames):
+            raise ValueError(
+                f"latent_consistency: a weight > 0 needs encoder_frames below frames={self.frames} "
+                f"(windows to encode past the first), got encoder_frames={self.encoder_frames}"
+            )
         if not (
             isinstance(self.geco_tolerance, (int, float))
             and math.isfinite(self.geco_tolerance)

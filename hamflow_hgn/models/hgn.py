@@ -224,7 +224,7 @@ class HGN(nn.Module):
         self.check_images(images)
         c = self.config
         q0, p0, mean, logvar = self.initial_state(images, sample=True, noise=noise)
-        qs, _ = self.integrate(q0, p0, c.frames - 1)
+        qs, ps = self.integrate(q0, p0, c.frames - 1)
         first = c.target_frames[0]
         recon = self.decode(qs[first:].to(q0.dtype))
         target = images[:, first:]
@@ -249,11 +249,27 @@ class HGN(nn.Module):
                 loss = kl + self.geco.lagrange.to(constraint.dtype) * (constraint - 1.0)
             else:
                 loss = self.geco(objective=kl, constraint=constraint)
+        if c.latent_consistency > 0 and self.training:
+            consistency = self._consistency(images, qs, ps)
+            loss = loss + c.latent_consistency * self.geco.lagrange.detach() * consistency
+            metrics["consistency"] = consistency.detach()
         metrics["kl"] = kl.detach()
         metrics["loss"] = loss.detach()
         metrics["lambda"] = self.geco.lagrange.detach().float()
         metrics["kl_weight"] = 1.0 / metrics["lambda"]
         return loss, metrics
+
+    def _consistency(self, images: Tensor, qs: Tensor, ps: Tensor) -> Tensor:
+        """Squared distance between the rollout's state at a random frame ``t >= 1`` and the
+        state the encoder infers from the window starting there, over the latter's variance
+        (``ModelConfig.latent_consistency``)."""
+        window = len(self.config.input_frames)
+        t = int(torch.randint(1, self.config.frames - window + 1, ()))
+        mean, _ = self.encoder(images[:, t : t + window].flatten(1, 2))
+        target = torch.cat([x.flatten(1) for x in self.state_from_z(mean)], 1).float()
+        state = torch.cat([qs[t].flatten(1), ps[t].flatten(1)], 1).float()
+        scale = target.detach().var(0).sum().clamp_min(1e-8)
+        return (state - target).square().sum(1).mean() / scale
 
     def tolerance(self, target: Tensor, reduce: ReduceFn | None = None) -> Tensor | float:
         """GECO's target per-pixel MSE κ for a batch of target frames ``(B, S, C, H, W)``.
