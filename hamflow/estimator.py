@@ -158,7 +158,16 @@ class NHFDensity(DensityMixin, BaseEstimator):
     # -- fitting --------------------------------------------------------------------------------
 
     def fit(self, X, y=None) -> NHFDensity:
-        """Train on the rows of ``X`` ``(n_samples, n_features)``; ``y`` is ignored.
+        """Train on the rows of ``X`` ``(n_samples, n_features)``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+            The rows whose density is learned.
+        y : array of shape (n_samples,) or (n_samples, n_context), optional
+            A context per row: the estimator then learns the conditional density
+            ``p(x | y)`` (``NHF(dim, context_dim=n_context)``), and ``score_samples``,
+            ``score`` and ``sample`` take a ``y`` too.
 
         Returns
         -------
@@ -170,8 +179,18 @@ class NHFDensity(DensityMixin, BaseEstimator):
         _warn_discrete(X)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(2**31 - 1))
+        if warm and (y is None) != (self.context_dim_ is None):
+            raise ValueError(
+                "y: a warm start must keep the fitted model's context (y) or lack of one"
+            )
         if not warm:
             self.seed_ = seed
+            self.context_dim_ = None
+            if y is not None:
+                c = _check_context(y, len(X))
+                self.context_dim_ = c.shape[1]
+                self.context_mean_, self.context_scale_ = c.mean(0), c.std(0)
+                self.context_scale_[self.context_scale_ <= 1e-12] = 1.0
             if self.standardize:
                 self.mean_ = X.mean(0)
                 scale = X.std(0)
@@ -186,7 +205,12 @@ class NHFDensity(DensityMixin, BaseEstimator):
                 f"validation_fraction={self.validation_fraction}; pass more rows"
             )
         gen = torch.Generator().manual_seed(seed)
-        train, val = split_validation(z, self.validation_fraction, gen)
+        context = self._context(y, len(X))
+        if context is None:
+            train, val = split_validation(z, self.validation_fraction, gen)
+            c_train = c_val = None
+        else:
+            train, val, c_train, c_val = split_validation(z, self.validation_fraction, gen, context)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if not warm:
@@ -195,6 +219,8 @@ class NHFDensity(DensityMixin, BaseEstimator):
                 self.model_,
                 train,
                 val,
+                context=c_train,
+                context_val=c_val,
                 max_time=self.max_time,
                 max_steps=self.max_steps,
                 batch_size=self.batch_size,
@@ -207,7 +233,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
                 seed=seed,
                 verbose=self.verbose,
             )
-            self.model_.calibrate_proposal(val, num_samples=self.n_score_samples, seed=seed)
+            self.model_.calibrate_proposal(val, c_val, num_samples=self.n_score_samples, seed=seed)
         self.history_ = self.fit_result_.history
         self.n_iter_ = self.fit_result_.steps
         return self
@@ -218,12 +244,34 @@ class NHFDensity(DensityMixin, BaseEstimator):
             options.setdefault(name, getattr(self, name))
         options.setdefault("hidden", tuple(self.hidden))
         options.setdefault("encoder_hidden", tuple(self.hidden))
+        if self.context_dim_ is not None:
+            options["context_dim"] = self.context_dim_
         return NHF(dim, **options)
+
+    def _context(self, y, n: int) -> torch.Tensor | None:
+        """The standardised context tensor for ``n`` rows, checked against the fit."""
+        if y is None:
+            if self.context_dim_ is not None:
+                raise ValueError(
+                    f"y: this estimator was fitted on a context of {self.context_dim_} "
+                    "column(s): pass y, one context row per row of X"
+                )
+            return None
+        if self.context_dim_ is None:
+            raise ValueError("y: this estimator was fitted without a context; pass no y")
+        c = _check_context(y, n)
+        if c.shape[1] != self.context_dim_:
+            raise ValueError(
+                f"y: expected {self.context_dim_} context column(s), as in fit, got {c.shape[1]}"
+            )
+        c = (c - self.context_mean_) / self.context_scale_
+        return torch.as_tensor(c, dtype=torch.float32)
 
     # -- scoring and sampling -------------------------------------------------------------------
 
-    def score_samples(self, X) -> np.ndarray:
-        """Log-density of each row of ``X``, in the units of ``X``, shape ``(n_samples,)``.
+    def score_samples(self, X, y=None) -> np.ndarray:
+        """Log-density of each row of ``X``, in the units of ``X``, shape ``(n_samples,)``
+        (given its context row of ``y``, for an estimator fitted with one).
 
         The importance-weighted estimate with ``n_score_samples`` quasi-random momenta, one set
         drawn from the fitted seed and shared by every row: a row gets the same score on every
@@ -232,32 +280,63 @@ class NHFDensity(DensityMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
         z = torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float32)
+        context = self._context(y, len(X))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed_)
             # one set of momenta for every row: a row's score depends on that row alone, not
             # on the order or the company it comes in
-            lp = self.model_.log_prob(z, num_samples=self.n_score_samples, sampler="common")
+            lp = self.model_.log_prob(
+                z, context, num_samples=self.n_score_samples, sampler="common"
+            )
         return lp.double().numpy() - float(np.log(self.scale_).sum())
 
     def score(self, X, y=None) -> float:
-        """Mean log-density of the rows of ``X`` (higher is better); ``y`` is ignored."""
-        return float(np.mean(self.score_samples(X)))
+        """Mean log-density of the rows of ``X`` (higher is better), given ``y`` if fitted
+        with a context."""
+        return float(np.mean(self.score_samples(X, y)))
 
-    def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
-        """Draw ``n_samples`` rows from the fitted density, shape ``(n_samples, n_features)``."""
+    def sample(self, n_samples: int = 1, random_state=None, y=None) -> np.ndarray:
+        """Draw ``n_samples`` rows from the fitted density, shape ``(n_samples, n_features)``.
+
+        An estimator fitted with a context needs ``y``: one context row for every sample,
+        ``(n_context,)``, or one per sample, ``(n_samples, n_context)``.
+        """
         check_is_fitted(self, "model_")
         if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
             raise ValueError(f"n_samples: expected an integer >= 1, got {n_samples!r}")
         seed = int(check_random_state(random_state).randint(2**31 - 1))
+        context = None
+        if y is not None or self.context_dim_ is not None:
+            rows = np.atleast_2d(np.asarray(y, dtype=np.float64)) if y is not None else None
+            if rows is not None and self.context_dim_ == 1 and rows.shape == (1, n_samples):
+                rows = rows.T
+            if rows is not None and len(rows) == 1:
+                rows = np.repeat(rows, n_samples, axis=0)
+            context = self._context(rows, int(n_samples))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            z = self.model_.sample(int(n_samples)).double().numpy()
+            z = self.model_.sample(int(n_samples), context=context).double().numpy()
         return z * self.scale_ + self.mean_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+def _check_context(y, n: int) -> np.ndarray:
+    """``y`` as a finite float array ``(n, n_context)``, or a clear error."""
+    c = np.asarray(y, dtype=np.float64)
+    if c.ndim == 1:
+        c = c[:, None]
+    if c.ndim != 2 or len(c) != n:
+        raise ValueError(
+            f"y: expected one context row per row of X, shape ({n},) or ({n}, n_context), "
+            f"got {c.shape}"
+        )
+    if not np.isfinite(c).all():
+        raise ValueError("y: expected finite context values, got NaN or inf")
+    return c
 
 
 def _warn_discrete(X: np.ndarray) -> None:

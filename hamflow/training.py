@@ -154,6 +154,8 @@ def fit(
     x: Tensor,
     x_val: Tensor | None = None,
     *,
+    context: Tensor | None = None,
+    context_val: Tensor | None = None,
     callback: Callable[[dict], None] | None = None,
     **options,
 ) -> FitResult:
@@ -171,6 +173,10 @@ def fit(
         Training rows, ``(N, dim)``, on the model's dtype and device.
     x_val
         Validation rows; by default ``val_fraction`` of ``x`` is held out.
+    context, context_val
+        For a conditional model (``NHF(dim, context_dim=c)``, a normflows
+        ``ConditionalNormalizingFlow``): the context of each row of ``x`` and of ``x_val``,
+        ``(N, c)``; the loss is then ``forward_kld(x, context)``.
     callback
         Called with each history record as it is made.
     **options
@@ -199,6 +205,17 @@ def fit(
         raise ValueError(f"x: expected shape (N >= 2, dim), got {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise ValueError("x: expected finite values, got NaN or inf")
+    for name, c, rows in (("context", context, x), ("context_val", context_val, x_val)):
+        if c is None:
+            continue
+        if not isinstance(c, Tensor) or c.dim() != 2 or rows is None or len(c) != len(rows):
+            n = None if rows is None else len(rows)
+            raise ValueError(
+                f"{name}: expected a tensor of shape ({n}, context_dim), one row per data row, "
+                f"got {tuple(c.shape) if isinstance(c, Tensor) else type(c).__name__}"
+            )
+    if (x_val is not None) and ((context is None) != (context_val is None)):
+        raise ValueError("context_val: give it exactly when context is given (and x_val)")
     old_threads = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -207,13 +224,16 @@ def fit(
         with torch.random.fork_rng(devices=devices):
             if cfg.seed is not None:
                 torch.manual_seed(cfg.seed)
-            return _Loop(model, x, x_val, cfg, callback).run()
+            return _Loop(model, (x, context), (x_val, context_val), cfg, callback).run()
     finally:
         torch.set_num_threads(old_threads)
 
 
-def split_validation(x: Tensor, fraction: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Shuffle ``x`` and hold out ``fraction`` of it (2 to 2,000 rows): ``(train, val)``."""
+def split_validation(
+    x: Tensor, fraction: float, gen: torch.Generator, context: Tensor | None = None
+) -> tuple:
+    """Shuffle ``x`` and hold out ``fraction`` of it (2 to 2,000 rows): ``(train, val)``, or
+    ``(train, val, context_train, context_val)`` when a ``context`` is given."""
     n_val = min(2000, max(2, int(round(fraction * len(x)))))
     if len(x) - n_val < 2:
         raise ValueError(
@@ -221,20 +241,25 @@ def split_validation(x: Tensor, fraction: float, gen: torch.Generator) -> tuple[
             "x_val, or val_fraction=0"
         )
     order = torch.randperm(len(x), generator=gen).to(x.device)
-    return x[order[n_val:]], x[order[:n_val]]
+    if context is None:
+        return x[order[n_val:]], x[order[:n_val]]
+    return x[order[n_val:]], x[order[:n_val]], context[order[n_val:]], context[order[:n_val]]
 
 
-def validation_nll(model: nn.Module, x: Tensor, num_samples: int, seed: int) -> float:
+def validation_nll(
+    model: nn.Module, x: Tensor, num_samples: int, seed: int, context: Tensor | None = None
+) -> float:
     """Mean NLL of ``x`` under ``model`` (``inf`` if any row's is not finite), with the model's
     random draws seeded so that every call scores the same draw."""
     was_training = model.training
     model.eval()
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        args = (x,) if context is None else (x, context)
         if isinstance(model, NHF):
-            lp = model.log_prob(x, num_samples=num_samples)
+            lp = model.log_prob(*args, num_samples=num_samples)
         else:
-            lp = model.log_prob(x)
+            lp = model.log_prob(*args)
     model.train(was_training)
     lp = lp.double()
     if not torch.isfinite(lp).all():
@@ -245,12 +270,16 @@ def validation_nll(model: nn.Module, x: Tensor, num_samples: int, seed: int) -> 
 class _Loop:
     """The state of one :func:`fit` call."""
 
-    def __init__(self, model, x, x_val, cfg: FitConfig, callback) -> None:
+    def __init__(self, model, data, val, cfg: FitConfig, callback) -> None:
         self.model, self.cfg, self.callback = model, cfg, callback
         self.gen = torch.Generator().manual_seed(0 if cfg.seed is None else cfg.seed)
+        (x, c), (x_val, c_val) = data, val
         if x_val is None and cfg.val_fraction > 0:
-            x, x_val = split_validation(x, cfg.val_fraction, self.gen)
-        self.x, self.x_val = x, x_val
+            if c is None:
+                x, x_val = split_validation(x, cfg.val_fraction, self.gen)
+            else:
+                x, x_val, c, c_val = split_validation(x, cfg.val_fraction, self.gen, c)
+        self.x, self.x_val, self.c, self.c_val = x, x_val, c, c_val
         self.batch = min(cfg.batch_size, len(x))
         self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.lr_scale = 1.0
@@ -286,7 +315,10 @@ class _Loop:
     def step(self, lr: float) -> float | None:
         """One optimiser step; the loss, or ``None`` when it was skipped."""
         idx = torch.randint(len(self.x), (self.batch,), generator=self.gen).to(self.x.device)
-        loss = self.model.forward_kld(self.x[idx])
+        if self.c is None:
+            loss = self.model.forward_kld(self.x[idx])
+        else:
+            loss = self.model.forward_kld(self.x[idx], self.c[idx])
         self.opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
             return None
@@ -351,7 +383,7 @@ class _Loop:
             return True
         t0 = time.process_time()
         self.swap_average()  # score (and keep) the averaged weights, if averaging
-        nll = validation_nll(self.model, self.x_val, cfg.val_samples, self.val_seed)
+        nll = validation_nll(self.model, self.x_val, cfg.val_samples, self.val_seed, self.c_val)
         r.seconds += time.process_time() - t0
         entry["val_nll"] = nll
         self.record(entry)

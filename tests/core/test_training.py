@@ -167,3 +167,29 @@ def test_bad_data_is_refused():
         fit(Gaussian(), torch.zeros(5), max_steps=1)
     with pytest.raises(TypeError, match="torch.Tensor"):
         fit(Gaussian(), [[0.0, 1.0]], max_steps=1)
+
+
+class ConditionalGaussian(nn.Module):
+    """``x | c ~ N(w c, 1)`` with a learned ``w``: a conditional model's two-argument calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def log_prob(self, x, context):
+        return -0.5 * (x - self.w * context).square().sum(1) - 0.5 * math.log(2 * math.pi)
+
+    def forward_kld(self, x, context):
+        return -self.log_prob(x, context).mean()
+
+
+def test_context_rows_travel_with_their_data_rows():
+    """Only if every batch and the validation split keep each row's own context can w reach 3."""
+    c = torch.rand(600, 1) * 4 - 2
+    x = 3 * c + 0.1 * torch.randn(600, 1)
+    model = ConditionalGaussian()
+    r = fit(model, x, context=c, max_steps=300, max_time=None, lr=0.05, eval_every=50)
+    assert model.w.item() == pytest.approx(3.0, abs=0.05)
+    assert r.best_val_nll < 1.0
+    with pytest.raises(ValueError, match="one row per data row"):
+        fit(ConditionalGaussian(), x, context=c[:10], max_steps=1)
