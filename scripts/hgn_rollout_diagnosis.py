@@ -119,6 +119,33 @@ def diagnose(example: Path, multiple: int, period_steps: int, reference: int) ->
     ])  # fmt: skip
     states = flat(roll.q, roll.p)[:, : horizon + 1]
     scale = float(nearest_distance(states[:, 0], ref).median())
+    # the learned period again, in the plane of each sequence's encoder orbit: the rollout's
+    # own principal plane can be taken by a drift
+    orbit = flat(oq, op).double()
+    centre = orbit.mean(1, keepdim=True)
+    _, _, vh = torch.linalg.svd(orbit - centre, full_matrices=False)
+    long_states = flat(roll.q, roll.p)[:, : period_steps + 1].double()
+    in_plane = (long_states - centre) @ vh[:, :2].transpose(1, 2)
+    learned_in_plane = oscillation_period(in_plane, cfg.dt)
+    # how far the state moves from where it started, over the spread of the training states
+    spread_q = float(ref[:, : oq[0, 0].numel()].std(0).norm())
+    spread_p = float(ref[:, oq[0, 0].numel() :].std(0).norm())
+    drift = {
+        "q": ((roll.q - roll.q[:, :1]).flatten(2).norm(dim=-1) / spread_q)[:, : horizon + 1],
+        "p": ((roll.p - roll.p[:, :1]).flatten(2).norm(dim=-1) / spread_p)[:, : horizon + 1],
+        "q_encoder_orbit": (oq - oq[:, :1]).flatten(2).norm(dim=-1) / spread_q,
+    }
+    # does the decoder read the rollout off the encoder states' principal subspace? Decode
+    # the rollout's q projected onto it (8 directions) and track that.
+    ref_q = ref[:, : oq[0, 0].numel()]
+    mu_q = ref_q.mean(0)
+    _, _, vq = torch.linalg.svd(ref_q - mu_q, full_matrices=False)
+    basis = vq[:8]
+    qf = roll.q[:, : horizon + 1].flatten(2)
+    projected = (mu_q + (qf - mu_q) @ basis.T @ basis).view_as(roll.q[:, : horizon + 1])
+    track["decoder_on_rollout_projected_to_8_encoder_pcs"] = summarize_horizon(
+        centroid_error(model.decode(projected.transpose(0, 1)), truth, colors), radius, window
+    )
     b, s = states.shape[:2]
     away = nearest_distance(states.flatten(0, 1), ref).view(b, s) / scale
     orbit_away = nearest_distance(flat(oq, op).flatten(0, 1), ref).view(b, s) / scale
@@ -138,6 +165,11 @@ def diagnose(example: Path, multiple: int, period_steps: int, reference: int) ->
         "period": {
             "true": truth_period.tolist(),
             "learned": learned.tolist(),
+            "learned_in_encoder_orbit_plane": learned_in_plane.tolist(),
+            "learned_in_plane_over_true": {
+                "median": float((learned_in_plane / truth_period).median()),
+                "mean_abs_error": float((learned_in_plane / truth_period - 1).abs().mean()),
+            },
             "encoder_orbit": orbit_period.tolist(),
             "learned_over_true": {
                 "median": float((learned / truth_period).median()),
@@ -150,6 +182,9 @@ def diagnose(example: Path, multiple: int, period_steps: int, reference: int) ->
         },
         "tracking": track,
         "tracked_share_by_frame": by_frame,
+        "drift_over_training_spread_median_by_frame": {
+            k: v.median(0).values.tolist() for k, v in drift.items()
+        },
         "distance_to_training_states": {
             "scale": scale,
             "rollout_median_by_frame": away.median(0).values.tolist(),
@@ -239,6 +274,13 @@ def main(argv: list[str] | None = None) -> dict:
     figure(result, png)
     write_json(json_path, result)
     per, tr = result["period"], result["tracking"]
+    print(f"in the encoder orbit's plane: learned / true period median "
+          f"{per['learned_in_plane_over_true']['median']:.3f}, mean |error| "
+          f"{100 * per['learned_in_plane_over_true']['mean_abs_error']:.1f} %")  # fmt: skip
+    dr = result["drift_over_training_spread_median_by_frame"]
+    print("drift from the first state over the training states' spread, frames", marks := [
+        1, result["settings"]["encoder_frames"] - 1, result["settings"]["horizon_steps"]
+    ], {k: [round(v[i], 2) for i in marks] for k, v in dr.items()})  # fmt: skip
     print(f"learned / true period: median {per['learned_over_true']['median']:.3f}, mean |error| "
           f"{100 * per['learned_over_true']['mean_abs_error']:.1f} %; encoder orbit / true: "
           f"median {per['encoder_orbit_over_true']['median']:.3f}")  # fmt: skip
@@ -247,7 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{kind}: in span {100 * t['in_span']['frames']:.0f} %, past it "
               f"{100 * t['beyond']['frames']:.0f} % of frames ({w})")  # fmt: skip
     d = result["distance_to_training_states"]
-    marks = [0, result["settings"]["encoder_frames"] - 1, len(d["rollout_median_by_frame"]) - 1]
+    marks = [0, *marks[1:]]
     at = {k: [round(d[f"{k}_median_by_frame"][i], 2) for i in marks] for k in
           ("rollout", "encoder_orbit", "rollout_to_orbit")}  # fmt: skip
     print(f"distance to the training states (1 = a fresh sequence's), frames {marks}: {at}")
