@@ -12,7 +12,10 @@ Options (:data:`OPTIONS`):
 - ``long31``: 31-frame sequences, the encoder seeing the first 16 and the loss covering all 31
   (``ModelConfig.encoder_frames``), 1000 steps (the matched prior from step 500), so that it
   costs less than ``paper_span``'s 3000 steps of 16 frames (a 31-frame step decodes twice the
-  frames).
+  frames);
+- ``consistency31``: ``long31`` with ``--latent-consistency 0.01``: the rollout's state ``t``
+  frames in is asked to be the encoder's state of the window starting at ``t``
+  (``ModelConfig.latent_consistency``).
 
     python benchmarks/hgn_rollouts.py --options paper_span long31 --seeds 0 [--publish]
 """
@@ -40,12 +43,20 @@ OPTIONS: dict[str, list[str]] = {
         "--frames", "31", "--encoder-frames", "16", "--steps", "1000",
         "--prior-warmup-steps", "500",
     ],
+    "consistency31": [
+        "--frames", "31", "--encoder-frames", "16", "--steps", "1000",
+        "--prior-warmup-steps", "500", "--latent-consistency", "0.01",
+    ],
 }  # fmt: skip
 """The example's flags for each option; ``paper_span`` is the example's default."""
 QUICK: dict[str, list[str]] = {
     "paper_span": ["--quick", "--prior-warmup-steps", "20"],
     "long31": ["--quick", "--prior-warmup-steps", "20", "--frames", "12", "--encoder-frames", "8"],
-}
+    "consistency31": [
+        "--quick", "--prior-warmup-steps", "20", "--frames", "12", "--encoder-frames", "8",
+        "--latent-consistency", "0.01",
+    ],
+}  # fmt: skip
 """The same options at the example's ``--quick`` scale (smoke runs, written under runs/)."""
 
 
