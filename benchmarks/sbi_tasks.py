@@ -11,6 +11,8 @@ sbibm's reference posterior samples by C2ST (0.5: indistinguishable, 1.0: disjoi
   conditional`).
 - ``nhf_embed`` (on request, ``--models nhf nhf_embed``): the option of a learned context
   embedding, an MLP ``[dim_x, 64, 64, 32]`` whose output is NHF's context (:class:`EmbeddedNHF`).
+- ``nhf_affine`` (on request): ``NHF(..., context_affine=True)``, whose shift and scale
+  between the flows and the data follow the context (:class:`hamflow.conditional.ContextAffine`).
 - ``nsf``: normflows' ``ConditionalNormalizingFlow``: four autoregressive rational-quadratic
   spline layers with the context fed to every MADE (8 bins, 2 blocks) and LU permutations,
   sized to NHF's parameter count.
@@ -66,7 +68,7 @@ from hamflow.distributions import mlp  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("two_moons", "gaussian_linear", "slcp", "gaussian_mixture", "bernoulli_glm")
 MODELS = ("nhf", "nsf")
-OPTIONS = ("nhf_embed",)
+OPTIONS = ("nhf_embed", "nhf_affine")
 CACHE = ROOT / "runs" / "sbi"
 
 
@@ -165,6 +167,8 @@ def build(name: str, dim: int, context_dim: int, cfg: SBIConfig) -> torch.nn.Mod
         return nhf
     if name == "nhf_embed":
         return EmbeddedNHF(dim, context_dim)
+    if name == "nhf_affine":
+        return NHF(dim, context_dim=context_dim, context_affine=True)
     if name == "nsf":
         h, model = match_params(
             lambda h: conditional_nsf(h, dim, context_dim, cfg.nsf_layers), num_params(nhf)
@@ -339,7 +343,8 @@ def summarise(cells: list[dict], cfg: SBIConfig) -> list[dict]:
 def markdown(
     rows: list[dict], cfg: SBIConfig, command: str, results: str, tag: str = "sbi_tasks"
 ) -> str:
-    names = [m.upper().replace("_EMBED", " + embedding") for m in cfg.models]
+    labels = {"nhf_embed": "NHF + embedding", "nhf_affine": "NHF + context affine"}
+    names = [labels.get(m, m.upper()) for m in cfg.models]
     head = (
         "| task | simulations | "
         + " | ".join(f"{n} C2ST" for n in names)

@@ -28,13 +28,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from .distributions import mlp
 from .flows import HamiltonianFlow
 from .hamiltonians import Energy, MLPEnergy
 from .integrators import KickCache
 
-__all__ = ["ConditionalMLPEnergy", "BoundHamiltonian", "check_context", "context_step"]
+__all__ = [
+    "ConditionalMLPEnergy",
+    "ContextAffine",
+    "BoundHamiltonian",
+    "check_context",
+    "context_step",
+]
 
 
 class ConditionalMLPEnergy(MLPEnergy):
@@ -90,6 +97,64 @@ class ConditionalMLPEnergy(MLPEnergy):
                 f"context: expected shape ({q.shape[0]}, {self.context_dim}) beside q, got {got}"
             )
         return torch.cat([q, context], dim=-1)
+
+
+class ContextAffine(nn.Module):
+    """A per-dimension affine map whose shift and scale depend on the context only:
+    ``y = μ(c) + exp(s(c)) ⊙ q``, exact log-det ``Σ s(c)`` (``NHF(..., context_affine=True)``).
+
+    ``μ`` and ``s`` come from one MLP of the context whose last layer starts at zero, so the
+    map starts as the identity. It never reads ``q``, so it is not a coupling layer: for a
+    fixed context it is one diagonal affine map, inverted exactly. In NHF it sits between the
+    flows' ``q_T`` and the data-initialised affine map, where it can move and narrow the
+    density per context (a posterior's location and width, in SBI). ``s`` is held inside
+    ``(−bound, bound)`` by ``bound · tanh(· / bound)``.
+
+    Parameters
+    ----------
+    dim : int
+        Width of ``q``.
+    context_dim : int
+        Width of the context.
+    hidden : sequence of int
+        Hidden widths of the MLP.
+    bound : float
+        The largest ``|s|``.
+
+    Examples
+    --------
+    >>> layer = ContextAffine(2, 1, hidden=(8,))
+    >>> q, c = torch.randn(4, 2), torch.randn(4, 1)
+    >>> y, log_det = layer(q, c)
+    >>> bool(torch.equal(y, q)), log_det.shape           # the identity at initialisation
+    (True, torch.Size([4]))
+    >>> _ = torch.nn.init.normal_(layer.net[-1].weight)
+    >>> back, inv_log_det = layer.inverse(*layer(q, c)[:1], c)
+    >>> bool(torch.allclose(back, q, atol=1e-5))
+    True
+    """
+
+    def __init__(
+        self, dim: int, context_dim: int, hidden: Sequence[int] = (64, 64), bound: float = 5.0
+    ) -> None:
+        super().__init__()
+        self.dim, self.context_dim, self.bound = int(dim), int(context_dim), float(bound)
+        self.net = mlp([self.context_dim, *[int(h) for h in hidden], 2 * self.dim])
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def params(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """Shift ``μ(c)`` and log-scale ``s(c)``, ``(B, dim)`` each."""
+        shift, raw = self.net(context).chunk(2, dim=-1)
+        return shift, self.bound * torch.tanh(raw / self.bound)
+
+    def forward(self, q: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+        shift, log_scale = self.params(context)
+        return shift + torch.exp(log_scale) * q, log_scale.sum(-1)
+
+    def inverse(self, y: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+        shift, log_scale = self.params(context)
+        return (y - shift) * torch.exp(-log_scale), -log_scale.sum(-1)
 
 
 class BoundHamiltonian:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from . import sampling as _sampling
-from .conditional import ConditionalMLPEnergy, check_context, context_step
+from .conditional import ConditionalMLPEnergy, ContextAffine, check_context, context_step
 from .distributions import GaussianMomentumEncoder, GeneralizedNormal, SoftUniform, sobol_normal
 from .flows import HamiltonianFlow
 from .hamiltonians import Energy, MLPEnergy, QuadraticEnergy, SeparableHamiltonian
@@ -112,6 +112,9 @@ class NHF(nn.Module):
             ``V_k(q; context)`` and the encoder ``f(p | q, context)``; the methods then take a
             ``context`` as their second argument, shaped as in normflows'
             ``ConditionalNormalizingFlow``. ``None`` (default): an unconditional model.
+        context_affine: with a context, put a :class:`~hamflow.conditional.ContextAffine` map
+            ``μ(c) + exp(s(c)) ⊙ q_T`` (exact log-det ``Σ s(c)``) before the affine map, so
+            that the location and width of ``p(x | c)`` can follow the context directly.
         target: an unnormalised density to fit a sampler to, instead of data (a normflows
             ``Target`` or a differentiable callable ``(N, dim) -> (N,)``; :mod:`hamflow.sampling`,
             docs/sampling.md): train on :meth:`reverse_kld`, then :meth:`importance_sample`,
@@ -150,6 +153,7 @@ class NHF(nn.Module):
         train_samples: int = 4,
         context_dim: int | None = None,
         target=None,
+        context_affine: bool = False,
     ) -> None:
         # The constructor's arguments, as given: save() records them so load() rebuilds the model.
         options = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -181,6 +185,10 @@ class NHF(nn.Module):
             dim, encoder_hidden, trunk=encoder_trunk, context_dim=context_dim or 0
         )
         self.affine = _make_affine(affine, dim)
+        if context_affine and context_dim is None:
+            raise ValueError("context_affine: needs a context_dim, got context_dim=None")
+        if context_affine:
+            self.context_affine = ContextAffine(dim, context_dim)
         # A fixed kinetic energy has no parameters: one module serves every flow.
         fixed = QuadraticEnergy(dim, learnable=False) if kinetic == "fixed" else None
 
@@ -304,15 +312,20 @@ class NHF(nn.Module):
             return 0.0
         return sum(f.log_det() for f in self.frictions)
 
-    def to_data(self, q: Tensor) -> Tensor:
+    def to_data(self, q: Tensor, context: Tensor | None = None) -> Tensor:
         """The affine map from the flows' ``q_T`` to data space (the identity without one)."""
+        if getattr(self, "context_affine", None) is not None:
+            q = self.context_affine(q, context)[0]
         return q if self.affine is None else self.affine(q)[0]
 
-    def from_data(self, x: Tensor) -> tuple[Tensor, Tensor | float]:
+    def from_data(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor | float]:
         """``q_T`` for data ``x`` and ``ln |det ∂q_T/∂x|`` (``0.0`` without an affine map)."""
-        if self.affine is None:
-            return x, 0.0
-        q, log_det = self.affine.inverse(x)
+        q, log_det = x, 0.0
+        if self.affine is not None:
+            q, log_det = self.affine.inverse(x)
+        if getattr(self, "context_affine", None) is not None:
+            q, ctx_log_det = self.context_affine.inverse(q, context)
+            log_det = log_det + ctx_log_det
         return q, log_det
 
     def _check_x(self, x: Tensor) -> None:
@@ -341,7 +354,7 @@ class NHF(nn.Module):
 
         ``ln|det|`` is that of the data → prior map: the affine map's and the frictions'.
         """
-        q, log_det = self.from_data(x)
+        q, log_det = self.from_data(x, context)
         p, log_f = self.encoder.rsample(q, num_samples, eps, scale, context=context)
         if num_samples > 1:
             q = q.expand(num_samples, *q.shape)
@@ -394,6 +407,8 @@ class NHF(nn.Module):
             if context is not None:
                 context = context[torch.randint(len(context), (n,), device=context.device)]
             q_T, _ = self.transport(q0, p0, context=context)
+        if getattr(self, "context_affine", None) is not None:
+            q_T = self.context_affine(q_T, context)[0]
         self.affine.initialize(x, q_T)
 
     # -- the normflows-style API --------------------------------------------------------------
@@ -618,7 +633,7 @@ class NHF(nn.Module):
             s0, _ = self.prior(num_samples)
             q0, p0 = s0.to(ref).chunk(2, dim=-1)
             q, p = self.transport(q0, p0, context=context)
-            x = self.to_data(q)
+            x = self.to_data(q, context)
         return (x, p) if return_momentum else x
 
     def save(self, path: str | Path) -> Path:

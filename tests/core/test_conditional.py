@@ -291,3 +291,34 @@ def test_training_learns_the_context():
     torch.manual_seed(0)
     other = model.log_prob(x, ring.contexts(512, seed=5)).mean()
     assert own > other + 0.3
+
+
+# -- the context-dependent affine option ----------------------------------------------------------
+
+
+def test_context_affine_is_exact_and_invertible_for_a_fixed_context():
+    model = small(context_affine=True)
+    with torch.no_grad():
+        for p in model.context_affine.parameters():
+            p.normal_(0, 0.3)
+    c = torch.randn(1, 3, dtype=torch.float64)
+    x = torch.randn(5, 2, dtype=torch.float64)
+    q, log_det = model.from_data(x, c.expand(5, 3))
+    assert torch.allclose(model.to_data(q, c.expand(5, 3)), x, atol=1e-10)
+    for row, ld in zip(x, log_det):
+        jac = torch.autograd.functional.jacobian(lambda z: model.from_data(z[None], c)[0][0], row)
+        assert torch.linalg.slogdet(jac)[1].item() == pytest.approx(ld.item(), abs=1e-9)
+    # the shift follows the context: the same x maps to different q under another context
+    q2, _ = model.from_data(x, (c + 1).expand(5, 3))
+    assert (q2 - q).abs().max() > 1e-3
+
+
+def test_context_affine_starts_as_the_identity_and_needs_a_context():
+    model = small(context_affine=True)
+    x, c = torch.randn(4, 2, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    plain = small()
+    with torch.no_grad():
+        plain.affine.load_state_dict(model.affine.state_dict())
+    assert torch.equal(model.from_data(x, c)[0], plain.from_data(x, c)[0])
+    with pytest.raises(ValueError, match="context_affine"):
+        NHF(2, context_affine=True)
