@@ -46,7 +46,26 @@ def test_score_is_mean_of_score_samples_and_matches_the_model(fitted):
     with torch.random.fork_rng():
         torch.manual_seed(fitted.seed_)
         lp = fitted.model_.log_prob(z, num_samples=32, sampler="common").double().numpy()
-    np.testing.assert_allclose(fitted.score_samples(x), lp - np.log(fitted.scale_).sum())
+    mixed = fitted.defensive_.mix(lp, z.double().numpy(), fitted.defensive_weight_)
+    np.testing.assert_allclose(fitted.score_samples(x), mixed - np.log(fitted.scale_).sum())
+
+
+def test_the_defensive_gaussian_bounds_every_row_and_costs_little(fitted):
+    """With weight w, every row scores at least ln w + ln N(row) (the training rows' Gaussian)
+    and at most -ln(1 - w) below the flow alone; "auto" picks w on the validation rows."""
+    assert fitted.defensive_weight_ in fitted.defensive_scores_
+    best = max(fitted.defensive_scores_, key=fitted.defensive_scores_.get)
+    assert fitted.defensive_weight_ == best
+    x = np.concatenate([data(seed=3)[:20], [[30.0, -30.0, 30.0]]])  # the last row: far out
+    w = fitted.defensive_weight_
+    z = (x - fitted.mean_) / fitted.scale_
+    log_det = np.log(fitted.scale_).sum()
+    flow_only = fitted._nhf_log_prob(torch.as_tensor(z, dtype=torch.float32), None) - log_det
+    both = fitted.score_samples(x)
+    gauss = fitted.defensive_.log_prob(z) - log_det
+    assert (both >= np.log(w) + gauss - 1e-9).all()
+    assert (both >= flow_only - (-np.log1p(-w)) - 1e-9).all()
+    assert both[-1] > flow_only[-1] + 5  # the far row is rescued
 
 
 def test_scores_do_not_depend_on_order_company_or_call(fitted):
