@@ -292,6 +292,18 @@ def run_hmc(target, seed, grads, ref):
     }
 
 
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
 # -- report ----------------------------------------------------------------------------------
 
 COLUMNS = [
@@ -468,6 +480,7 @@ def main(argv=None):
             ["python benchmarks/sampling.py", *(sys.argv[1:] if argv is None else argv)]
         ),
         **_common.machine_info(),
+        "commit": _git_commit(),
         "settings": {
             "budget_s": args.budget,
             "seeds": seeds,
