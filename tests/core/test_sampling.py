@@ -231,3 +231,17 @@ def test_correlated_gaussian_log_Z_by_sampling_its_own_law():
         torch.zeros(5, dtype=F64), t.covariance
     ).log_prob(x)
     assert torch.allclose(t.log_prob(x) - t.log_Z, log_density, atol=1e-9)
+
+
+def test_a_saved_sampler_loads_with_its_target(tmp_path):
+    torch.manual_seed(0)
+    target = Banana()
+    model = NHF(2, num_flows=2, hidden=(8,), encoder_hidden=(8,), target=target)
+    sampling.fit_sampler(model, max_steps=5, batch=32)
+    path = model.save(tmp_path / "sampler.pt")
+    again = NHF.load(path, target=target)
+    torch.manual_seed(3)
+    _, a = model.importance_sample(64)
+    torch.manual_seed(3)
+    _, b = again.importance_sample(64)
+    assert torch.equal(a, b)

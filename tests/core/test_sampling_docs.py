@@ -1,0 +1,81 @@
+"""The sampling results page matches its results file, and its verdicts follow the spread rule
+("ahead" only with a mean gap beyond two combined standard errors over seeds, else "level")."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results" / "sampling.json"
+PAGE = ROOT / "docs" / "benchmarks" / "sampling.md"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(
+        "sampling_bench", ROOT / "benchmarks" / "sampling.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.path.remove(str(ROOT / "benchmarks"))
+
+
+@pytest.fixture(scope="module")
+def table(bench):
+    out = json.loads(RESULTS.read_text())
+    return out, bench.summarise(out["rows"])
+
+
+def test_published_block_is_the_results_file(bench, table):
+    out, summary = table
+    block = bench.markdown(out, summary)
+    assert block in PAGE.read_text()
+
+
+def verdict(summary, target, a, b, key, lower_is_better=True):
+    mu_a, se_a, _ = summary[(target, a)][key]
+    mu_b, se_b, _ = summary[(target, b)][key]
+    gap = mu_a - mu_b if lower_is_better else mu_b - mu_a
+    if abs(gap) <= 2 * math.hypot(se_a, se_b):
+        return "level"
+    return f"{a} ahead" if gap < 0 else f"{b} ahead"
+
+
+# (target, a, b, metric, lower is better, what the page says)
+CLAIMS = [
+    ("grid16", "nhf", "realnvp_kl", "log_Z_err", True, "nhf ahead"),
+    ("grid16", "nhf", "nsf_kl", "log_Z_err", True, "level"),
+    ("grid16", "nhf", "realnvp_kl", "modes_covered", False, "level"),
+    ("grid16", "nhf", "nhf_noanneal", "log_Z_err", True, "nhf ahead"),
+    ("grid16", "nhf", "realnvp_anneal", "log_Z_err", True, "level"),
+    ("grid16", "nhf", "nhf_kick", "log_Z_err", True, "nhf ahead"),
+    ("funnel10", "nhf", "realnvp_kl", "log_Z_err", True, "realnvp_kl ahead"),
+    ("funnel10", "nhf", "nhf_noanneal", "log_Z_err", True, "nhf_noanneal ahead"),
+    ("funnel10", "nhf", "nhf_kick", "log_Z_err", True, "level"),
+    ("banana", "nhf", "realnvp_kl", "ess", False, "realnvp_kl ahead"),
+    ("gauss20", "nhf", "realnvp_kl", "log_Z_err", True, "level"),
+    ("gauss20", "nhf", "realnvp_kl", "ess", False, "realnvp_kl ahead"),
+    ("circular8", "nhf", "realnvp_kl", "log_Z_err", True, "level"),
+    ("circular8", "nhf", "realnvp_kl", "ess", False, "realnvp_kl ahead"),
+    ("logistic", "nhf", "realnvp_kl", "ess", False, "level"),
+    ("funnel10", "nhf", "hmc", "mean_err", True, "hmc ahead"),
+    ("banana", "nhf", "hmc", "mean_err", True, "hmc ahead"),
+    ("grid16", "nhf", "hmc", "mean_err", True, "hmc ahead"),
+    ("gauss20", "nhf", "hmc", "mean_err", True, "level"),
+    ("circular8", "nhf", "hmc", "mean_err", True, "level"),
+    ("logistic", "nhf", "hmc", "mean_err", True, "nhf ahead"),
+]
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}-{c[3]}")
+def test_page_verdicts_follow_the_spread_rule(table, claim):
+    target, a, b, key, lower, says = claim
+    assert verdict(table[1], target, a, b, key, lower) == says
