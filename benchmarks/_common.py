@@ -46,7 +46,22 @@ def machine_info() -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "commit": git_commit(),
     }
+
+
+def git_commit() -> str:
+    """The repository's HEAD commit (``"unknown"`` outside a git checkout)."""
+    import subprocess
+
+    try:
+        root = Path(__file__).resolve().parents[1]
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def write_json(path: str | Path, obj: dict) -> Path:

@@ -287,17 +287,6 @@ def markdown(files: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def _commit() -> str:
-    import subprocess
-
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -324,7 +313,7 @@ def main(argv: list[str] | None = None) -> dict:
             ["python benchmarks/tabular.py", *(argv if argv is not None else sys.argv[1:])]
         ),
         "machine": info,
-        "commit": _commit(),
+        "commit": info["commit"],
         "config": asdict(cfg),
         "results": run(cfg),
     }

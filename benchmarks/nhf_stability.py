@@ -1,0 +1,205 @@
+"""Why a plain training loop on a small real table blows up, and what `hamflow.fit` changes.
+
+The loop a user would write first (Adam at 1e-3, 128 rows per step, no validation, no schedule)
+is run on ``breast_cancer`` (569 x 30, ``log1p``, standardised; 455 training rows) with NHF at
+its defaults and with one lever changed at a time. Every run records:
+
+- **jumps**: steps whose loss is more than 10 nats above the previous step's;
+- for each jump, the **parameter group** whose gradient norm grew most against its running median
+  (the affine map, the potentials, the steps ``dt``, the frictions, the encoder);
+- the **test NLL** every 100 steps (IWAE, K = 64), its best and its last value.
+
+The last row trains the same model through :func:`hamflow.fit` for the same number of steps.
+
+    python benchmarks/nhf_stability.py --quick     # smoke run, writes under runs/
+    python benchmarks/nhf_stability.py --publish   # benchmarks/results/nhf_stability.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine_info, update_markdown, write_json  # noqa: E402
+from tabular import load  # noqa: E402
+
+from hamflow import NHF, fit  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "default": {},
+    "affine_diagonal": {"affine": "diagonal"},
+    "potential_gain_1": {"potential_gain": 1.0},
+    "no_friction": {"friction": False},
+    "fixed_dt": {"learn_dt": False},
+}
+
+
+def group(name: str) -> str:
+    """The parameter group of a parameter name."""
+    for key, label in (("affine", "affine"), ("encoder", "encoder"), ("frictions", "friction")):
+        if name.startswith(key):
+            return label
+    return "dt" if name.endswith("log_dt") or name.endswith(".dt") else "potentials"
+
+
+def test_nll(model: NHF, test: torch.Tensor) -> float:
+    model.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        lp = model.log_prob(test, num_samples=64).double()
+    model.train()
+    return -lp.mean().item() if torch.isfinite(lp).all() else math.inf
+
+
+def plain_loop(variant: str, train, test, steps: int, seed: int) -> dict:
+    """The README's first loop, instrumented."""
+    torch.manual_seed(seed)
+    model = NHF(train.shape[1], **VARIANTS[variant])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(seed)
+    norms: dict[str, list[float]] = {}
+    prev, jumps, curve, crashed = None, [], [], None
+    t0 = time.process_time()
+    for step in range(1, steps + 1):
+        idx = torch.randint(len(train), (128,), generator=gen)
+        try:
+            loss = model.forward_kld(train[idx])
+        except ValueError as err:  # what a user's loop dies of
+            crashed = f"step {step}: {err}"
+            break
+        opt.zero_grad()
+        loss.backward()
+        now = {}
+        for name, p in model.named_parameters():
+            if p.grad is not None:
+                g = group(name)
+                now[g] = now.get(g, 0.0) + p.grad.square().sum().item()
+        now = {g: math.sqrt(v) for g, v in now.items()}
+        value = loss.item()
+        if prev is not None and value > prev + 10:
+            ratio = {g: now[g] / statistics.median(norms[g][-100:]) for g in now if norms.get(g)}
+            jumps.append({"step": step, "loss": value, "previous": prev, "grad_ratio": ratio})
+        for g, v in now.items():
+            norms.setdefault(g, []).append(v)
+        opt.step()
+        prev = value
+        if step % 100 == 0:
+            curve.append(test_nll(model, test))
+    finite = [v for v in curve if math.isfinite(v)]
+    blamed = [max(j["grad_ratio"], key=j["grad_ratio"].get) for j in jumps if j["grad_ratio"]]
+    return {
+        "jumps": len(jumps),
+        "jumps_blamed_on": {g: blamed.count(g) for g in sorted(set(blamed))},
+        "test_nll_every_100": curve,
+        "best_test_nll": min(finite) if finite else math.inf,
+        "best_at": 100 * (curve.index(min(finite)) + 1) if finite else None,
+        "last_test_nll": curve[-1] if curve else math.inf,
+        "crashed": crashed,
+        "cpu_seconds": round(time.process_time() - t0, 1),
+        "jump_detail": jumps[:20],
+    }
+
+
+def fit_loop(train, test, steps: int, seed: int) -> dict:
+    torch.manual_seed(seed)
+    model = NHF(train.shape[1])
+    t0 = time.process_time()
+    r = fit(model, train, max_steps=steps, max_time=None, batch_size=128, seed=seed)
+    return {
+        "best_step": r.best_step,
+        "stopped_early": r.stopped_early,
+        "steps": r.steps,
+        "skipped_steps": r.skipped_steps,
+        "restores": r.restores,
+        "last_test_nll": test_nll(model, test),
+        "cpu_seconds": round(time.process_time() - t0, 1),
+    }
+
+
+def markdown(out: dict) -> str:
+    lines = [
+        "<!-- nhf_stability:begin (generated by benchmarks/nhf_stability.py; do not edit) -->",
+        "| loop | seed | jumps > 10 nats | jumps led by (largest gradient rise) "
+        "| best test NLL (step) | test NLL at the end |",
+        "|---|---|---|---|---|---|",
+    ]
+    for seed, runs in out["results"].items():
+        for name, r in runs.items():
+            if name == "fit":
+                lines.append(
+                    f"| `hamflow.fit` | {seed} | - | - | (best at step {r['best_step']}) "
+                    f"| {r['last_test_nll']:.2f} |"
+                )
+                continue
+            led = ", ".join(f"{g} {n}" for g, n in r["jumps_blamed_on"].items()) or "-"
+            crash = " (crashed)" if r["crashed"] else ""
+            lines.append(
+                f"| {name} | {seed} | {r['jumps']} | {led} | {r['best_test_nll']:.2f} "
+                f"({r['best_at']}) | {r['last_test_nll']:.2f}{crash} |"
+            )
+    lines += [
+        "",
+        f"*Test NLL in nats per row (standardised space, IWAE K = 64), {out['config']['steps']} "
+        f"steps of Adam at 1e-3 on 128 rows. Command: `{out['command']}` · results: "
+        "`benchmarks/results/nhf_stability.json`.*",
+        "<!-- nhf_stability:end -->",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--variants", nargs="+", choices=[*VARIANTS, "fit"], default=[*VARIANTS, "fit"])
+    p.add_argument("--quick", action="store_true", help="smoke run: 40 steps, one seed")
+    p.add_argument("--publish", action="store_true", help="write into benchmarks/results/, docs/")
+    args = p.parse_args(argv)
+    if args.quick and args.publish:
+        p.error("--publish: a --quick smoke run is never published")
+    if args.quick:
+        args.steps, args.seeds, args.variants = 200, [0], ["default", "fit"]
+    torch.set_num_threads(1)
+    results: dict = {}
+    for seed in args.seeds:
+        train, test = (torch.as_tensor(a, dtype=torch.float32) for a in load("breast_cancer", seed))
+        results[str(seed)] = {}
+        for v in args.variants:
+            r = (
+                fit_loop(train, test, args.steps, seed)
+                if v == "fit"
+                else plain_loop(v, train, test, args.steps, seed)
+            )
+            results[str(seed)][v] = r
+            print(seed, v, {k: r[k] for k in r if k not in ("jump_detail", "test_nll_every_100")})
+    out = {
+        "command": " ".join(["python benchmarks/nhf_stability.py", *(argv or sys.argv[1:])]),
+        "machine": machine_info(),
+        "config": {"steps": args.steps, "seeds": args.seeds, "variants": args.variants},
+        "results": results,
+    }
+    where = ROOT / ("benchmarks/results" if args.publish else "runs/benchmarks")
+    path = write_json(
+        where / ("nhf_stability_quick.json" if args.quick else "nhf_stability.json"), out
+    )
+    md = markdown(out)
+    page = ROOT / "docs/benchmarks/tabular.md" if args.publish else where / "nhf_stability.md"
+    update_markdown(page, md, tag="nhf_stability")
+    print(md)
+    print(f"wrote {path}")
+    return out
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
