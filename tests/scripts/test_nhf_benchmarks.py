@@ -15,7 +15,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import _common  # noqa: E402
 import nhf_ablation  # noqa: E402
 import nhf_step  # noqa: E402
-import tabular_density  # noqa: E402
 import toy_density  # noqa: E402
 from _common import num_params  # noqa: E402
 
@@ -171,71 +170,14 @@ def test_nhf_ablation_quick(tmp_path):
     assert "nhf_ablation:begin" in (tmp_path / "benchmarks.md").read_text()
 
 
-def test_tabular_density_quick(tmp_path):
-    out = tabular_density.main(["--quick", "--out-dir", str(tmp_path)])
-    models = out["results"]["models"]
-    assert set(models) == set(tabular_density.MODELS)
-    assert all(math.isfinite(m["test_nll"]) for m in models.values() if m is not models["realnvp"])
-    # the closed-form Gaussian beats the standard normal on standardised, correlated data
-    assert models["gaussian"]["test_nll"] < models["prior"]["test_nll"]
-    for name in ("nhf", "nhf_paper", "realnvp"):  # early stopping kept a state it scored
-        assert 1 <= models[name]["best_step"] <= models[name]["steps"], models[name]
-    assert math.isfinite(models["nhf"]["val_nll"])
-    assert "tabular_iris:begin" in (tmp_path / "benchmarks.md").read_text()
-
-
-@pytest.mark.parametrize("name, rows", [("nhf", 32), ("nhf_quarter_rows", 8), ("realnvp", 32)])
-def test_tabular_rows_per_step(monkeypatch, name, rows):
-    """Every model steps on ``batch`` rows (NHF draws its 4 momenta for each); only the
-    ``nhf_quarter_rows`` row gets a quarter of them, as the toy benchmarks give NHF."""
-    seen = []
-
-    def fake_step(model, opt, batch):
-        seen.append(len(batch))
-        return 1.0, True  # one CPU-second per step: a 3-second budget is 3 steps
-
-    monkeypatch.setattr(tabular_density, "timed_step", fake_step)
-    cfg = tabular_density.TabularConfig(seconds=3.0, batch=32, val_every=100, val_k=2)
-    data, val = torch.randn(64, 4), torch.randn(8, 4)
-    model = tabular_density.realnvp(8, dim=4) if name == "realnvp" else NHF(4)
-    out = tabular_density.train(model, name, data, val, cfg)
-    assert seen == [rows] * 3 and out["steps"] == 3
-
-
-def test_tabular_unit_init_row_starts_wider_than_the_default():
-    """``nhf_unit_init`` keeps the initialisation before 2026-12-05 (evening): its untrained
-    samples are several times wider than the data, the default's match it."""
-    x = torch.randn(1024, 3, generator=torch.Generator().manual_seed(0)) * 2.0
-    torch.manual_seed(0)
-    old = tabular_density.NHFUnitInit(3)
-    old.initialize_affine(x)
-    torch.manual_seed(0)
-    new = NHF(3)
-    new.initialize_affine(x)
-    with torch.no_grad():
-        old_ratio = old.sample(8000).var(0) / x.var(0)
-        new_ratio = new.sample(8000).var(0) / x.var(0)
-    assert (old_ratio > 3).all(), old_ratio
-    assert ((new_ratio - 1).abs() < 0.2).all(), new_ratio
-
-
-def test_tabular_data_is_standardised_on_the_training_rows():
-    train, test = tabular_density.load("digits", seed=0, test_fraction=0.2)
-    assert train.shape == (1438, 64) and test.shape == (359, 64)  # before the validation rows
-    assert (
-        train.mean(0).abs().max() < 1e-5 and (train.std(0, unbiased=False) - 1).abs().max() < 1e-4
-    )
-    with pytest.raises(ValueError, match="dataset"):
-        tabular_density.load("mnist", seed=0, test_fraction=0.2)
-
-
 @pytest.mark.parametrize(
     "script",
     [
         "toy_density.py",
         "nhf_step.py",
         "nhf_ablation.py",
-        "tabular_density.py",
+        "tabular.py",
+        "nhf_stability.py",
         "nhf_log_prob.py",
         "nhf_denormals.py",
     ],
