@@ -344,11 +344,11 @@ def fmt(cell, key):
     return f"{mu:.{digits}f} ± {se:.{digits}f}" if se else f"{mu:.{digits}f}"
 
 
-def markdown(out, table):
+def markdown(out, table, name="sampling"):
     s = out["settings"]
     lines = [
-        "<!-- sampling:begin -->",
-        f"Made by `{out['command']}`; results file `benchmarks/results/sampling.json` "
+        f"<!-- {name}:begin -->",
+        f"Made by `{out['command']}`; results file `benchmarks/results/{name}.json` "
         f"({s['budget_s']} s of CPU time per sampler on one thread, {len(s['seeds'])} seeds, "
         f"mean ± standard error over seeds; scores from {N_IS} importance samples).",
         "",
@@ -362,7 +362,7 @@ def markdown(out, table):
                 c = table[(t, m)]
                 label = m + (f" ({c['failed']} of {c['runs']} diverged)" if c["failed"] else "")
                 lines.append(f"| {t} | {label} | {cells} |")
-    lines.append("<!-- sampling:end -->")
+    lines.append(f"<!-- {name}:end -->")
     return "\n".join(lines)
 
 
@@ -427,6 +427,11 @@ def main(argv=None):
         default=None,
         help="summarise (and publish) the rows of an interrupted run's partial JSON",
     )
+    p.add_argument(
+        "--name",
+        default="sampling",
+        help="results name: benchmarks/results/NAME.json and the NAME block of the page",
+    )
     _common.add_output_args(p)
     args = p.parse_args(argv)
     _common.check_output_args(p, args)
@@ -445,7 +450,7 @@ def main(argv=None):
         ROOT
         / "runs"
         / "benchmarks"
-        / ("sampling_partial_quick.json" if args.quick else "sampling_partial.json")
+        / (f"{args.name}_partial_quick.json" if args.quick else f"{args.name}_partial.json")
     )
     if args.from_partial is not None:
         saved = json.loads(args.from_partial.read_text())
@@ -496,12 +501,12 @@ def main(argv=None):
         "rows": rows,
     }
     table = summarise(rows)
-    block = markdown(out, table)
+    block = markdown(out, table, args.name)
     md = args.markdown or (ROOT / "docs" / "benchmarks" / "sampling.md" if args.publish else None)
     path, md_path = _common.publish(
-        "sampling", out, block, args.out_dir, args.quick, md, to_docs=args.publish
+        args.name, out, block, args.out_dir, args.quick, md, to_docs=args.publish
     )
-    if fig_models and "nhf" in fig_models:
+    if args.name == "sampling" and fig_models and "nhf" in fig_models:
         img = ROOT / "docs" / "img" / "sampling_grid16.png"
         if not args.publish:
             img = path.parent / "sampling_grid16.png"

@@ -79,3 +79,19 @@ CLAIMS = [
 def test_page_verdicts_follow_the_spread_rule(table, claim):
     target, a, b, key, lower, says = claim
     assert verdict(table[1], target, a, b, key, lower) == says
+
+
+KICK_CLAIMS = [
+    ("funnel10", "nhf_kick_noanneal", "nhf_noanneal", "log_Z_err", True, "nhf_kick_noanneal ahead"),
+    ("funnel10", "nhf_kick_noanneal", "nhf_noanneal", "ess", False, "nhf_noanneal ahead"),
+    ("funnel10", "nhf_kick_noanneal", "nhf_noanneal", "mean_err", True, "nhf_noanneal ahead"),
+    ("grid16", "nhf_kick_noanneal", "nhf_noanneal", "log_Z_err", True, "level"),
+]
+
+
+def test_kicks_block_and_verdicts(bench):
+    out = json.loads((ROOT / "benchmarks" / "results" / "sampling_kicks.json").read_text())
+    summary = bench.summarise(out["rows"])
+    assert bench.markdown(out, summary, "sampling_kicks") in PAGE.read_text()
+    for target, a, b, key, lower, says in KICK_CLAIMS:
+        assert verdict(summary, target, a, b, key, lower) == says, (target, a, b, key)
