@@ -214,8 +214,15 @@ class NHFDensity(DensityMixin, BaseEstimator):
             else:
                 self.mean_, self.scale_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
         z = torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float32)
+        if not (
+            isinstance(self.validation_fraction, (int, float)) and 0 < self.validation_fraction < 1
+        ):
+            raise ValueError(
+                "validation_fraction: expected a number in (0, 1) (early stopping and the "
+                f"calibration need validation rows), got {self.validation_fraction!r}"
+            )
         n_val = min(2000, max(2, int(round(self.validation_fraction * len(z)))))
-        if len(z) - n_val < 2 or self.validation_fraction <= 0:
+        if len(z) - n_val < 2:
             raise ValueError(
                 f"X: {len(z)} rows leave too few for training after holding out "
                 f"validation_fraction={self.validation_fraction}; pass more rows"

@@ -115,6 +115,12 @@ def test_not_fitted_and_bad_input_errors(fitted):
         fitted.score_samples(np.zeros((2, 4)))
     with pytest.raises(ValueError, match="n_samples"):
         fitted.sample(0)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        NHFDensity(validation_fraction=0, **TINY).fit(data())
+    with pytest.raises(ValueError, match="too few"):
+        NHFDensity(**TINY).fit(data(n=3))
+    with pytest.raises(ValueError, match="defensive_weight"):
+        NHFDensity(defensive_weight=1.5, **TINY).fit(data())
 
 
 def test_discrete_column_warns():
