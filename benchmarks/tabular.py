@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import sys
 import time
@@ -227,6 +228,46 @@ def verdict(gaps: list[float]) -> tuple[float, float, str]:
     return mean, se, word
 
 
+def collect(folder: Path) -> dict[str, dict]:
+    """Merge the per-split results files in ``folder`` into one entry per set: its splits, their
+    summary, the commands that made them and the budgets they ran with."""
+    merged: dict[str, dict] = {}
+    for f in sorted(folder.glob("*_split*.json")):
+        part = json.loads(f.read_text())
+        ((ds, res),) = part["results"].items()
+        entry = merged.setdefault(
+            ds, {"results": {ds: {"splits": {}}}, "commands": [], "seconds": set(), "seeds": []}
+        )
+        entry["results"][ds]["splits"].update(res["splits"])
+        entry["commands"].append(part["command"])
+        entry["seconds"].add(part["config"]["seconds"])
+        entry["seeds"] += part["config"]["seeds"]
+    for ds, entry in merged.items():
+        splits = entry["results"][ds]["splits"]
+        models = [m for m in MODELS if all(m in sp for sp in splits.values())]
+        entry["results"][ds]["summary"] = {
+            m: summarise([sp[m] for sp in splits.values()]) for m in models
+        }
+    return merged
+
+
+def base_commands(commands) -> list[str]:
+    """The distinct commands, as Markdown, without the ``--datasets``/``--seeds`` choices that
+    only say which process ran which set and split.
+
+    Example:
+        >>> base_commands(["python b.py --publish --datasets iris --seeds 0",
+        ...                "python b.py --publish --datasets wine --seeds 1"])
+        ['`python b.py --publish`, one process per set and split (`--datasets SET --seeds SEED`)']
+    """
+    out: dict[str, bool] = {}
+    for c in commands:
+        base = re.sub(r" --(datasets|seeds)(?: [^-\s]\S*)+", "", c)
+        out[base] = out.get(base, False) or base != c
+    note = ", one process per set and split (`--datasets SET --seeds SEED`)"
+    return [f"`{b}`" + (note if split else "") for b, split in out.items()]
+
+
 def markdown(files: dict[str, dict]) -> str:
     """The tables from one results file per set: mean test NLL ± standard error over splits
     (best in bold), and NHF's gap to the best of the classical estimators, split by split."""
@@ -250,15 +291,15 @@ def markdown(files: dict[str, dict]) -> str:
             )
             cells.append(f"**{cell}**" if s["mean"] == best else cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    seconds = sorted({files[d]["config"]["seconds"] for d in sets})
-    n_splits = sorted({len(files[d]["config"]["seeds"]) for d in sets})
+    seconds = sorted(set().union(*(files[d]["seconds"] for d in sets)))
+    n_splits = sorted({len(files[d]["seeds"]) for d in sets})
     lines += [
         "",
         f"*Test NLL, nats per row in the standardised space (lower is better), mean ± standard "
         f"error over {'/'.join(map(str, n_splits))} splits; trained models "
         f"{'/'.join(f'{x:g}' for x in seconds)} s of CPU each on one thread. Command: "
-        + "; ".join(f"`{c}`" for c in dict.fromkeys(files[d]["command"] for d in sets))
-        + " · results: `benchmarks/results/tabular/<set>.json`.*",
+        + "; ".join(base_commands(c for d in sets for c in files[d]["commands"]))
+        + " · results: `benchmarks/results/tabular/<set>_split<seed>.json`.*",
         "",
     ]
     if all("nhf" in files[d]["results"][d]["summary"] for d in sets):
@@ -322,16 +363,21 @@ def main(argv: list[str] | None = None) -> dict:
         if args.publish
         else (args.out_dir or ROOT / "runs" / "benchmarks")
     ) / ("tabular_quick" if args.quick else "tabular")
-    for ds in cfg.datasets:  # one file per set, so sets can run in parallel processes
-        one = {
-            **out,
-            "config": {**out["config"], "datasets": [ds]},
-            "results": {ds: out["results"][ds]},
-        }
-        path = write_json(results_dir / f"{ds}.json", one)
-        print(f"wrote {path}")
-    files = {f.stem: json.loads(f.read_text()) for f in sorted(results_dir.glob("*.json"))}
-    md = markdown({k: v for k, v in files.items() if k in DATASETS})
+    for ds in cfg.datasets:  # one file per set and split: they can run in parallel processes
+        for seed in cfg.seeds:
+            one = {
+                **out,
+                "config": {**out["config"], "datasets": [ds], "seeds": [seed]},
+                "results": {
+                    ds: {
+                        **out["results"][ds],
+                        "splits": {str(seed): out["results"][ds]["splits"][str(seed)]},
+                    }
+                },
+            }
+            one["results"][ds].pop("summary", None)
+            print(f"wrote {write_json(results_dir / f'{ds}_split{seed}.json', one)}")
+    md = markdown(collect(results_dir))
     if args.publish:
         from _common import update_markdown
 

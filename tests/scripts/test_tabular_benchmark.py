@@ -50,4 +50,4 @@ def test_quick_run_writes_under_the_out_dir_only(tmp_path):
     assert abs(split["nhf"]["gap_to_k2048"]) < 1.0
     page = (tmp_path / "tabular_quick" / "tabular.md").read_text()
     assert "| nhf |" in page and "| iris |" in page
-    assert (tmp_path / "tabular_quick" / "iris.json").exists()
+    assert (tmp_path / "tabular_quick" / "iris_split0.json").exists()
