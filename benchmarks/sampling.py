@@ -179,6 +179,7 @@ NHF_VARIANTS = {  # NHF(dim, target=t) with fit_sampler's defaults (annealing ov
     "nhf_kick_noanneal": dict(kicks=True, loss="kl", anneal=0.0),
     "nhf_noanneal": dict(kicks=False, loss="kl", anneal=0.0),
     "nhf_alpha": dict(kicks=False, loss="alpha", anneal=0.0),
+    "nhf_bootstrap": dict(kicks=False, loss="bootstrap", anneal=0.5),
 }
 BASELINE_VARIANTS = {  # normflows models as users train them: plain reverse KL or alpha = 2
     "realnvp_kl": ("realnvp", "kl", 0.0),

@@ -95,3 +95,21 @@ def test_kicks_block_and_verdicts(bench):
     assert bench.markdown(out, summary, "sampling_kicks") in PAGE.read_text()
     for target, a, b, key, lower, says in KICK_CLAIMS:
         assert verdict(summary, target, a, b, key, lower) == says, (target, a, b, key)
+
+
+BOOTSTRAP_CLAIMS = [
+    ("grid16", "nhf_bootstrap", "nhf", "ess", False, "nhf_bootstrap ahead"),
+    ("grid16", "nhf_bootstrap", "nhf", "log_Z_err", True, "level"),
+    ("grid16", "nhf_bootstrap", "nhf", "mean_err", True, "level"),
+    ("funnel10", "nhf_bootstrap", "nhf", "mean_err", True, "nhf_bootstrap ahead"),
+    ("funnel10", "nhf_bootstrap", "nhf", "log_Z_err", True, "level"),
+    ("funnel10", "nhf_bootstrap", "nhf", "ess", False, "level"),
+]
+
+
+def test_bootstrap_block_and_verdicts(bench):
+    out = json.loads((ROOT / "benchmarks" / "results" / "sampling_bootstrap.json").read_text())
+    summary = bench.summarise(out["rows"])
+    assert bench.markdown(out, summary, "sampling_bootstrap") in PAGE.read_text()
+    for target, a, b, key, lower, says in BOOTSTRAP_CLAIMS:
+        assert verdict(summary, target, a, b, key, lower) == says, (target, a, b, key)
