@@ -135,7 +135,8 @@ class FitResult:
     ``history`` holds one dict per validation score (``step``, ``seconds``, ``lr``,
     ``train_loss``: the mean loss since the last score, ``val_nll``) and one per event
     (``event``: ``"skipped"`` for a step with a non-finite loss or gradient, ``"restored"`` when
-    the best state was put back and the learning rate halved, with a ``reason``).
+    the best state was put back and the learning rate halved, with a ``reason``;
+    ``"interrupted"`` when Ctrl-C ended training, which then keeps the best state as usual).
     """
 
     steps: int = 0
@@ -441,6 +442,8 @@ class _Loop:
                 if bar is not None:
                     bar.n = round(min(self.progress(), 1.0) * 1000)
                     bar.refresh()
+        except KeyboardInterrupt:  # Ctrl-C ends training early and keeps the best state
+            self.record({"event": "interrupted", "step": r.steps})
         finally:
             if bar is not None:
                 bar.close()

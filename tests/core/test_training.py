@@ -193,3 +193,30 @@ def test_context_rows_travel_with_their_data_rows():
     assert r.best_val_nll < 1.0
     with pytest.raises(ValueError, match="one row per data row"):
         fit(ConditionalGaussian(), x, context=c[:10], max_steps=1)
+
+
+def test_ctrl_c_ends_training_with_the_best_state():
+    class Interrupted(Gaussian):
+        def forward_kld(self, x):
+            if self.calls == 30:
+                raise KeyboardInterrupt
+            return super().forward_kld(x)
+
+    model, seen = Interrupted(), {}
+
+    def remember(entry):
+        if "val_nll" in entry:
+            seen[entry["step"]] = model.mean.detach().clone()
+
+    r = fit(
+        model,
+        torch.randn(200, 2) + 3,
+        max_steps=100,
+        max_time=None,
+        eval_every=10,
+        lr=0.05,
+        callback=remember,
+    )
+    assert r.history[-1] == {"event": "interrupted", "step": 30} and r.steps == 30
+    assert sorted(seen) == [10, 20, 30] and torch.equal(model.mean.detach(), seen[r.best_step])
+    assert not model.training
