@@ -191,7 +191,8 @@ class ModelConfig:
             (docs/hgn/rollouts.md); ``None`` (default, the paper's): every frame.
         latent_consistency: weight of a term (0, the default and the paper's: none) that asks
             the rollout's state ``t`` frames in to be the state the encoder infers from the
-            window of frames starting at ``t`` (one random ``t`` per batch), i.e. that the
+            window of frames starting at ``t`` (one random ``t`` per batch; a fixed target,
+            without gradient), i.e. that the
             learned dynamics follow the encoder's own orbit; needs ``encoder_frames`` below
             ``frames``. The squared distance, over the encoder states' variance, is weighed by
             GECO's λ times this weight (:meth:`HGN.forward`; docs/hgn/rollouts.md).

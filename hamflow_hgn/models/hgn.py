@@ -261,12 +261,13 @@ class HGN(nn.Module):
 
     def _consistency(self, images: Tensor, qs: Tensor, ps: Tensor) -> Tensor:
         """Squared distance between the rollout's state at a random frame ``t >= 1`` and the
-        state the encoder infers from the window starting there, over the latter's variance
-        (``ModelConfig.latent_consistency``)."""
+        state the encoder infers from the window starting there (a fixed target: no gradient
+        flows into it), over the latter's variance (``ModelConfig.latent_consistency``)."""
         window = len(self.config.input_frames)
         t = int(torch.randint(1, self.config.frames - window + 1, ()))
-        mean, _ = self.encoder(images[:, t : t + window].flatten(1, 2))
-        target = torch.cat([x.flatten(1) for x in self.state_from_z(mean)], 1).float()
+        with torch.no_grad():  # a target: pulling the encoder toward the rollout collapses both
+            mean, _ = self.encoder(images[:, t : t + window].flatten(1, 2))
+            target = torch.cat([x.flatten(1) for x in self.state_from_z(mean)], 1).float()
         state = torch.cat([qs[t].flatten(1), ps[t].flatten(1)], 1).float()
         scale = target.detach().var(0).sum().clamp_min(1e-8)
         return (state - target).square().sum(1).mean() / scale

@@ -84,3 +84,17 @@ def test_latent_consistency_asks_the_rollout_to_follow_the_encoder(monkeypatch):
 def test_bad_latent_consistency_is_refused(overrides):
     with pytest.raises(ValueError, match="latent_consistency: "):
         ModelConfig.reduced(4, frames=7, image_size=8, **overrides)
+
+
+def test_the_consistency_target_is_fixed(monkeypatch):
+    """The encoder's state of the later window is a target: no gradient reaches the frames
+    that only it reads (frames >= encoder_frames), nor the encoder through it."""
+    torch.manual_seed(3)
+    cfg = ModelConfig.reduced(4, frames=7, image_size=8, encoder_frames=3, latent_consistency=1.0)
+    model = HGN(cfg).train()
+    monkeypatch.setattr(torch, "randint", lambda low, high, size: torch.tensor(3))
+    images = torch.rand(2, 7, 3, 8, 8, requires_grad=True)
+    q0, p0, _, _ = model.initial_state(images, sample=False)
+    model._consistency(images, *model.integrate(q0, p0, 6)).backward()
+    assert images.grad[:, :3].abs().max() > 0  # through the rollout's first state
+    assert torch.equal(images.grad[:, 3:], torch.zeros_like(images.grad[:, 3:]))
