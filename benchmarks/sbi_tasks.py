@@ -394,20 +394,16 @@ def figure(cells: list[dict], sims: int, path: Path, caption: str) -> Path | Non
     fig, axes = plt.subplots(1, len(chosen), figsize=(4 * len(chosen), 4), squeeze=False)
     for ax, (name, c) in zip(axes[0], sorted(chosen.items())):
         s = torch.tensor(c["posterior_obs1"])
-        ax.scatter(ref[:, 0], ref[:, 1], s=2, alpha=0.4, color="0.5", label="reference")
-        ax.scatter(
-            s[:, 0],
-            s[:, 1],
-            s=2,
-            alpha=0.4,
-            color="C0" if name == "nhf" else "C1",
-            label=name.upper(),
-        )
+        colour = "C0" if name == "nhf" else "C1"
+        ax.scatter(s[:, 0], s[:, 1], s=6, alpha=0.35, color=colour, label=name.upper())
+        ax.scatter(ref[:, 0], ref[:, 1], s=1, alpha=0.5, color="k", label="reference")
+        lo, hi = ref.min(0).values - 0.15, ref.max(0).values + 0.15
+        ax.set_xlim(float(lo[0]), float(hi[0]))
+        ax.set_ylim(float(lo[1]), float(hi[1]))
         ax.set_title(f"{name.upper()}, C2ST {c['c2st'][0]:.3f}")
         ax.set_xlabel("θ₁")
         ax.set_ylabel("θ₂")
-        ax.legend(loc="upper right", markerscale=4)
-        ax.set_aspect("equal")
+        ax.legend(loc="center", markerscale=4, fontsize=8)
     fig.suptitle(caption, fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
