@@ -331,6 +331,7 @@ def summarise(cells: list[dict], cfg: SBIConfig) -> list[dict]:
                     if (c["task"], c["sims"], c["model"]) == (task, sims, name)
                 ]
                 row[name] = statistics.fmean(means) if means else None
+                row[f"{name}_seeds"] = len(means)
                 row[f"{name}_se"] = (
                     statistics.stdev(means) / math.sqrt(len(means)) if len(means) > 1 else None
                 )
@@ -353,6 +354,8 @@ def markdown(
         + "\n"
     )
     lines = []
+    counts = sorted({r.get(f"{m}_seeds", 0) for r in rows for m in cfg.models} - {0})
+    seeds = " or ".join(str(n) for n in counts) + (" seed" if counts == [1] else " seeds")
     for r in rows:
 
         def fmt(name: str, r: dict = r) -> str:
@@ -366,9 +369,10 @@ def markdown(
         lines.append(f"| {r['task']} | {r['sims']:,} | {cols} | {gap} |")
     caption = (
         f"C2ST against sbibm's reference posterior (lower is better, 0.5 is perfect), mean over "
-        f"observations 1–{cfg.observations} ({cfg.posterior_samples:,} samples each) and "
-        f"{len(cfg.seeds)} seed(s); each model trained for {cfg.budget_s:g} s of CPU time on one "
-        f"thread. Made by `{command}`; results in `{results}`."
+        f"observations 1–{cfg.observations} ({cfg.posterior_samples:,} samples each) and over "
+        f"the seeds run ({seeds}; ± a standard error over seeds where there are two or more); "
+        f"each model trained for {cfg.budget_s:g} s of CPU time on one thread. "
+        f"Made by `{command}`; results in `{results}`."
     )
     return (
         f"<!-- {tag}:begin -->\n" + head + "\n".join(lines) + f"\n\n{caption}\n<!-- {tag}:end -->"
