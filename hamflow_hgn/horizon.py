@@ -29,13 +29,26 @@ __all__ = ["check_horizon", "horizon_errors", "summarize_horizon"]
 def check_horizon(steps: Any, name: str = "horizon") -> int:
     """``steps`` as an int >= 1, else a ``ValueError`` naming ``name``.
 
-    Example:
-        >>> check_horizon(30)
-        30
-        >>> check_horizon(0)
-        Traceback (most recent call last):
-        ...
-        ValueError: horizon: expected an integer >= 1 (rollout steps), got 0
+    Parameters
+    ----------
+    steps : int
+        Rollout steps.
+    name : str
+        The argument's name in the error message.
+
+    Returns
+    -------
+    int
+        ``steps``.
+
+    Examples
+    --------
+    >>> check_horizon(30)
+    30
+    >>> check_horizon(0)
+    Traceback (most recent call last):
+    ...
+    ValueError: horizon: expected an integer >= 1 (rollout steps), got 0
     """
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"{name}: expected an integer >= 1 (rollout steps), got {steps!r}")
@@ -44,26 +57,42 @@ def check_horizon(steps: Any, name: str = "horizon") -> int:
 
 @torch.no_grad()
 def horizon_errors(model, dataset, idx, images: Tensor, steps: int) -> dict[str, Tensor]:
-    """Per-frame errors of an ``steps``-step forward rollout against the simulated truth.
+    """Per-frame errors of a ``steps``-step forward rollout against the simulated truth
+    (paper Sec. 4.2: rollouts past the training sequences).
 
-    ``images`` are sequences ``idx`` of ``dataset``, ``(B, T+1, C, H, W)``; the model infers
-    its initial state from them (its protocol's input frames) and rolls out ``steps`` steps
-    with its own ``dt``. The truth is ``dataset.replay(idx, 1.0, steps + 1)``. Returns
-    ``centroid`` (the centroid error in pixels, :func:`hamflow_hgn.tracking.centroid_error`)
-    and ``mse`` (pixel MSE against the noise-free truth), each ``(B, steps + 1)``, and
-    ``frames``, the model's rollout ``(B, steps + 1, C, H, W)``.
+    Parameters
+    ----------
+    model
+        A model with ``rollout(images, steps)`` (HGN, or a PixelHNN baseline).
+    dataset : SequenceDataset
+        The split ``images`` come from; its ``replay`` simulates the truth.
+    idx : sequence of int
+        The sequences' numbers in ``dataset``.
+    images : Tensor
+        ``(B, T+1, C, H, W)``: the model infers its initial state from them (its protocol's
+        input frames) and rolls out ``steps`` steps with its own ``dt``.
+    steps : int
+        Rollout steps, any number >= 1; the truth is ``dataset.replay(idx, 1.0, steps + 1)``.
 
-    Example:
-        >>> import tempfile
-        >>> from hamflow_hgn.config import ModelConfig
-        >>> from hamflow_hgn.data import DataConfig, generate, open_dataset
-        >>> from hamflow_hgn.models.hgn import HGN
-        >>> data = DataConfig("mass_spring", n_train=1, n_test=3, steps=5, size=8)
-        >>> test = open_dataset(generate(data, tempfile.mkdtemp(), 1, False), "test")
-        >>> hgn = HGN(ModelConfig.reduced(4, frames=5, image_size=8)).eval()
-        >>> errors = horizon_errors(hgn, test, [0, 2], test.render_batch([0, 2]), 16)  # T = 4
-        >>> tuple(errors["centroid"].shape), tuple(errors["mse"].shape)
-        ((2, 17), (2, 17))
+    Returns
+    -------
+    dict
+        ``centroid`` (centroid error in pixels, :func:`hamflow_hgn.tracking.centroid_error`)
+        and ``mse`` (pixel MSE against the noise-free truth), each ``(B, steps + 1)``, and
+        ``frames``, the model's rollout ``(B, steps + 1, C, H, W)``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from hamflow_hgn.config import ModelConfig
+    >>> from hamflow_hgn.data import DataConfig, generate, open_dataset
+    >>> from hamflow_hgn.models.hgn import HGN
+    >>> data = DataConfig("mass_spring", n_train=1, n_test=3, steps=5, size=8)
+    >>> test = open_dataset(generate(data, tempfile.mkdtemp(), 1, False), "test")
+    >>> hgn = HGN(ModelConfig.reduced(4, frames=5, image_size=8)).eval()
+    >>> errors = horizon_errors(hgn, test, [0, 2], test.render_batch([0, 2]), 16)  # T = 4
+    >>> tuple(errors["centroid"].shape), tuple(errors["mse"].shape)
+    ((2, 17), (2, 17))
     """
     check_horizon(steps, "steps")
     drawn = model.rollout(images, steps).frames
@@ -76,23 +105,35 @@ def horizon_errors(model, dataset, idx, images: Tensor, steps: int) -> dict[str,
 
 
 def summarize_horizon(error: Tensor, radius: float, span: int) -> dict[str, Any]:
-    """Tracking of per-frame centroid errors ``(B, N+1)`` inside and past a training span.
+    """Tracking of per-frame centroid errors inside and past a training span.
 
-    ``span`` is the number of frames the model was trained on, ``T + 1``. Returns
-    ``steps`` (``N``), ``in_span`` (frames ``0 … T``), ``beyond`` (frames ``T+1 … N``;
-    ``None`` when ``N <= T``) and ``windows``: the frames past the span cut into windows of
-    ``T`` frames, ``[T+1, 2T]``, ``[2T+1, 3T]``, ... (the last one may be shorter), each a
-    :func:`~hamflow_hgn.tracking.summarize` dict with its ``frames_range`` (first and last
-    frame). For ``T = 15`` and ``N = 60``, ``beyond`` covers frames 16-60 (the 4x figure) and
-    the first window frames 16-30 (the 2x figure).
+    Parameters
+    ----------
+    error : Tensor
+        ``(B, N+1)`` centroid errors in pixels (:func:`horizon_errors`).
+    radius : float
+        The tracking radius in pixels (:func:`~hamflow_hgn.tracking.body_radius_px`).
+    span : int
+        The frames the model was trained on, ``T + 1``.
 
-    Example:
-        >>> error = torch.tensor([[0.0, 0.5, 0.5, 2.0, 0.1, 3.0, 0.2]])   # T = 2, N = 6
-        >>> s = summarize_horizon(error, radius=1.0, span=3)
-        >>> s["steps"], round(s["in_span"]["frames"], 3), round(s["beyond"]["frames"], 3)
-        (6, 1.0, 0.5)
-        >>> [(w["frames_range"], w["frames"]) for w in s["windows"]]
-        [([3, 4], 0.5), ([5, 6], 0.5)]
+    Returns
+    -------
+    dict
+        ``steps`` (``N``), ``span_frames``, ``in_span`` (frames ``0 … T``), ``beyond`` (frames
+        ``T+1 … N``; ``None`` when ``N <= T``) and ``windows``: the frames past the span cut
+        into windows of ``T`` frames, ``[T+1, 2T]``, ``[2T+1, 3T]``, ... (the last one may be
+        shorter), each a :func:`~hamflow_hgn.tracking.summarize` dict with its
+        ``frames_range``. For ``T = 15`` and ``N = 60``, ``beyond`` covers frames 16-60 (the 4x
+        figure) and the first window frames 16-30 (the 2x figure).
+
+    Examples
+    --------
+    >>> error = torch.tensor([[0.0, 0.5, 0.5, 2.0, 0.1, 3.0, 0.2]])   # T = 2, N = 6
+    >>> s = summarize_horizon(error, radius=1.0, span=3)
+    >>> s["steps"], round(s["in_span"]["frames"], 3), round(s["beyond"]["frames"], 3)
+    (6, 1.0, 0.5)
+    >>> [(w["frames_range"], w["frames"]) for w in s["windows"]]
+    [([3, 4], 0.5), ([5, 6], 0.5)]
     """
     if error.dim() != 2:
         raise ValueError(f"error: expected per-frame errors (B, N+1), got {tuple(error.shape)}")
