@@ -129,7 +129,7 @@ def row(option: str, seed: int, record: dict) -> dict:
         "option": option,
         "seed": seed,
         "in_span_ratio": record["ratio"],
-        "in_span_tracked": record["tracking"],
+        "in_span_tracked": far["in_span"],  # frames 0 … T against the noise-free truth
         "x2": {k: double[k] for k in ("frames", "sequences", "error_px")},
         "x2_frames_range": double["frames_range"],
         "x4": far["beyond"],
