@@ -41,7 +41,7 @@ __all__ = [
 
 
 def oscillation_period(states: Tensor, dt: float) -> Tensor:
-    """The period of each trajectory ``(B, S, ...)`` sampled every ``dt``, ``(B,)``.
+    """The period of each trajectory sampled every ``dt``.
 
     Each trajectory is centred and projected on its top two principal components; each
     component is scaled to unit variance, so that an elliptic orbit becomes a circle; the
@@ -50,11 +50,24 @@ def oscillation_period(states: Tensor, dt: float) -> Tensor:
     period or more (over 2.5 periods of a circle the estimate is within 0.3 %); one that does
     not turn (a fixed point, a line) gets ``inf``.
 
-    Example:
-        >>> t = torch.arange(80) * 0.1
-        >>> circle = torch.stack([torch.cos(math.pi * t), 2 * torch.sin(math.pi * t), 0 * t], -1)
-        >>> round(float(oscillation_period(circle[None], 0.1)[0]), 4)   # ω = π: period 2
-        2.0
+    Parameters
+    ----------
+    states : Tensor
+        ``(B, S, ...)``: ``B`` trajectories of ``S >= 3`` states of any shape.
+    dt : float
+        Time between states.
+
+    Returns
+    -------
+    Tensor
+        ``(B,)`` periods, in the units of ``dt``.
+
+    Examples
+    --------
+    >>> t = torch.arange(80) * 0.1
+    >>> circle = torch.stack([torch.cos(math.pi * t), 2 * torch.sin(math.pi * t), 0 * t], -1)
+    >>> round(float(oscillation_period(circle[None], 0.1)[0]), 4)   # ω = π: period 2
+    2.0
     """
     if states.dim() < 3 or states.shape[1] < 3:
         raise ValueError(f"states: expected (B, S >= 3, ...), got shape {tuple(states.shape)}")
@@ -77,18 +90,35 @@ def oscillation_period(states: Tensor, dt: float) -> Tensor:
 
 
 def true_period(system, first: np.ndarray, dt: float, steps: int) -> Tensor:
-    """The simulator's period from clean initial states ``first (B, d)``, ``(B,)``.
+    """The simulator's period from clean initial states (paper Sec. 4: the physical systems).
 
     The system is integrated for ``steps`` steps of ``dt`` (the data's solver,
     :func:`hamflow_hgn.data.simulate.integrate`) and measured with
     :func:`oscillation_period` in its own phase space.
 
-    Example:
-        >>> from hamflow_hgn.data.systems import get_system
-        >>> spring = get_system("mass_spring")          # k = 2, m = 1/2: ω = sqrt(k / m) = 2
-        >>> period = true_period(spring, np.array([[1.0, 0.0]]), 0.125, 80)
-        >>> abs(float(period[0]) - math.pi) < 0.01             # 2π / ω, to within 0.3 %
-        True
+    Parameters
+    ----------
+    system : PhysicalSystem
+        The simulated system (``dataset.system``).
+    first : ndarray
+        ``(B, d)`` initial states (``dataset.clean_states[:, 0]``).
+    dt : float
+        Time between frames.
+    steps : int
+        Steps to integrate; cover a period or more.
+
+    Returns
+    -------
+    Tensor
+        ``(B,)`` periods.
+
+    Examples
+    --------
+    >>> from hamflow_hgn.data.systems import get_system
+    >>> spring = get_system("mass_spring")          # k = 2, m = 1/2: ω = sqrt(k / m) = 2
+    >>> period = true_period(spring, np.array([[1.0, 0.0]]), 0.125, 80)
+    >>> abs(float(period[0]) - math.pi) < 0.01             # 2π / ω, to within 0.3 %
+    True
     """
     from .data import simulate
 
@@ -99,21 +129,34 @@ def true_period(system, first: np.ndarray, dt: float, steps: int) -> Tensor:
 
 @torch.no_grad()
 def encoder_orbit(model, frames: Tensor, steps: int) -> tuple[Tensor, Tensor]:
-    """The states ``(q_t, p_t)`` the encoder infers from ``frames[:, t : t + T + 1]``.
+    """The states ``(q_t, p_t)`` the encoder infers from ``frames[:, t : t + T + 1]``: the true
+    orbit as the model's encoder sees it (paper Sec. 3.2's inference network).
 
-    ``frames (B, steps + T + 1, C, H, W)`` is a true sequence at least ``steps`` frames
-    longer than the model's ``T + 1`` (:meth:`SequenceDataset.replay
-    <hamflow_hgn.data.SequenceDataset.replay>`); each window is encoded (posterior mean) as a
-    training sequence would be. Returns ``q, p`` of shape ``(B, steps + 1, ...)``: the true
-    orbit as the model's encoder sees it.
+    Parameters
+    ----------
+    model : HGN
+        A model with ``initial_state`` and ``config.frames = T + 1``.
+    frames : Tensor
+        ``(B, steps + T + 1, C, H, W)``, a true sequence at least ``steps`` frames longer than
+        the model's ``T + 1`` (:meth:`SequenceDataset.replay
+        <hamflow_hgn.data.SequenceDataset.replay>`); each window is encoded (posterior mean)
+        as a training sequence would be.
+    steps : int
+        The last shift ``t``.
 
-    Example:
-        >>> from hamflow_hgn.config import ModelConfig
-        >>> from hamflow_hgn.models.hgn import HGN
-        >>> hgn = HGN(ModelConfig.reduced(4, frames=3, image_size=8)).eval()
-        >>> q, p = encoder_orbit(hgn, torch.rand(2, 7, 3, 8, 8), 4)
-        >>> tuple(q.shape), tuple(p.shape)
-        ((2, 5, 16, 4, 4), (2, 5, 16, 4, 4))
+    Returns
+    -------
+    tuple of Tensor
+        ``q, p``, each ``(B, steps + 1, ...)``.
+
+    Examples
+    --------
+    >>> from hamflow_hgn.config import ModelConfig
+    >>> from hamflow_hgn.models.hgn import HGN
+    >>> hgn = HGN(ModelConfig.reduced(4, frames=3, image_size=8)).eval()
+    >>> q, p = encoder_orbit(hgn, torch.rand(2, 7, 3, 8, 8), 4)
+    >>> tuple(q.shape), tuple(p.shape)
+    ((2, 5, 16, 4, 4), (2, 5, 16, 4, 4))
     """
     window = model.config.frames
     if frames.dim() != 5 or frames.shape[1] < steps + window:
@@ -130,12 +173,27 @@ def encoder_orbit(model, frames: Tensor, steps: int) -> tuple[Tensor, Tensor]:
 
 
 def nearest_distance(states: Tensor, reference: Tensor, chunk: int = 1024) -> Tensor:
-    """Euclidean distance from each of ``states (N, ...)`` to its nearest ``reference (M, ...)``.
+    """Euclidean distance from each state to its nearest reference state.
 
-    Example:
-        >>> ref = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
-        >>> nearest_distance(torch.tensor([[0.0, 1.0], [3.0, 3.0]]), ref).tolist()
-        [1.0, 1.0]
+    Parameters
+    ----------
+    states : Tensor
+        ``(N, ...)`` states, flattened to vectors.
+    reference : Tensor
+        ``(M, ...)`` states of the same size.
+    chunk : int
+        States compared at once.
+
+    Returns
+    -------
+    Tensor
+        ``(N,)`` distances.
+
+    Examples
+    --------
+    >>> ref = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    >>> nearest_distance(torch.tensor([[0.0, 1.0], [3.0, 3.0]]), ref).tolist()
+    [1.0, 1.0]
     """
     x, ref = states.flatten(1).double(), reference.flatten(1).double()
     if x.shape[1] != ref.shape[1]:
@@ -148,7 +206,7 @@ def nearest_distance(states: Tensor, reference: Tensor, chunk: int = 1024) -> Te
 
 @torch.no_grad()
 def reanchored_rollout(model, images: Tensor, steps: int) -> Tensor:
-    """Frames ``(B, steps + 1, C, H, W)`` of a rollout re-encoded from its own frames every span.
+    """A rollout re-encoded from its own frames every span (an inference-time remedy).
 
     The first ``E`` frames (the encoder's window, ``len(model.config.input_frames)``) are the
     plain rollout's. Then, for each following chunk of ``E - 1`` frames, the encoder reads the
@@ -156,14 +214,29 @@ def reanchored_rollout(model, images: Tensor, steps: int) -> Tensor:
     see are zeros) and the model rolls out from the state it infers, past the frames it read.
     Only the ``"reconstruct"`` protocol, whose encoder sees the first frames, is supported.
 
-    Example:
-        >>> from hamflow_hgn.config import ModelConfig
-        >>> from hamflow_hgn.models.hgn import HGN
-        >>> hgn = HGN(ModelConfig.reduced(4, frames=4, image_size=8)).eval()
-        >>> x = torch.rand(2, 4, 3, 8, 8)
-        >>> frames = reanchored_rollout(hgn, x, 10)
-        >>> tuple(frames.shape), torch.allclose(frames[:, :4], hgn.rollout(x).frames)
-        ((2, 11, 3, 8, 8), True)
+    Parameters
+    ----------
+    model : HGN
+        The model.
+    images : Tensor
+        ``(B, T+1, C, H, W)``: the sequences the first state is inferred from.
+    steps : int
+        Rollout steps.
+
+    Returns
+    -------
+    Tensor
+        ``(B, steps + 1, C, H, W)`` frames.
+
+    Examples
+    --------
+    >>> from hamflow_hgn.config import ModelConfig
+    >>> from hamflow_hgn.models.hgn import HGN
+    >>> hgn = HGN(ModelConfig.reduced(4, frames=4, image_size=8)).eval()
+    >>> x = torch.rand(2, 4, 3, 8, 8)
+    >>> frames = reanchored_rollout(hgn, x, 10)
+    >>> tuple(frames.shape), torch.allclose(frames[:, :4], hgn.rollout(x).frames)
+    ((2, 11, 3, 8, 8), True)
     """
     cfg = model.config
     if cfg.protocol != "reconstruct":
