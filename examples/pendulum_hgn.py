@@ -5,8 +5,11 @@ dynamics out from test sequences: forward, backward in time (``-dt``), at double
 speed, from fresh prior samples (paper Fig. 7 and 8) and from a Gaussian fitted to the training
 posteriors after training (``fitted_samples``). It prints the test MSE next to the
 "always predict the mean training image" reference, how often the rollout draws the bob where
-the truth has it (:mod:`hamflow_hgn.tracking`), and how exactly the backward rollout returns to
-the initial latent state, and saves PNG strips and GIFs.
+the truth has it (:mod:`hamflow_hgn.tracking`), also along a forward rollout four spans long
+against the truth simulated that far (:mod:`hamflow_hgn.horizon`; past the span it loses the
+bob, docs/hgn/rollouts.md), and how exactly the backward rollout returns to the initial latent
+state, and saves PNG strips and GIFs. ``--frames`` with ``--encoder-frames`` and
+``--latent-consistency`` are the long-rollout options of docs/benchmarks/hgn-rollouts.md.
 
 At its defaults (3000 steps, both learning rates decaying over the last 30 %, 2048 training
 sequences, an encoder 32 wide and every other network 16, z of 4 x 4 x 4, the KL balanced as
