@@ -27,7 +27,7 @@ EXAMPLES = """examples:
   python scripts/reproduce_table1.py --scale tiny                 # smoke test, into runs/ only
   python scripts/reproduce_table1.py --scale small --jobs 2       # 2-CPU machine, about an hour
   python scripts/reproduce_table1.py --scale small --jobs 2 --hnn-check --publish
-                                                                  # ... and update docs/reproduction.md
+      # ... and update docs/reproduction.md
   python scripts/reproduce_table1.py --scale paper --root /data/hgn --publish   # one GPU, days
   python scripts/reproduce_table1.py --scale small --systems mass_spring \\
       --models hgn_leapfrog pixel_hnn_mlp --dry-run               # print the commands
