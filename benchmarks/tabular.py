@@ -309,16 +309,10 @@ def markdown(files: dict[str, dict]) -> str:
             "|---|---|---|---|---|",
         ]
         for d in sets:
-            splits = files[d]["results"][d]["splits"]
-            best, gaps = [], []
-            for sp in splits.values():
-                rival = min((b for b in BASELINES if b in sp), key=lambda b: sp[b]["test_nll"])
-                best.append(rival)
-                gaps.append(sp["nhf"]["test_nll"] - sp[rival]["test_nll"])
-            mean, se, word = verdict(gaps)
+            g = nhf_gaps(files[d]["results"][d]["splits"])
             lines.append(
-                f"| {d} | {', '.join(best)} | {', '.join(f'{g:+.2f}' for g in gaps)} | "
-                f"{mean:+.2f} ± {se:.2f} | {word} |"
+                f"| {d} | {', '.join(g['rivals'])} | {', '.join(f'{x:+.2f}' for x in g['gaps'])} "
+                f"| {g['mean']:+.2f} ± {g['se']:.2f} | {g['verdict']} |"
             )
         lines += [
             "",
@@ -337,9 +331,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seeds", nargs="+", type=int, default=None)
     p.add_argument("--seconds", type=float, default=None, help="CPU budget per trained model")
     p.add_argument("--quick", action="store_true", help="smoke run: iris, one split, 3 s")
+    p.add_argument(
+        "--tabulate", action="store_true", help="train nothing: rebuild the table from the files"
+    )
     add_output_args(p)
     args = p.parse_args(argv)
     check_output_args(p, args)
+    if args.tabulate:
+        folder = ROOT / "benchmarks" / "results" if args.publish else args.out_dir
+        folder = Path(folder or ROOT / "runs" / "benchmarks") / "tabular"
+        if not list(folder.glob("*_split*.json")):
+            p.error(f"--tabulate: no results files in {folder}")
+        tabulate(folder, args.publish)
+        return {}
     cfg = replace(Config(), **QUICK) if args.quick else Config()
     over = {
         k: v for k, v in vars(args).items() if k in Config.__dataclass_fields__ and v is not None
@@ -377,15 +381,45 @@ def main(argv: list[str] | None = None) -> dict:
             }
             one["results"][ds].pop("summary", None)
             print(f"wrote {write_json(results_dir / f'{ds}_split{seed}.json', one)}")
-    md = markdown(collect(results_dir))
-    if args.publish:
+    tabulate(results_dir, args.publish)
+    return out
+
+
+def tabulate(results_dir: Path, publish: bool) -> str:
+    """Merge the per-split files into ``summary.json`` (means, standard errors, NHF's verdicts)
+    and the Markdown table (into the docs page when publishing); return the table."""
+    merged = collect(results_dir)
+    summary = {
+        ds: {
+            "summary": entry["results"][ds]["summary"],
+            "nhf_vs_best_classical": nhf_gaps(entry["results"][ds]["splits"]),
+            "commands": sorted(set(entry["commands"])),
+        }
+        for ds, entry in merged.items()
+    }
+    write_json(results_dir / "summary.json", {"machine": machine_info(), "sets": summary})
+    md = markdown(merged)
+    if publish:
         from _common import update_markdown
 
         update_markdown(ROOT / "docs" / "benchmarks" / "tabular.md", md, tag="tabular")
     else:
         (results_dir / "tabular.md").write_text(md + "\n")
     print(md)
-    return out
+    return md
+
+
+def nhf_gaps(splits: dict) -> dict | None:
+    """Per split, the best classical estimator and NHF's NLL minus its; their verdict."""
+    if not all("nhf" in sp for sp in splits.values()):
+        return None
+    best, gaps = [], []
+    for sp in splits.values():
+        rival = min((b for b in BASELINES if b in sp), key=lambda b: sp[b]["test_nll"])
+        best.append(rival)
+        gaps.append(sp["nhf"]["test_nll"] - sp[rival]["test_nll"])
+    mean, se, word = verdict(gaps)
+    return {"rivals": best, "gaps": gaps, "mean": mean, "se": se, "verdict": word}
 
 
 if __name__ == "__main__":
