@@ -141,7 +141,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
         validation_fraction: float = 0.1,
         patience: int | None = 40,
         eval_every: int = 25,
-        n_score_samples: int = 256,
+        n_score_samples: int = 2048,
         defensive_weight: float | str = "auto",
         standardize: bool = True,
         random_state=None,

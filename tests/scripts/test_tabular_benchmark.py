@@ -1,5 +1,6 @@
 """benchmarks/tabular.py: its data, its verdicts, and a smoke run that stays out of git."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -47,7 +48,16 @@ def test_quick_run_writes_under_the_out_dir_only(tmp_path):
     out = tabular.main(["--quick", "--out-dir", str(tmp_path), "--models", "nhf", "gaussian"])
     split = out["results"]["iris"]["splits"]["0"]
     assert np.isfinite(split["nhf"]["test_nll"]) and split["nhf"]["steps"] >= 1
-    assert abs(split["nhf"]["gap_to_k2048"]) < 1.0
+    assert abs(split["nhf"]["gap_to_4k"]) < 1.0 and split["nhf"]["score_samples_k"] == 2048
+    assert split["nhf"]["made_by"]["command"] == out["command"]
+    # a second run of one row keeps the other rows of the split file
+    tabular.main(["--quick", "--out-dir", str(tmp_path), "--models", "nhf"])
+    again = json.loads((tmp_path / "tabular_quick" / "iris_split0.json").read_text())
+    rows = again["results"]["iris"]["splits"]["0"]
+    assert (
+        rows["gaussian"] == split["gaussian"]
+        and "--models nhf gaussian" in rows["gaussian"]["made_by"]["command"]
+    )
     page = (tmp_path / "tabular_quick" / "tabular.md").read_text()
     assert "| nhf |" in page and "| iris |" in page
     assert (tmp_path / "tabular_quick" / "iris_split0.json").exists()
