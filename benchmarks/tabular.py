@@ -196,6 +196,8 @@ def score_model(name: str, train: np.ndarray, test: np.ndarray, cfg: Config, see
 def summarise(runs: list[dict]) -> dict:
     """Mean, standard error and values of the test NLL over splits."""
     vals = [r["test_nll"] for r in runs]
+    if not all(math.isfinite(v) for v in vals):  # a diverged run: no spread to speak of
+        return {"mean": math.inf, "se": math.nan, "values": vals}
     se = statistics.stdev(vals) / math.sqrt(len(vals)) if len(vals) > 1 else math.nan
     return {"mean": statistics.fmean(vals), "se": se, "values": vals}
 
