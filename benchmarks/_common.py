@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import math
 import os
 import platform
 import re
@@ -28,6 +27,9 @@ from pathlib import Path
 import normflows as nf
 import torch
 from torch import nn
+
+from hamflow.training import LR_FLOOR as _LR_FLOOR
+from hamflow.training import cosine_factor
 
 MACHINE = "2-core CPU dev machine, no GPU"
 DATE = _dt.date.today().isoformat()
@@ -265,9 +267,9 @@ NHF_OPTIONS: dict[str, dict] = {
 (steeper potentials at initialisation, six narrower flows, both, the soft-uniform prior with the
 steep start, the prior with learned tails; docs/benchmarks/nhf-options.md)."""
 
-LR_FLOOR = 1 / 20
-"""The cosine schedule's last learning rate, as a fraction of the first (as in
-``examples/multimodal.py``)."""
+LR_FLOOR = _LR_FLOOR
+"""The cosine schedule's last learning rate, as a fraction of the first (``hamflow.training``'s,
+as in ``examples/multimodal.py``)."""
 
 
 def cosine_lr(opt: torch.optim.Optimizer, base_lr: float, progress: float) -> float:
@@ -281,8 +283,7 @@ def cosine_lr(opt: torch.optim.Optimizer, base_lr: float, progress: float) -> fl
         >>> [round(cosine_lr(opt, 1e-3, t), 6) for t in (0.0, 0.5, 1.0, 2.0)]
         [0.001, 0.000525, 5e-05, 5e-05]
     """
-    t = min(max(progress, 0.0), 1.0)
-    lr = base_lr * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t)))
+    lr = base_lr * cosine_factor(progress)
     for group in opt.param_groups:
         group["lr"] = lr
     return lr

@@ -40,6 +40,18 @@ LR_FLOOR = 1 / 20
 """The cosine schedule's last learning rate, as a fraction of the first."""
 
 
+def cosine_factor(progress: float) -> float:
+    """The cosine schedule's learning-rate multiplier at ``progress`` (0 to 1, clamped): 1 at
+    the start, :data:`LR_FLOOR` at the end.
+
+    Example:
+        >>> [round(cosine_factor(t), 4) for t in (0.0, 0.5, 1.0, 2.0)]
+        [1.0, 0.525, 0.05, 0.05]
+    """
+    t = min(max(progress, 0.0), 1.0)
+    return LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))
+
+
 @dataclass(frozen=True)
 class FitConfig:
     """Settings of :func:`fit` (all keyword arguments of it, with these defaults).
@@ -307,8 +319,7 @@ class _Loop:
     def set_lr(self) -> float:
         lr = self.cfg.lr * self.lr_scale
         if self.cfg.schedule == "cosine":
-            t = min(self.progress(), 1.0)
-            lr *= LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))
+            lr *= cosine_factor(self.progress())
         for group in self.opt.param_groups:
             group["lr"] = lr
         return lr
