@@ -42,12 +42,22 @@ input frames and rolled out for T steps (30 with the default 31 frames):
   against the system played twice as fast, :meth:`SequenceDataset.replay
   <hamflow_hgn.data.SequenceDataset.replay>`, over the frames whose time the data covers) and
   ``half_speed`` (``dt/2``, against the system played at half speed), over all frames.
+- ``reference_mse_x1e4`` and ``mse_ratio_to_reference``: the same MSE for the mean training
+  image drawn at every step (:func:`mean_image`), and the model's mean MSE over it; a ratio
+  well below 1 means the model draws the motion, not only the background.
 - ``horizon`` (with ``--horizon N``, on the first :data:`OTHER_ROLLOUT_SEQUENCES` sequences):
   a forward rollout of ``N`` steps, any number, scored against the truth simulated that far
   (:mod:`hamflow_hgn.horizon`): tracking inside the training span, past it, and in windows one
   span long past it (``N = 4T``: frames ``T+1 … 2T`` give the 2x figure, ``T+1 … 4T`` the 4x
   one), and the per-step MSE against the noise-free truth. The rollout strips and GIFs then
   run ``N`` steps too, the simulated truth beside the model.
+
+Frames imported with ``hamflow-data import`` have no simulated system behind them
+(:func:`has_system`): their MSE, VPT, learned energy, reference and rollout strips are computed
+as above, while ``tracking`` is None, the other rollouts and the horizon are not scored, and the
+double- and half-speed strips stand beside the stored frames. ``metrics["skipped"]`` says what
+was left out and why, one line each (the CLI prints them). ``--horizon N`` past the stored
+frames is refused for such data: there is no truth to compare with.
 """
 
 from __future__ import annotations
@@ -60,6 +70,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .data.imported import ImageSequenceDataset
 from .horizon import check_horizon, horizon_errors, summarize_horizon
 from .io import save_figure, write_json, write_text
 from .models import row_name
@@ -74,7 +85,10 @@ __all__ = [
     "foreground_power",
     "evaluate_split",
     "evaluate",
+    "has_system",
+    "mean_image",
     "markdown_table",
+    "reference_table",
     "horizon_table",
     "fitted_latent",
     "main",
@@ -113,6 +127,52 @@ def foreground_power(images: torch.Tensor) -> torch.Tensor:
     return centred.float().square().mean(dim=(2, 3, 4)).clamp_min(1e-12)
 
 
+def has_system(dataset) -> bool:
+    """Whether a simulated system stands behind ``dataset``'s frames (False for frames
+    imported with ``hamflow-data import``, :mod:`hamflow_hgn.data.imported`).
+
+    Tracking the bodies, replaying the truth at other speeds and simulating it past the stored
+    frames need one; the MSE, VPT, the learned energy and the rollout strips do not.
+
+    Example:
+        >>> import numpy as np
+        >>> from hamflow_hgn.data.imported import ImageSequenceDataset, ImportConfig
+        >>> cfg = ImportConfig("clips", n_train=1, n_test=1, steps=3, size=8)
+        >>> has_system(ImageSequenceDataset(cfg, np.zeros((1, 3, 3, 8, 8), np.uint8)))
+        False
+    """
+    return not isinstance(dataset, ImageSequenceDataset)
+
+
+def _no_system(dataset) -> str:
+    return f"the imported dataset {dataset.config.name!r} has no simulated system"
+
+
+@torch.no_grad()
+def mean_image(dataset, batch_size: int = BATCH_SIZE, device=None) -> torch.Tensor:
+    """The mean frame ``(C, H, W)`` over every frame of the first
+    :data:`LATENT_FIT_SEQUENCES` sequences of ``dataset``: the "always draw the average
+    training image" reference that ``reference_mse_x1e4`` scores.
+
+    Example:
+        >>> import numpy as np
+        >>> from hamflow_hgn.data.imported import ImageSequenceDataset, ImportConfig
+        >>> cfg = ImportConfig("clips", n_train=2, n_test=1, steps=3, size=8)
+        >>> x = np.zeros((2, 3, 3, 8, 8), np.uint8)
+        >>> x[1] = 255                       # one black and one white sequence
+        >>> float(mean_image(ImageSequenceDataset(cfg, x)).mean())
+        0.5
+    """
+    n = min(len(dataset), LATENT_FIT_SEQUENCES)
+    total, count = None, 0
+    for start in range(0, n, batch_size):
+        images = dataset.render_batch(list(range(start, min(n, start + batch_size))), device)
+        part = images.double().sum(dim=(0, 1))
+        total = part if total is None else total + part
+        count += images.shape[0] * images.shape[1]
+    return (total / count).float()
+
+
 def _valid_steps(ratio: torch.Tensor, threshold: float) -> torch.Tensor:
     """Per sequence, the number of leading target steps whose error ratio is within
     ``threshold``, ``(B,)``: the index of the first step above it, or all of them."""
@@ -135,6 +195,7 @@ def evaluate_split(
     other_rollouts: int = 0,
     horizon: int | None = None,
     horizon_sequences: int | None = None,
+    reference: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """The metrics of one split (see the module docstring) on its first ``n`` sequences.
 
@@ -144,7 +205,11 @@ def evaluate_split(
     the first ``m`` of those sequences: replaying the truth runs the ODE solver on the CPU.
     ``horizon = N`` adds ``horizon``, a forward rollout of ``N`` steps scored against the truth
     simulated that far (:func:`hamflow_hgn.horizon.summarize_horizon`), over the first
-    ``horizon_sequences`` of those sequences (default: all of them).
+    ``horizon_sequences`` of those sequences (default: all of them). ``reference``, one image
+    ``(C, H, W)`` (:func:`mean_image`), adds ``reference_mse_x1e4``, its MSE over the same
+    target frames, and ``mse_ratio_to_reference``, the model's mean MSE over it. On data
+    without a simulated system (:func:`has_system`) ``tracking`` is None, and
+    ``other_rollouts`` and ``horizon`` are refused.
     """
     if (
         not isinstance(other_rollouts, int)
@@ -157,12 +222,19 @@ def evaluate_split(
     if horizon_sequences is not None:
         check_horizon(horizon_sequences, "horizon_sequences")
     cfg = model.config
+    simulated = has_system(dataset)
+    if not simulated and (other_rollouts or horizon is not None):
+        raise ValueError(
+            f"dataset: {_no_system(dataset)}, so no rollout can be scored against a replayed "
+            f"or simulated truth; expected other_rollouts=0 and horizon=None, got "
+            f"{other_rollouts!r} and {horizon!r}"
+        )
     n = len(dataset) if n is None else min(int(n), len(dataset))
     n_far = n if horizon_sequences is None else min(n, horizon_sequences)
     far_rows: dict[str, list[torch.Tensor]] = {"centroid": [], "mse": []}
     device = next(model.parameters()).device if device is None else device
     targets = list(cfg.target_frames)
-    mse_rows, energy_rows, centroid_rows = [], [], []
+    mse_rows, energy_rows, centroid_rows, ref_rows = [], [], [], []
     other_rows: dict[str, list[torch.Tensor]] = {}
     vpt: dict[float, list[torch.Tensor]] = {VPT_THRESHOLD: [], VPT_LOOSE_THRESHOLD: []}
     for start in range(0, n, batch_size):
@@ -171,8 +243,12 @@ def evaluate_split(
         roll = model.rollout(images)
         err = (roll.frames.float() - images).square().mean(dim=(2, 3, 4))  # (B, T+1)
         mse_rows.append(err.cpu())
-        centroid = centroid_error(roll.frames, images, colors=dataset.system.colors)
-        centroid_rows.append(centroid[:, targets].cpu())
+        if reference is not None:
+            ref_err = (reference.to(images) - images).square().mean(dim=(2, 3, 4))
+            ref_rows.append(ref_err[:, targets].mean(1).cpu())
+        if simulated:
+            centroid = centroid_error(roll.frames, images, colors=dataset.system.colors)
+            centroid_rows.append(centroid[:, targets].cpu())
         ratio = (err / foreground_power(images))[:, targets]
         for threshold, rows in vpt.items():
             rows.append(_valid_steps(ratio, threshold).cpu())
@@ -197,9 +273,16 @@ def evaluate_split(
         "vpt": _summary(torch.cat(vpt[VPT_THRESHOLD]).numpy().astype(np.float64)),
         "vpt_loose": _summary(torch.cat(vpt[VPT_LOOSE_THRESHOLD]).numpy().astype(np.float64)),
     }
-    radius = body_radius_px(dataset.system, dataset.config.size)
-    tracked = summarize(torch.cat(centroid_rows), radius)
-    out["tracking"] = None if tracked is None else {**tracked, "radius_px": radius}
+    if simulated:
+        radius = body_radius_px(dataset.system, dataset.config.size)
+        tracked = summarize(torch.cat(centroid_rows), radius)
+        out["tracking"] = None if tracked is None else {**tracked, "radius_px": radius}
+    else:
+        out["tracking"] = None
+    if ref_rows:
+        ref = torch.cat(ref_rows).numpy()
+        out["reference_mse_x1e4"] = _summary(ref * 1e4)
+        out["mse_ratio_to_reference"] = float(per_seq.mean() / max(ref.mean(), 1e-12))
     if other_rows:
         out["tracking_other_rollouts"] = {
             "sequences_scored": sum(len(rows) for rows in next(iter(other_rows.values()))),
@@ -288,6 +371,33 @@ def markdown_table(metrics: dict[str, Any]) -> str:
             f"| {metrics['model']} | {split} | {m['mse_x1e4']['mean']:.2f} ± "
             f"{m['mse_x1e4']['std']:.2f} | {_vpt_cell(m.get('vpt'))} | "
             f"{_vpt_cell(m.get('vpt_loose'))} | {ev} | {rs} | {tr} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def reference_table(metrics: dict[str, Any]) -> str:
+    """The model's MSE beside the mean training image's, as a Markdown table ("" when no split
+    has ``reference_mse_x1e4``): a ratio well below 1 means the model draws the motion, not
+    only the background.
+
+    Example:
+        >>> m = {"model": "hgn_leapfrog", "splits": {"test": {"mse_x1e4": {"mean": 1.0,
+        ...      "std": 0.5}, "reference_mse_x1e4": {"mean": 4.0, "std": 1.0},
+        ...      "mse_ratio_to_reference": 0.25}}}
+        >>> print(reference_table(m).splitlines()[2])
+        | hgn_leapfrog | test | 1.00 | 4.00 | 0.250 |
+    """
+    rows = [(s, m) for s, m in metrics["splits"].items() if m.get("reference_mse_x1e4")]
+    if not rows:
+        return ""
+    lines = [
+        "| model | split | MSE ×1e4 | mean training image's MSE ×1e4 | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for split, m in rows:
+        lines.append(
+            f"| {metrics['model']} | {split} | {m['mse_x1e4']['mean']:.2f} | "
+            f"{m['reference_mse_x1e4']['mean']:.2f} | {m['mse_ratio_to_reference']:.3f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -383,10 +493,21 @@ def evaluate(
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     if horizon is not None:
         check_horizon(horizon)
-    config, model, _, data = load_run(run_dir, data_dir, device, allow_other_data=allow_other_data)
+    config, model, train_set, data = load_run(
+        run_dir, data_dir, device, allow_other_data=allow_other_data
+    )
     dev = next(model.parameters()).device
     out_dir = Path(run_dir) / EVAL
     mcfg = model.config
+    simulated = has_system(train_set)
+    skipped = {} if simulated else _skipped(train_set, horizon, rollouts)
+    if not simulated and horizon is not None and horizon > mcfg.frames - 1:
+        raise ValueError(
+            f"horizon: {_no_system(train_set)} and stores {mcfg.frames} frames per sequence, "
+            f"so a rollout can be compared with the data for at most {mcfg.frames - 1} steps; "
+            f"expected --horizon <= {mcfg.frames - 1}, got {horizon}"
+        )
+    reference = mean_image(train_set, batch_size, dev)
     metrics: dict[str, Any] = {
         "model": row_name(config),
         "protocol": mcfg.protocol,
@@ -396,18 +517,20 @@ def evaluate(
         "vpt_threshold": VPT_THRESHOLD,
         "vpt_loose_threshold": VPT_LOOSE_THRESHOLD,
         "data": str(data),
+        "skipped": skipped,
         "splits": {},
     }
     for split in splits:
         dataset = open_dataset(data, split)
         metrics["splits"][split] = evaluate_split(
             model, dataset, max_sequences, batch_size, dev,
-            other_rollouts=OTHER_ROLLOUT_SEQUENCES, horizon=horizon,
-            horizon_sequences=OTHER_ROLLOUT_SEQUENCES,
+            other_rollouts=OTHER_ROLLOUT_SEQUENCES if simulated else 0,
+            horizon=horizon if simulated else None,
+            horizon_sequences=OTHER_ROLLOUT_SEQUENCES, reference=reference,
         )  # fmt: skip
     write_json(out_dir / "metrics.json", metrics, sort_keys=False)
-    far = horizon_table(metrics)
-    write_text(out_dir / "metrics.md", markdown_table(metrics) + (f"\n{far}" if far else ""))
+    tables = [markdown_table(metrics), reference_table(metrics), horizon_table(metrics)]
+    write_text(out_dir / "metrics.md", "\n".join(t for t in tables if t))
     _plot_curves(metrics, out_dir / "mse_curve.png")
     if rollouts > 0:
         split = "test" if "test" in splits else splits[0]
@@ -417,10 +540,35 @@ def evaluate(
         latent = fitted_latent(model, open_dataset(data, "train"), batch_size, dev)
         frames = None if horizon is None else max(horizon + 1, mcfg.frames)
         replay = lambda speed: dataset.replay(shown, speed, frames)  # noqa: E731
+        if not simulated:  # the other speeds stand beside the stored frames
+            replay = None
         save_rollouts(
             model, images, out_dir / "rollouts", steps=horizon, latent=latent, replay=replay
         )
     return metrics
+
+
+def _skipped(dataset, horizon: int | None, rollouts: int) -> dict[str, str]:
+    """What :func:`evaluate` leaves out on data without a simulated system, and why (one line
+    each)."""
+    why = _no_system(dataset)
+    out = {
+        "tracking": f"{why}: its bodies' positions are unknown, so rollouts are scored by "
+        "pixels (MSE, VPT) only",
+        "tracking_other_rollouts": f"{why}: the backward, 2x and 1/2x rollouts have no "
+        "replayed truth to be tracked against",
+    }
+    if horizon is not None:
+        out["horizon"] = (
+            f"{why}: no truth is simulated, so --horizon {horizon} only sets the rollout "
+            "strips' length (the per-step MSE covers the stored frames)"
+        )
+    if rollouts > 0:
+        out["replay"] = (
+            f"{why}: the double- and half-speed strips stand beside the stored frames, not "
+            "the system played at that speed"
+        )
+    return out
 
 
 def fitted_latent(model, train, batch_size: int, device) -> LatentGaussian | None:
@@ -504,10 +652,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(markdown_table(metrics), end="")
-    far = horizon_table(metrics)
-    if far:
-        print(f"\n{far}", end="")
+    for what, why in metrics["skipped"].items():
+        print(f"skipped {what}: {why}", file=sys.stderr)
+    tables = [markdown_table(metrics), reference_table(metrics), horizon_table(metrics)]
+    print("\n".join(t for t in tables if t), end="")
     return 0
 
 

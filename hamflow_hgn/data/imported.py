@@ -13,7 +13,9 @@ with the same atomic writes, hashes and checks as a generated dataset
 ``hamflow-train --data DIR`` and :func:`~hamflow_hgn.runs.load_run` read it unchanged. The
 frames stand in for the rendered ones of the four systems (paper Sec. 4): HGN learns from the
 pixels alone, so nothing else is needed. What needs a known system, the replay at other speeds
-and the body tracking of :mod:`hamflow_hgn.evaluate`, is not available for imported data.
+and the body tracking of :mod:`hamflow_hgn.evaluate`, is not available for imported data;
+``hamflow-evaluate`` scores such a run by its pixel MSE, VPT and rollouts and says what it
+skipped.
 
 References:
     Toth et al., "Hamiltonian Generative Networks", ICLR 2020, Sec. 3.2 and 4.
@@ -416,9 +418,9 @@ class _NoSystem:
             raise AttributeError(attr)
         raise ValueError(
             f"dataset: the imported dataset {self._name!r} has no simulated system (asked for "
-            f"system.{attr}): HGN trains on it and load_run reads it, but the PixelHNN "
-            "baselines, replays at other speeds and hamflow-evaluate's body tracking need a "
-            "generated one; score it from Python as docs/hgn/own-data.md shows ('Evaluate')"
+            f"system.{attr}): HGN trains on it and hamflow-evaluate scores it by pixels, but "
+            "the PixelHNN baselines, replays at other speeds and body tracking need a "
+            "generated one (docs/hgn/own-data.md)"
         )
 
     def __repr__(self) -> str:
