@@ -10,6 +10,7 @@ References:
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from dataclasses import asdict
@@ -19,21 +20,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from table1.paper import ROWS, SYSTEMS  # noqa: E402
 from table1.plan import REPO, SCALES, build_plan, is_done, run_plan  # noqa: E402
-from table1.report import make_figures, results_markdown, run_hnn_check  # noqa: E402
+from table1.report import (  # noqa: E402
+    machine_description,
+    make_figures,
+    render_record,
+    results_record,
+    run_hnn_check,
+)
 
 from hamflow_hgn.io import write_json, write_text  # noqa: E402
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import machine_info  # noqa: E402
 
 EXAMPLES = """examples:
   python scripts/reproduce_table1.py --scale tiny                 # smoke test, into runs/ only
   python scripts/reproduce_table1.py --scale small --jobs 2       # 2-CPU machine, about an hour
+  python scripts/reproduce_table1.py --scale reduced --hnn-check --publish
+      # one thread, about half an hour: 3 rows, 1000 steps (the published page)
   python scripts/reproduce_table1.py --scale small --jobs 2 --hnn-check --publish
       # ... and update docs/reproduction.md
   python scripts/reproduce_table1.py --scale paper --root /data/hgn --publish   # one GPU, days
   python scripts/reproduce_table1.py --scale small --systems mass_spring \\
       --models hgn_leapfrog pixel_hnn_mlp --dry-run               # print the commands
 
-Without --publish the results page and figures go to ROOT/results.md and ROOT/img/ (ROOT is
-runs/table1_SCALE by default); only --publish writes docs/reproduction.md and docs/img/.
+Without --publish the results page, its results file and the figures go to ROOT/results.md,
+ROOT/table1_SCALE.json and ROOT/img/ (ROOT is runs/table1_SCALE by default); only --publish
+writes docs/reproduction.md, benchmarks/results/table1_SCALE.json and docs/img/. The page is
+rendered from the results file, which holds the command, machine, date, commit and settings;
+--from-results FILE renders it again from that file alone.
 """
 
 
@@ -51,7 +66,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--root", type=Path, default=None, help="data and runs (default: runs/table1_SCALE)"
     )
     p.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
-    p.add_argument("--models", nargs="+", choices=list(ROWS), default=list(ROWS))
+    p.add_argument(
+        "--models", nargs="+", choices=list(ROWS), default=None,
+        help="default: the scale's rows (every row but at --scale reduced)",
+    )  # fmt: skip
     p.add_argument("--protocol", choices=("reconstruct", "predict"), default="reconstruct")
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     p.add_argument("--no-figures", action="store_true")
@@ -62,8 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--results", type=Path, default=None, help="results page (overrides --publish)")
     p.add_argument("--img-dir", type=Path, default=None, help="figure folder (overrides --publish)")
-    p.add_argument("--date", default=None, help="date written into results.md")
-    p.add_argument("--machine", default=None, help="machine written into results.md")
+    p.add_argument("--date", default=None, help="date recorded in the results file")
+    p.add_argument("--machine", default=None, help="machine recorded in the results file")
+    p.add_argument(
+        "--from-results", type=Path, default=None, metavar="FILE",
+        help="render the results page from a results file alone (no runs needed)",
+    )  # fmt: skip
     p.add_argument("--assemble-only", action="store_true", help="skip training")
     p.add_argument("--note", action="append", default=[], help="a line for results.md")
     p.add_argument("--hnn-check", action="store_true", help="also run the HNN-on-states check")
@@ -82,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     scale = SCALES[args.scale]
     root = args.root or REPO / "runs" / f"table1_{scale.name}"
-    models = tuple(m for m in ROWS if m in args.models)  # the paper's row order
+    wanted = args.models or scale.models or tuple(ROWS)
+    models = tuple(m for m in ROWS if m in wanted)  # the paper's row order
     systems = tuple(dict.fromkeys(args.systems))  # run in the order given
     plan = build_plan(scale, root, systems, models, args.protocol)
     if args.dry_run:
@@ -93,26 +116,58 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     docs = REPO / "docs"
     results = args.results or (docs / "reproduction.md" if args.publish else root / "results.md")
+    if args.from_results is not None:
+        write_text(results, render_record(json.loads(args.from_results.read_text())))
+        print(f"wrote {results} from {args.from_results}")
+        return 0
     img_dir = args.img_dir or (docs / "img" if args.publish else root / "img")
+    command = shlex.join(["python", "scripts/reproduce_table1.py", *argv])
     records = [] if args.assemble_only else run_plan(plan, args.jobs)
+    plan_file = root / "plan.json"
+    trained_by = command
+    if not records and plan_file.exists():  # assembling: keep the log of the runs' invocation
+        previous = json.loads(plan_file.read_text())
+        records, trained_by = previous.get("records", []), previous.get("command")
+    write_json(
+        plan_file,
+        {"command": trained_by, "scale": asdict(scale), "records": records},
+        indent=1,
+    )
     if args.hnn_check and not (root / "hnn_state_check.json").exists():
         run_hnn_check(root)
     figures = [] if args.no_figures else make_figures(plan, img_dir)
-    command = shlex.join(["python", "scripts/reproduce_table1.py", *argv])
-    text = results_markdown(
+    stats = root / "figure_stats.json"
+    json_path = (REPO / "benchmarks" / "results" if args.publish else root) / (
+        f"table1_{scale.name}.json"
+    )
+    provenance = machine_info()
+    provenance["machine"] = args.machine or provenance["machine"]
+    provenance["date"] = args.date or provenance["date"]
+    provenance["cpu"] = machine_description()
+    record = results_record(
         plan,
         command,
-        date=args.date,
-        machine=args.machine,
+        provenance,
+        results_file=_shown(json_path),
         figures=figures,
-        records=records,
         notes=[f"- {n}" for n in args.note],
+        trained_by=trained_by,
+        runs=records,
+        figure_stats=json.loads(stats.read_text()) if figures and stats.exists() else None,
     )
-    write_text(results, text)
-    write_json(root / "plan.json", {"scale": asdict(scale), "records": records}, indent=1)
-    print(f"wrote {results}")
+    write_json(json_path, record, sort_keys=False, indent=1)
+    write_text(results, render_record(record))
+    print(f"wrote {results} and {json_path}")
     failed = [r for r in records if r["status"].startswith("failed")]
     return 1 if failed else 0
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (as the page names it)."""
+    try:
+        return path.resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":

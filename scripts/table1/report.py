@@ -1,27 +1,37 @@
 """Assembling the results page: Table 1 next to the paper's, the comparison, Fig. 6-8.
 
-Everything is read from the runs' ``eval/metrics.json`` (written by ``python -m
-hamflow_hgn.evaluate``) and from the figures of :mod:`hamflow_hgn.figures`.
+:func:`collect` reads everything the page shows from the runs (their ``eval/metrics.json``,
+written by ``python -m hamflow_hgn.evaluate``, training logs and data) into one JSON-able
+snapshot; :func:`results_markdown` renders the page from a snapshot (:class:`Recorded`) or,
+collecting first, from a :class:`~table1.plan.Plan`. The published results file holds the
+snapshot with the command, machine, date and commit (:func:`results_record`), so the page can
+be rendered again from it alone (``--from-results``), and a test checks that it is.
 """
 
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import json
 import os
 import platform
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from hamflow_hgn.data import open_dataset
 from hamflow_hgn.io import write_json
 
 from .paper import BASELINES, PAPER_TABLE1, ROWS, SYSTEM_TITLES, SYSTEMS
-from .plan import Plan
+from .plan import Plan, Scale
 
 __all__ = [
     "PAPER_PENDULUM_COMMAND",
+    "Recorded",
+    "collect",
+    "results_record",
+    "render_record",
+    "kl_balance_stats",
     "table1_markdown",
     "comparison_lines",
     "energy_lines",
@@ -64,6 +74,92 @@ def _cell(ours: tuple[float, float] | None, paper: tuple[float, float]) -> str:
     mean, std = ours[0] * 1e4, ours[1] * 1e4
     o = f"{mean:.2f}" if std != std else f"{mean:.2f} ± {std:.2f}"
     return f"**{o}** ({p})"
+
+
+class Recorded:
+    """A :class:`~table1.plan.Plan` as recorded by :func:`collect`: the same ``scale``,
+    ``systems``, ``models``, ``protocol`` and :meth:`result`, read from the snapshot instead of
+    the run directories, so the page renders from a results file alone."""
+
+    def __init__(self, snapshot: dict[str, Any]) -> None:
+        self.snapshot = snapshot
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in snapshot["scale"].items()}
+        self.scale = Scale(**fields)
+        self.systems = tuple(snapshot["systems"])
+        self.models = tuple(snapshot["models"])
+        self.protocol = snapshot["protocol"]
+
+    def result(self, system: str, model: str, split: str) -> dict:
+        """As :meth:`Plan.result <table1.plan.Plan.result>`, from the snapshot."""
+        r = dict(self.snapshot["results"].get(system, {}).get(model, {}).get(split, {}))
+        if "mse" in r:
+            r["mse"] = tuple(r["mse"])
+        return r
+
+
+def collect(plan: Plan) -> dict[str, Any]:
+    """Everything the results page shows, read from the runs of ``plan``, as plain JSON data:
+    the scale, per system, model and split :meth:`Plan.result <table1.plan.Plan.result>`, the
+    mean-image reference, GECO's multiplier per run and the HNN-on-states check."""
+    hnn = plan.root / "hnn_state_check.json"
+    return {
+        "scale": asdict(plan.scale),
+        "systems": list(plan.systems),
+        "models": list(plan.models),
+        "protocol": plan.protocol,
+        "results": {
+            system: {
+                model: {split: plan.result(system, model, split) for split in ("train", "test")}
+                for model in plan.models
+            }
+            for system in plan.systems
+        },
+        "mean_image_mse": mean_image_mse(plan),
+        "kl_balance": kl_balance_stats(plan),
+        "hnn_check": json.loads(hnn.read_text()) if hnn.exists() else None,
+    }
+
+
+def _view(plan: Plan | Recorded) -> Recorded:
+    return plan if isinstance(plan, Recorded) else Recorded(collect(plan))
+
+
+def results_record(
+    plan: Plan,
+    command: str,
+    provenance: dict[str, Any],
+    *,
+    results_file: str | None = None,
+    figures=(),
+    notes=(),
+    **extra: Any,
+) -> dict[str, Any]:
+    """The results file of a reproduction: ``command``, ``provenance`` (machine, date,
+    commit, ...), the settings, where the file lives (``results_file``, named by the page's
+    caption lines), the names of the figures, the notes and the :func:`collect` snapshot that
+    :func:`render_record` renders the page from; ``extra`` keys (run records, figure
+    statistics) are kept as given."""
+    return {
+        "command": command,
+        **provenance,
+        "settings": {"scale": asdict(plan.scale), "protocol": plan.protocol},
+        "results_file": results_file,
+        "figures": [Path(f).name for f in figures],
+        "notes": list(notes),
+        **extra,
+        "snapshot": collect(plan),
+    }
+
+
+def render_record(record: dict[str, Any]) -> str:
+    """The results page of a results file (:func:`results_record`), from the file alone."""
+    return results_markdown(
+        Recorded(record["snapshot"]),
+        record["command"],
+        results_file=record.get("results_file"),
+        figures=[f"img/{name}" for name in record.get("figures", [])],
+        notes=record.get("notes", []),
+    )
 
 
 def table1_markdown(plan: Plan) -> str:
@@ -149,13 +245,11 @@ def energy_lines(plan: Plan) -> list[str]:
     return out
 
 
-def kl_balance_lines(plan: Plan) -> list[str]:
+def kl_balance_stats(plan: Plan) -> list[dict[str, Any]]:
     """GECO's multiplier λ over each HGN run whose λ moves (``kl_balance`` ``"geco"`` or
     ``"calibrated"``; not ``"fixed"``, nor the deterministic variant, whose λ is fixed), read
-    from its ``metrics.csv``:
-    its first and last value, its range, the share of logged steps at a clamp (where the KL's
-    weight ``1/λ`` is pinned), and the final KL per sequence. Issue 10 asks λ to stay off
-    its clamps."""
+    from its ``metrics.csv``: its first and last value, its range, the share of logged steps at
+    a clamp (where the KL's weight ``1/λ`` is pinned), and the final KL per sequence."""
     from hamflow import GECO
 
     bounds = GECO(1.0)
@@ -179,10 +273,28 @@ def kl_balance_lines(plan: Plan) -> list[str]:
                 for v in lam
             )
             rows.append(
-                f"| {SYSTEM_TITLES[system]} | {ROWS[model].label} | {lam[0]:.3g} → {lam[-1]:.3g} "
-                f"| {min(lam):.3g} – {max(lam):.3g} | {100 * at_clamp / len(lam):.0f} % "
-                f"| {float(logged[-1]['kl']):.4g} |"
-            )
+                {
+                    "system": system, "model": model, "first": lam[0], "last": lam[-1],
+                    "min": min(lam), "max": max(lam), "at_clamp": at_clamp / len(lam),
+                    "final_kl": float(logged[-1]["kl"]),
+                }
+            )  # fmt: skip
+    return rows
+
+
+def kl_balance_lines(plan: Plan | Recorded) -> list[str]:
+    """:func:`kl_balance_stats` as a table, one row per HGN run whose λ moves. Issue 10 asks λ
+    to stay off its clamps."""
+    from hamflow import GECO
+
+    bounds = GECO(1.0)
+    stats = plan.snapshot["kl_balance"] if isinstance(plan, Recorded) else kl_balance_stats(plan)
+    rows = [
+        f"| {SYSTEM_TITLES[r['system']]} | {ROWS[r['model']].label} | {r['first']:.3g} → "
+        f"{r['last']:.3g} | {r['min']:.3g} – {r['max']:.3g} | {100 * r['at_clamp']:.0f} % "
+        f"| {r['final_kl']:.4g} |"
+        for r in stats
+    ]
     if not rows:
         return ["- no HGN run with a moving multiplier has logged it."]
     return [
@@ -302,12 +414,11 @@ def tracking_markdown(plan: Plan) -> str:
     return "\n".join([intro, "", *lines])
 
 
-def hnn_check_lines(root: Path) -> list[str]:
-    """The HNN-on-states sanity check (paper Sec. 4), when ``--hnn-check`` wrote it."""
-    path = root / "hnn_state_check.json"
-    if not path.exists():
+def hnn_check_lines(checks: list[dict] | None) -> list[str]:
+    """The HNN-on-states sanity check (paper Sec. 4), when ``--hnn-check`` ran it (the
+    snapshot's ``hnn_check``)."""
+    if not checks:
         return []
-    checks = json.loads(path.read_text())
     lines = [
         "## HNN on ground-truth states (the paper's sanity check, Sec. 4 and A.3)",
         "",
@@ -351,29 +462,28 @@ def machine_description() -> str:
 
 
 def results_markdown(
-    plan: Plan,
+    plan: Plan | Recorded,
     command: str,
     *,
-    date: str | None = None,
-    machine: str | None = None,
+    results_file: str | None = None,
     figures: list[str] = (),
-    records: list[dict] = (),
     notes: list[str] = (),
 ) -> str:
-    """The whole of ``docs/reproduction.md``."""
-    scale = plan.scale
-    reference = mean_image_mse(plan)
-    date = date or _dt.date.today().isoformat()
-    machine = machine or machine_description()
+    """The whole of ``docs/reproduction.md``, from ``plan``'s runs or a :class:`Recorded`
+    snapshot. ``results_file`` is the results JSON the caption lines name; the machine, date
+    and commit live there, not in the page."""
+    view = _view(plan)
+    scale = view.scale
+    reference = view.snapshot["mean_image_mse"]
+    caption = f"Command: `{command}`" + (f" · results: `{results_file}`" if results_file else "")
     lines = [
         "# Results: Table 1 and Fig. 6–8 of the HGN paper",
         "",
-        "Produced by `scripts/reproduce_table1.py` from the runs it trained; nothing in this page",
+        "Rendered by `scripts/reproduce_table1.py` from its results file; nothing in this page",
         "is typed by hand except the paper's numbers (transcribed from Table 1 into the script).",
         "",
-        f"- **Command:** `{command}`",
-        f"- **Machine:** {machine}",
-        f"- **Date:** {date}",
+        caption,
+        "",
         f"- **Scale:** `{scale.name}` ({scale.note}): {scale.n_train} train / {scale.n_test} "
         f"test sequences of {scale.frames} frames at {scale.size}×{scale.size}; "
         f"HGN {scale.hgn_steps} steps, PixelHNN {scale.baseline_steps} steps, batch "
@@ -383,21 +493,22 @@ def results_markdown(
             if scale.eval_sequences is None
             else f"the first {scale.eval_sequences} sequences of each split."
         ),
-        f"- **Protocol:** `{plan.protocol}` for every number below "
+        f"- **Protocol:** `{view.protocol}` for every number below "
         + (
             "(the encoder sees all T+1 frames and the MSE covers all of them, Eq. 4)."
-            if plan.protocol == "reconstruct"
+            if view.protocol == "reconstruct"
             else "(the encoder sees the first k frames; the MSE covers the frames after them)."
         ),
-        f"- **Systems run:** {', '.join(plan.systems)}; **models run:** {', '.join(plan.models)}.",
+        f"- **Systems run:** {', '.join(view.systems)}; **models run:** {', '.join(view.models)}.",
         "",
-        "## Table 1",
+        f"## Table 1 ({scale.name} scale)",
         "",
+        *_reduced_lines(view),
         "Average pixel MSE over the unroll, ×1e4, mean ± std over sequences. **Ours** in bold,",
         "the paper's (Toth et al. 2019, Table 1; 30-step unroll, 32×32, 50 000 sequences) in",
         "brackets. A dash marks a run not made at this scale. HNN is PixelHNN with MLPs (A.3).",
         "",
-        table1_markdown(plan),
+        table1_markdown(view),
         "",
         "### Against the mean image",
         "",
@@ -405,39 +516,39 @@ def results_markdown(
         "beats it; lower is better), which reads the same at any scale. In brackets the",
         "paper's test MSE ×1e4, whose own mean-image level the paper does not give.",
         "",
-        ratio_markdown(plan, reference),
+        ratio_markdown(view, reference),
         "",
         "### Valid prediction time",
         "",
-        vpt_markdown(plan),
+        vpt_markdown(view),
         "",
         "### Tracking",
         "",
-        tracking_markdown(plan),
+        tracking_markdown(view),
         "",
         "## Where we differ from the paper",
         "",
-        *comparison_lines(plan),
+        *comparison_lines(view),
         *mean_image_lines(reference),
         *notes,
         "",
-        *hnn_check_lines(plan.root),
+        *hnn_check_lines(view.snapshot.get("hnn_check")),
         "## Energy along rollouts (Fig. 6 legend)",
         "",
         "Learned Hamiltonian along test rollouts as μ ± σ²·1e4 (the paper's legend format): the",
         "mean, and the variance over time averaged over sequences (the paper shows one rollout).",
         "",
-        *(energy_lines(plan) or ["- no energy statistics were recorded by the evaluation."]),
+        *(energy_lines(view) or ["- no energy statistics were recorded by the evaluation."]),
         "",
         "## Balancing the KL (GECO's multiplier during training)",
         "",
-        *kl_balance_lines(plan),
+        *kl_balance_lines(view),
         "",
         "## Figures",
         "",
     ]
     for fig in figures:
-        lines += [f"![{Path(fig).stem}](img/{Path(fig).name})", ""]
+        lines += [f"![{Path(fig).stem}](img/{Path(fig).name})", "", caption, ""]
         if Path(fig).name == "results_fig8_samples.png":
             lines += [FIG8_CAPTION, ""]
     if not figures:
@@ -460,14 +571,23 @@ def results_markdown(
         "```",
         "",
     ]
-    if records:
-        lines += ["## Run log", "", "| step | status | seconds | command |", "|---|---|---|---|"]
-        for r in records:
-            lines.append(
-                f"| {r['kind']} | {r['status']} | {r.get('seconds', '')} | `{r['command']}` |"
-            )
-        lines.append("")
     return "\n".join(lines)
+
+
+def _reduced_lines(view: Recorded) -> list[str]:
+    """A warning paragraph for the ``reduced`` scale: what it leaves out of ``small``."""
+    if view.scale.name != "reduced":
+        return []
+    from .plan import SCALES
+
+    small = SCALES["small"]
+    return [
+        f"**Reduced scale.** {len(view.models)} of Table 1's {len(ROWS)} rows, HGN trained "
+        f"{view.scale.hgn_steps} steps and PixelHNN {view.scale.baseline_steps} (the `small` "
+        f"scale: every row, {small.hgn_steps} and {small.baseline_steps}), to fit about half an "
+        "hour of one CPU thread. `--scale small` runs the rest.",
+        "",
+    ]
 
 
 def make_figures(plan: Plan, img_dir: Path) -> list[str]:

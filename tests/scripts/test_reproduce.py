@@ -140,7 +140,7 @@ def test_cli_evaluation_format_is_read(rt, tmp_path):
         "energy_mean": 2.0,
         "energy_var": 1e-5,
     }
-    text = rt.results_markdown(plan, "cmd", date="d", machine="m")
+    text = rt.results_markdown(plan, "cmd")
     assert "**12.50 ± 3.00** (16.47 ± 7.15)" in text
 
 
@@ -193,7 +193,7 @@ def test_results_markdown_puts_ours_next_to_the_papers(rt, tmp_path):
     fake_metrics(plan, "mass_spring", "hgn_euler", "test", 6e-4, 1e-4, 4e-5)
     fake_metrics(plan, "mass_spring", "pixel_hnn_mlp", "test", 9.9e-3, 2e-4, 0.0)
     text = rt.results_markdown(
-        plan, "python scripts/reproduce_table1.py --scale small", date="2026-11-22", machine="M"
+        plan, "python scripts/reproduce_table1.py --scale small", results_file="r.json"
     )
     assert "**5.00 ± 1.00** (6.23 ± 2.03)" in text  # leapfrog test: ours, then the paper's
     assert "**3.00 ± 0.50** (3.84 ± 1.07)" in text  # leapfrog train
@@ -201,8 +201,9 @@ def test_results_markdown_puts_ours_next_to_the_papers(rt, tmp_path):
     assert "— (11.72 ± 4.14)" in text  # pendulum was not run
     row = next(line for line in text.splitlines() if line.startswith("| HGN (leapfrog)"))
     assert row.count("**") == 4  # two numbers of ours (train, test), the rest dashes
-    assert "2026-11-22" in text and "Machine:** M" in text
-    assert "python scripts/reproduce_table1.py --scale small" in text
+    # one caption line names the command and the results file; no date or machine in the page
+    assert "Command: `python scripts/reproduce_table1.py --scale small` · results: `r.json`" in text
+    assert "Machine" not in text and "Date" not in text
     assert "`reconstruct`" in text
     assert "test 5.00 vs the paper's 6.23 (×0.80)" in text
     assert "ordering matches the paper" in text
@@ -212,9 +213,10 @@ def test_results_markdown_puts_ours_next_to_the_papers(rt, tmp_path):
 def test_fig8_is_captioned_with_its_fitted_samples(rt, tmp_path):
     plan = rt.build_plan(rt.SCALES["small"], tmp_path, ("mass_spring",), ("hgn_leapfrog",))
     figures = ["img/results_fig6_mse.png", "img/results_fig8_samples.png"]
-    lines = rt.results_markdown(plan, "cmd", date="2026-12-05", figures=figures).splitlines()
+    lines = rt.results_markdown(plan, "cmd", figures=figures).splitlines()
     at = lines.index("![results_fig8_samples](img/results_fig8_samples.png)")
-    assert "LatentGaussian" in lines[at + 2] and "prior samples" in lines[at + 2]
+    assert lines[at + 2] == "Command: `cmd`"  # each figure's caption line
+    assert "LatentGaussian" in lines[at + 4] and "prior samples" in lines[at + 4]
     assert not any("LatentGaussian" in line for line in lines[:at])  # only under Fig. 8
 
 
@@ -224,7 +226,7 @@ def test_vpt_and_relative_energy_std_are_reported(rt, tmp_path):
     )
     fake_metrics(plan, "pendulum", "hgn_leapfrog", "test", 5e-4, 0, 2e-6, (0.0, 12.5), 0.01)
     fake_metrics(plan, "pendulum", "hgn_euler", "test", 6e-4, 0, 4e-5, (1.0, 3.25), 0.04)
-    text = rt.results_markdown(plan, "cmd", date="d", machine="m")
+    text = rt.results_markdown(plan, "cmd")
     assert "| HGN (Euler) | **3.2** (1.0) | — |" in text  # loose threshold first
     assert "| HGN (leapfrog) | **12.5** (0.0) | — |" in text
     assert "out of the 16 frames of the `reconstruct` protocol" in text
@@ -238,7 +240,7 @@ def test_tracking_is_reported_per_model_and_system(rt, tmp_path):
     fake_metrics(plan, "pendulum", "hgn_leapfrog", "test", 5e-4, 0, tracked=(0.99, 0.906))
     fake_metrics(plan, "two_body", "hgn_leapfrog", "test", 5e-4, 0, tracked=(0.5, 0.0))
     fake_metrics(plan, "pendulum", "hgn_euler", "test", 6e-4, 0)  # evaluated before tracking
-    lines = rt.results_markdown(plan, "cmd", date="d", machine="m").splitlines()
+    lines = rt.results_markdown(plan, "cmd").splitlines()
     at = lines.index("### Tracking")
     table = lines[at : at + 9]
     assert "| HGN (leapfrog) | **91 %** (99 %) | **0 %** (50 %) |" in table  # sequences first
@@ -251,7 +253,7 @@ def test_ordering_failure_is_reported(rt, tmp_path):
     )
     fake_metrics(plan, "pendulum", "hgn_leapfrog", "test", 5e-3, 1e-4)
     fake_metrics(plan, "pendulum", "pixel_hnn_mlp", "test", 4e-3, 1e-4)
-    text = rt.results_markdown(plan, "cmd", date="d", machine="m")
+    text = rt.results_markdown(plan, "cmd")
     assert "does NOT match the paper" in text
 
 
@@ -297,7 +299,7 @@ def test_ratio_to_the_mean_image_is_tabled(rt, tmp_path):
     reference = rt.mean_image_mse(plan)
     assert set(reference) == {"mass_spring"} and reference["mass_spring"] > 0
     fake_metrics(plan, "mass_spring", "hgn_leapfrog", "test", 0.25 * reference["mass_spring"], 0)
-    text = rt.results_markdown(plan, "cmd", date="d", machine="m")
+    text = rt.results_markdown(plan, "cmd")
     row = next(line for line in text.splitlines() if line.startswith("| HGN (leapfrog) | **0"))
     assert row == "| HGN (leapfrog) | **0.25** (6.23) |"
     assert f"scores {reference['mass_spring'] * 1e4:.2f} on test" in text
@@ -305,7 +307,7 @@ def test_ratio_to_the_mean_image_is_tabled(rt, tmp_path):
 
 def test_ratio_table_without_data_says_so(rt, tmp_path):
     plan = rt.build_plan(rt.SCALES["small"], tmp_path, ("pendulum",), ("hgn_leapfrog",))
-    text = rt.results_markdown(plan, "cmd", date="d", machine="m")
+    text = rt.results_markdown(plan, "cmd")
     assert "No data was generated, so there is no mean image to compare with." in text
 
 
@@ -326,7 +328,7 @@ def test_kl_balance_reports_lambda_at_its_clamps(rt, tmp_path):
     )
     fake_training_log(plan, "pendulum", "hgn_leapfrog", [1e5, 3e5, 1e6, 1e6])
     fake_training_log(plan, "pendulum", "hgn_deterministic", [1e6] * 4, variant="deterministic")
-    text = rt.results_markdown(plan, "cmd", date="d", machine="m")
+    text = rt.results_markdown(plan, "cmd")
     assert "| Pendulum | HGN (leapfrog) | 1e+05 → 1e+06 | 1e+05 – 1e+06 | 50 % | 104 |" in text
     assert "| Pendulum | HGN (determ)" not in text  # lambda is fixed there: nothing to report
 
@@ -335,7 +337,7 @@ def test_kl_balance_reports_calibrated_runs_and_not_fixed_ones(rt, tmp_path):
     plan = rt.build_plan(rt.SCALES["small"], tmp_path, ("pendulum",), ("hgn_leapfrog", "hgn_euler"))
     fake_training_log(plan, "pendulum", "hgn_leapfrog", [1e5, 2e4], balance="calibrated")
     fake_training_log(plan, "pendulum", "hgn_euler", [1e5, 1e5], balance="fixed")
-    text = rt.results_markdown(plan, "cmd", date="d", machine="m")
+    text = rt.results_markdown(plan, "cmd")
     assert "| Pendulum | HGN (leapfrog) | 1e+05 → 2e+04 | 2e+04 – 1e+05 | 0 % | 102 |" in text
     assert "| Pendulum | HGN (Euler)" not in text
 
