@@ -147,11 +147,22 @@ def generate(
     return out
 
 
+PREVIEW_RECORD = "data_preview.json"
+"""What :func:`preview` writes beside its strips: the command, settings and provenance."""
+
+
 def preview(img_dir: str | Path, frames: int = 10, every: int = 3, size: int = 64) -> list[Path]:
     """Write ``data_<system>.png``: ``frames`` frames (every ``every``-th) of one sequence each.
 
-    The sequence is train index 0 of seed 0, with noise, rendered at ``size`` px.
+    The sequence is train index 0 of seed 0, with noise, rendered at ``size`` px. Beside the
+    strips, :data:`PREVIEW_RECORD` holds the command that draws them again, the settings, the
+    figures' names, the date, the commit and the library versions.
     """
+    import platform
+    import subprocess
+    from datetime import date
+
+    import matplotlib
     import matplotlib.pyplot as plt
 
     out = Path(img_dir)
@@ -165,4 +176,27 @@ def preview(img_dir: str | Path, frames: int = 10, every: int = 3, size: int = 6
         with atomic_path(path) as tmp:
             plt.imsave(tmp, frame_strip(images, gap=2), format="png")
         paths.append(path)
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+            text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    args = "" if (frames, every, size) == (10, 3, 64) else f" ({frames=}, {every=}, {size=})"
+    record = {
+        "command": f"python -m hamflow_hgn.data --preview {img_dir}{args}",
+        "date": date.today().isoformat(),
+        "commit": commit,
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "matplotlib": matplotlib.__version__,
+        "settings": {
+            "sequence": "train index 0", "seed": 0, "noise": True, "dt": DT,
+            "frames": frames, "every": every, "size": size,
+        },
+        "figures": [p.name for p in paths],
+    }  # fmt: skip
+    write_json(out / PREVIEW_RECORD, record, sort_keys=False)
     return paths
