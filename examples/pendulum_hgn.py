@@ -23,6 +23,11 @@ KL of 88-103 nats per sequence, the bob tracked in every frame of 31, 32, 30, 30
     python examples/pendulum_hgn.py                      # under 10 min on the 2-core CPU
     python examples/pendulum_hgn.py --system mass_spring --steps 3000
     python examples/pendulum_hgn.py --quick              # smoke run: ~1 min, 2 on busy cores
+    python examples/pendulum_hgn.py --publish            # the strips of docs/hgn/evaluation.md
+
+``--publish`` copies the forward, backward, double-speed, prior-sample and fitted-sample strips
+to ``docs/img/hgn_example_*.png`` and writes ``docs/img/hgn_example.json`` beside them: the
+command, machine, date, commit, settings and the numbers it printed.
 
 Running it again with the same ``--out`` resumes the training from its checkpoint.
 """
@@ -31,6 +36,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shlex
+import sys
 from pathlib import Path
 
 import torch
@@ -46,7 +53,7 @@ from hamflow_hgn.config import (
 from hamflow_hgn.data import SYSTEMS, DataConfig, generate, open_dataset
 from hamflow_hgn.evaluate import other_rollout_errors
 from hamflow_hgn.horizon import horizon_errors, summarize_horizon
-from hamflow_hgn.io import write_json
+from hamflow_hgn.io import write_bytes, write_json
 from hamflow_hgn.rollouts import save_rollouts
 from hamflow_hgn.runs import load_run
 from hamflow_hgn.samples import LatentGaussian
@@ -54,6 +61,9 @@ from hamflow_hgn.schedule import check_decay
 from hamflow_hgn.tracking import body_radius_px, centroid_error, summarize, tracking
 from hamflow_hgn.train import train
 
+ROOT = Path(__file__).resolve().parents[1]
+PUBLISHED = ("forward", "backward", "double_speed", "samples", "fitted_samples")
+"""The strips ``--publish`` copies to ``docs/img/hgn_example_KIND.png``."""
 SMALL = TRAIN_PRESETS["small"]
 """The training settings: ``hamflow-train --preset small`` (hamflow_hgn.config.TRAIN_PRESETS)."""
 FULL = {
@@ -153,11 +163,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument(
+        "--publish", action="store_true",
+        help="copy the strips to docs/img/hgn_example_*.png with docs/img/hgn_example.json",
+    )  # fmt: skip
+    p.add_argument(
         "--geco-setting", default=GECO_SETTING, choices=sorted(GECO_SETTINGS),
         help="KL balancing (docs/hgn.md, 'Balancing the KL'; default: %(default)s); 'paper' is "
         "GECO as the paper configures it",
     )  # fmt: skip
     args = p.parse_args(argv)
+    if args.publish and args.quick:
+        p.error("--publish: a --quick smoke run is not for docs/")
     if args.steps is not None and args.steps < 1:
         p.error(f"--steps: expected an integer >= 1, got {args.steps}")
     frames = args.frames or (QUICK if args.quick else FULL)["frames"]
@@ -322,7 +338,35 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"forward then backward {images.shape[1] - 1} steps returns q0 to within "
           f"{record['reversal_error']:.1e}")  # fmt: skip
     print(f"rollouts (PNG strips and GIFs): {args.out / 'rollouts'}")
+    if args.publish:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        command = shlex.join(["python", "examples/pendulum_hgn.py", *argv])
+        print(f"wrote {publish(record, command, vars(args), ROOT / 'docs' / 'img')}")
     return record
+
+
+def publish(record: dict, command: str, settings: dict, img_dir: Path) -> Path:
+    """Copy the strips :data:`PUBLISHED` of ``record`` (its ``figures``) to
+    ``img_dir/hgn_example_KIND.png`` and write ``img_dir/hgn_example.json``: ``command``, the
+    machine, date and commit, ``settings`` and the numbers of ``record``. Returns the JSON's
+    path."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _common import machine_info
+
+    names = []
+    for kind in PUBLISHED:
+        strip = next(Path(p) for p in record["figures"][kind] if str(p).endswith(".png"))
+        names.append(f"hgn_example_{kind}.png")
+        write_bytes(img_dir / names[-1], strip.read_bytes())
+    out = {
+        "command": command,
+        **machine_info(),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()},
+        "figures": names,
+        "results": {k: v for k, v in record.items() if k != "figures"},
+    }
+    write_json(img_dir / "hgn_example.json", out, sort_keys=False)
+    return img_dir / "hgn_example.json"
 
 
 if __name__ == "__main__":
