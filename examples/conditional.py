@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from hamflow import NHF
 from hamflow.conditional_toy import RingGivenRadius
+from hamflow_hgn.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTEXTS = (1.0, 1.75, 2.5)
@@ -94,6 +97,14 @@ def draw(model: NHF, path: Path, n: int = 1500) -> Path:
     return path
 
 
+def _machine() -> dict:
+    """The machine, date, commit and versions (``benchmarks/_common.machine_info``)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _common import machine_info
+
+    return machine_info()
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=Config.seconds)
@@ -109,6 +120,14 @@ def main(argv: list[str] | None = None) -> dict:
     scores = evaluate(model, cfg)
     out = ROOT / "docs" / "img" / "conditional_ring.png" if args.publish else args.out
     draw(model, out)
+    record = {
+        "command": shlex.join(["python", "examples/conditional.py", *(argv or sys.argv[1:])]),
+        **_machine(),
+        "settings": asdict(cfg),
+        "scores": {k: float(v) for k, v in scores.items()},
+        "figure": out.name,
+    }
+    write_json(out.with_suffix(".json"), record, sort_keys=False)
     print(
         f"test NLL {scores['nll']:.3f} (truth {scores['true_nll']:.3f}, gap "
         f"{scores['gap']:+.3f}); figure {out}"

@@ -186,6 +186,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _machine() -> dict:
+    """The machine, date, commit and versions (``benchmarks/_common.machine_info``)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from _common import machine_info
+
+    return machine_info()
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _command(argv: list[str] | None, out: Path) -> str:
+    """The command line that made the figure at ``out``."""
+    import shlex
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--out" not in argv:
+        argv += ["--out", _shown(out)]
+    return shlex.join(["python", "examples/multimodal.py", *argv])
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -205,7 +235,8 @@ def main(argv: list[str] | None = None) -> dict:
         {"config": asdict(cfg), "state_dict": model.state_dict()}, args.out.with_suffix(".pt")
     )
     out = save_figure(model, cfg, summary, args.out)
-    record = {"config": asdict(cfg), **summary, "figure": str(out)}
+    record = {"command": _command(argv, args.out), **_machine(), "config": asdict(cfg), **summary}
+    record["figure"] = _shown(out)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2))
     print(
         f"test NLL (IWAE, K={cfg.iwae_k}): {summary['test_nll_iwae']:.3f} ± "

@@ -39,6 +39,8 @@ def test_quick_run_writes_figure(example, tmp_path, capsys):
     assert math.isfinite(record["test_nll_iwae"])
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["config"]["prior"] == "normal" and saved["config"]["steps"] > 0
+    assert saved["command"] == f"python examples/multimodal.py --quick --out {out} --no-progress"
+    assert saved["date"] and saved["commit"] and saved["machine"]
     printed = capsys.readouterr().out
     assert "test NLL (IWAE" in printed and str(out) in printed
 
