@@ -15,7 +15,8 @@ For each trained run it encodes the training sequences and reports:
 
 It writes ``summary.json``, ``samples.md`` and ``samples.png`` (prior and fitted samples of the
 first run, side by side) under ``--out``; ``--publish`` also writes the table into
-docs/hgn/evaluation.md and the figure to docs/img/hgn_example_fitted_samples.png.
+docs/hgn/evaluation.md, the figure to docs/img/hgn_samples.png and the summary, with the
+machine, date and commit, to benchmarks/results/hgn_samples.json.
 
     python examples/pendulum_hgn.py --out runs/ex0                  # train a run first
     python scripts/hgn_samples.py runs/ex0/run                       # under runs/hgn_samples
@@ -40,7 +41,7 @@ from hamflow_hgn.samples import LatentGaussian, nearest_sequence_ratio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import update_markdown  # noqa: E402  (the benchmarks' Markdown-block writer)
+from _common import machine_info, update_markdown  # noqa: E402  (the benchmarks' helpers)
 
 TAG = "hgn_samples"
 ROWS = ("test sequences", "reconstructions", "prior samples", "fitted samples")
@@ -166,8 +167,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         labels += [f"prior #{i}", f"fitted #{i}"]
     figure = save_strip(rows, labels, args.out / "samples.png", every=1)
     if args.publish:
-        update_markdown(ROOT / "docs" / "hgn" / "evaluation.md", block, TAG)
-        save_strip(rows, labels, ROOT / "docs" / "img" / "hgn_example_fitted_samples.png", 1)
+        results = "benchmarks/results/hgn_samples.json"
+        write_json(ROOT / results, {**out, **machine_info(), "figure": "hgn_samples.png"})
+        update_markdown(ROOT / "docs" / "hgn" / "evaluation.md", block, TAG, results=results)
+        save_strip(rows, labels, ROOT / "docs" / "img" / "hgn_samples.png", 1)
     print(f"wrote {args.out / 'summary.json'}, {args.out / 'samples.md'} and {figure}")
     return records
 
