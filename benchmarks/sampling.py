@@ -180,7 +180,10 @@ NHF_VARIANTS = {  # NHF(dim, target=t) with fit_sampler's defaults (annealing ov
     "nhf_noanneal": dict(kicks=False, loss="kl", anneal=0.0),
     "nhf_alpha": dict(kicks=False, loss="alpha", anneal=0.0),
     "nhf_bootstrap": dict(kicks=False, loss="bootstrap", anneal=0.5),
+    "nhf_nodamp": dict(kicks=False, loss="kl", anneal=0.5, damping=False),
+    "nhf_nodamp_lr1e-3": dict(kicks=False, loss="kl", anneal=0.5, damping=False, lr=1e-3),
 }
+BASELINE_LR = 1e-3  # normflows models: the learning rate they are usually trained with
 BASELINE_VARIANTS = {  # normflows models as users train them: plain reverse KL or alpha = 2
     "realnvp_kl": ("realnvp", "kl", 0.0),
     "nsf_kl": ("nsf", "kl", 0.0),
@@ -194,7 +197,8 @@ def build(method, target, seed):
     dim = target.dim
     if method in NHF_VARIANTS:
         model = NHF(dim, target=target)
-        sampling.configure(model, kicks=NHF_VARIANTS[method]["kicks"])
+        variant = NHF_VARIANTS[method]
+        sampling.configure(model, kicks=variant["kicks"], damping=variant.get("damping"))
         return model
     kind = BASELINE_VARIANTS[method][0]
     ref = _common.num_params(NHF(dim))
@@ -221,12 +225,14 @@ def draw_weighted(model, method, n):
         return x, model.p.log_prob(x) - log_q
 
 
-def run_one(target, method, seed, budget, ref, batch=256, lr=1e-3):
+def run_one(target, method, seed, budget, ref, batch=256):
     model = build(method, target, seed)
     if method in NHF_VARIANTS:
         loss, anneal = NHF_VARIANTS[method]["loss"], NHF_VARIANTS[method]["anneal"]
+        lr = NHF_VARIANTS[method].get("lr", sampling.DEFAULT_LR)
     else:
         _, loss, anneal = BASELINE_VARIANTS[method]
+        lr = BASELINE_LR
     t0 = time.process_time()
     try:
         info = sampling.fit_sampler(
@@ -495,7 +501,7 @@ def main(argv=None):
             "ablation_targets": sorted(ab_targets),
             "importance_samples": N_IS,
             "batch": 256,
-            "lr": 1e-3,
+            "lr": {"nhf": sampling.DEFAULT_LR, "normflows": BASELINE_LR},
         },
         "log_Z": {n: t.log_Z for n, t in make_targets(names).items()},
         "reference": refs_info,

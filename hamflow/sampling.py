@@ -40,12 +40,16 @@ import torch
 from torch import Tensor, nn
 
 from .hamiltonians import SeparableHamiltonian, autograd_grad
-from .targets import CheckedTarget, as_target
+from .integrators import KickCache
+from .targets import CheckedTarget, NonFiniteTargetError, as_target
 
 __all__ = [
     "attach_target",
     "configure",
     "use_target_kicks",
+    "use_position_damping",
+    "PositionDamping",
+    "DampedFlow",
     "GuidedHamiltonian",
     "push_forward",
     "extended_sample",
@@ -63,6 +67,12 @@ DEFAULT_KICKS = False
 """Whether ``NHF(dim, target=t)`` adds target-gradient kicks. They are an option: on the
 16-mode grid they pull every draw into its nearest well early and cost modes
 (``benchmarks/sampling.py``, docs/benchmarks/sampling.md)."""
+DEFAULT_DAMPING = True
+"""Whether ``NHF(dim, target=t)`` puts a :class:`PositionDamping` after every flow. On by
+default: without it the sampler's funnel stays too narrow in its width coordinate and misses
+``ln Z`` by about a nat (docs/benchmarks/sampling.md)."""
+DEFAULT_LR = 3e-3
+""":func:`fit_sampler`'s learning rate."""
 DEFAULT_KICK_BETA = 0.5
 """The initial ``β_k`` of every target-gradient kick."""
 
@@ -108,6 +118,8 @@ def configure(
     kicks: bool | None = None,
     kick_beta: float = DEFAULT_KICK_BETA,
     learn_beta: bool = True,
+    damping: bool | None = None,
+    damping_hidden: int = 32,
 ) -> None:
     """Set a sampler's start and kicks: the affine map (``scale``, ``loc``) and the
     target-gradient kicks (:func:`use_target_kicks`; ``kicks=None`` takes
@@ -128,6 +140,9 @@ def configure(
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
     use_target_kicks(model, DEFAULT_KICKS if kicks is None else kicks, kick_beta, learn_beta)
+    use_position_damping(model, DEFAULT_DAMPING if damping is None else damping, damping_hidden)
+    # the start of the annealing path (reverse_kld with beta < 1): N(loc, scale² I)
+    object.__setattr__(model, "anneal_start", (torch.as_tensor(loc, dtype=torch.float64), scale))
     if model.affine is None:
         return
     with torch.random.fork_rng(devices=[]):
@@ -196,12 +211,97 @@ def use_target_kicks(
 
     done: dict[int, SeparableHamiltonian] = {}
     for flow in model.flows:
+        flow = flow.flow if isinstance(flow, DampedFlow) else flow
         h = flow.hamiltonian
         base = h.base if isinstance(h, GuidedHamiltonian) else h
         if id(base) not in done:
             done[id(base)] = GuidedHamiltonian(base, log_target_q, beta, learn) if on else base
             done[id(base)].to(next(base.parameters()).device)
         flow.hamiltonian = done[id(base)]
+
+
+class PositionDamping(nn.Module):
+    """A momentum damping that depends on the position: ``p ← e^{−c(q)} ⊙ p``.
+
+    ``c`` is a small MLP over ``q`` (``dim → hidden → dim``) whose last layer starts at zero, so
+    the layer starts as the identity. ``q`` is unchanged, so the Jacobian of ``(q, p) ↦ (q, p')``
+    is block-triangular and its log-det is exactly ``−Σ_i c_i(q)`` (a conformal, dissipative
+    step whose friction varies in space, as in Langevin-type samplers; the HVAE's tempering,
+    Caterini et al., 2018, is the case of a constant ``c``). A Hamiltonian flow preserves
+    volume, so on its own it can narrow one coordinate only by widening the momentum; this
+    step lets the sampler narrow where the target narrows (the neck of Neal's funnel) and
+    carry the change of volume in its log-det.
+
+    Examples
+    --------
+    >>> layer = PositionDamping(3)
+    >>> q, p = torch.randn(4, 3), torch.randn(4, 3)
+    >>> p2, log_det = layer(q, p)
+    >>> bool(torch.equal(p2, p)), log_det.tolist()      # the identity at the start
+    (True, [0.0, 0.0, 0.0, 0.0])
+    """
+
+    def __init__(self, dim: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, dim))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, q: Tensor, p: Tensor, inverse: bool = False) -> tuple[Tensor, Tensor]:
+        """``(p', ln|det ∂p'/∂p|)``: ``p e^{−c(q)}``, ``−Σc`` (inverse: ``p e^{c(q)}``, ``+Σc``)."""
+        c = self.net(q.to(self.net[0].weight.dtype)).to(p.dtype)
+        if inverse:
+            return p * torch.exp(c), c.sum(-1)
+        return p * torch.exp(-c), -c.sum(-1)
+
+
+class DampedFlow(nn.Module):
+    """A Hamiltonian flow followed by a :class:`PositionDamping` (inverse: undamp, then flow back).
+
+    It stands in for the flow in an NHF's ``flows`` and keeps its ``step`` signature, so
+    ``transport`` and ``sample`` use it unchanged; :func:`push_forward` adds its log-det. The
+    wrapped flow's ``hamiltonian`` can be read through it (set it on ``.flow``).
+    """
+
+    def __init__(self, flow: nn.Module, dim: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.flow = flow
+        self.damping = PositionDamping(dim, hidden).to(next(flow.parameters()).dtype)
+
+    @property
+    def hamiltonian(self):
+        return self.flow.hamiltonian
+
+    def step_log_det(self, q: Tensor, p: Tensor, *, inverse: bool = False, cache=None):
+        """``(q, p, ln|det|)`` of the map (of the inverse map with ``inverse``)."""
+        if inverse:
+            p, log_det = self.damping(q, p, inverse=True)
+            q, p = self.flow.step(q, p, inverse=True, cache=cache)
+            return q, p, log_det
+        q, p = self.flow.step(q, p, cache=cache)
+        p, log_det = self.damping(q, p)
+        return q, p, log_det
+
+    def step(self, q: Tensor, p: Tensor, *, inverse: bool = False, cache=None):
+        return self.step_log_det(q, p, inverse=inverse, cache=cache)[:2]
+
+
+def use_position_damping(model, on: bool = True, hidden: int = 32) -> None:
+    """Put a :class:`PositionDamping` after (``on``) or take it from every flow of a sampler.
+
+    Examples
+    --------
+    >>> from hamflow import NHF
+    >>> from hamflow.targets import Banana
+    >>> model = NHF(2, target=Banana(), hidden=(16,), encoder_hidden=(16,))
+    >>> use_position_damping(model, True)
+    >>> type(model.flows[0]).__name__
+    'DampedFlow'
+    """
+    _require_target(model)
+    for i, flow in enumerate(model.flows):
+        inner = flow.flow if isinstance(flow, DampedFlow) else flow
+        model.flows[i] = DampedFlow(inner, model.dim, hidden) if on else inner
 
 
 # -- the extended-space bound ------------------------------------------------------------------
@@ -220,9 +320,22 @@ def push_forward(model, s0: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     >>> x.shape, log_det.shape
     (torch.Size([5, 2]), torch.Size([5]))
     """
-    q0, p0 = s0.chunk(2, dim=-1)
-    q, p = model.transport(q0, p0)
+    q, p = s0.chunk(2, dim=-1)
     log_det = s0.new_zeros(s0.shape[0]) + model.flow_log_det()
+    if any(isinstance(f, DampedFlow) for f in model.flows):
+        # transport's loop, adding the position dampings' per-draw log-dets
+        frictions = model.frictions or [None] * len(model.flows)
+        cache = KickCache()
+        for flow, friction in zip(model.flows, frictions):
+            if isinstance(flow, DampedFlow):
+                q, p, step_log_det = flow.step_log_det(q, p, cache=cache)
+                log_det = log_det + step_log_det
+            else:
+                q, p = flow.step(q, p, cache=cache)
+            if friction is not None:
+                p = friction.damp(p)
+    else:
+        q, p = model.transport(q, p)
     if model.affine is None:
         return q, p, q, log_det
     x, affine_log_det = model.affine(q)
@@ -271,10 +384,22 @@ def extended_sample(model, num_samples: int, momentum: str = "encoder") -> dict[
 
 
 def reverse_kld(
-    model, num_samples: int = 256, beta: float = 1.0, momentum: str = "encoder"
+    model,
+    num_samples: int = 256,
+    beta: float = 1.0,
+    momentum: str = "encoder",
+    path: str = "geometric",
 ) -> Tensor:
-    """The training loss: ``E[ln q(x, p_T) − ln r(p_T | x) − β ln π̃(x)]`` over ``num_samples``
-    reparametrised draws (``β < 1`` tempers the target: annealing).
+    """The training loss: ``E[ln q(x, p_T) − ln r(p_T | x) − ln π̃_β(x)]`` over ``num_samples``
+    reparametrised draws; ``π̃_1 = π̃``, and ``β < 1`` anneals.
+
+    ``path`` says what ``β < 1`` fits: ``"geometric"`` (default) the geometric mean
+    ``π̃_β = π̃^β π₀^{1−β}`` of the target and the sampler's start ``π₀ = N(loc, scale² I)``
+    (:func:`configure`), the path of annealed importance sampling (Neal, 2001);
+    ``"tempered"`` the tempered target ``π̃^β`` alone. Tempering flattens a mixture's barriers
+    but not every target: on Neal's funnel ``π̃^β`` puts the width ``v`` at
+    ``≈ (1−β)(d−1)σ²/(2β)``, far outside the target, while the geometric path stays between
+    the start and the target.
 
     It is ``KL(q(x, p) ‖ π(x) r(p | x)) − ln Z`` at ``β = 1``, an upper bound on
     ``KL(q(x) ‖ π) − ln Z``: minimising it fits the sampler and the momentum encoder together.
@@ -289,8 +414,22 @@ def reverse_kld(
     >>> loss.backward(); loss.shape
     torch.Size([])
     """
+    if path not in ("geometric", "tempered"):
+        raise ValueError(f"path: expected 'geometric' or 'tempered', got {path!r}")
     d = extended_sample(model, num_samples, momentum)
-    return (d["log_q"] - d["log_r"] - beta * d["log_target"]).mean()
+    log_target = d["log_target"]
+    if beta != 1:
+        log_target = beta * log_target
+        if path == "geometric":
+            log_target = log_target + (1 - beta) * _log_start(model, d["x"])
+    return (d["log_q"] - d["log_r"] - log_target).mean()
+
+
+def _log_start(model, x: Tensor) -> Tensor:
+    """``ln N(x; loc, scale² I)`` of the sampler's start (:func:`configure`), ``(n,)``."""
+    loc, scale = getattr(model, "anneal_start", (torch.zeros(()), 1.0))
+    z = (x - loc.to(x)) / scale
+    return -0.5 * (z * z).sum(-1) - x.shape[-1] * (math.log(scale) + 0.5 * math.log(2 * math.pi))
 
 
 def reverse_alpha_div(
@@ -425,12 +564,13 @@ def fit_sampler(
     max_time: float = 30.0,
     max_steps: int | None = None,
     batch: int = 256,
-    lr: float = 1e-3,
+    lr: float = DEFAULT_LR,
     loss: str = "kl",
     alpha: float = 2.0,
     warmup: float = 0.25,
     anneal: float = 0.5,
     beta0: float = 0.1,
+    path: str = "tempered",
     seed: int | None = None,
     grad_clip: float = 100.0,
     max_failures: int = 20,
@@ -459,6 +599,8 @@ def fit_sampler(
     """
     if loss not in ("kl", "alpha", "bootstrap"):
         raise ValueError(f"loss: expected 'kl', 'alpha' or 'bootstrap', got {loss!r}")
+    if path not in ("geometric", "tempered"):
+        raise ValueError(f"path: expected 'geometric' or 'tempered', got {path!r}")
     if seed is not None:
         torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -478,12 +620,16 @@ def fit_sampler(
             if loss == "alpha" and frac >= warmup:
                 value = model.reverse_alpha_div(batch, alpha=alpha)
             else:
-                value = model.reverse_kld(batch, beta=beta)
+                if getattr(model, "target", None) is not None:
+                    value = reverse_kld(model, batch, beta=beta, path=path)
+                else:  # a normflows model: its own reverse_kld tempers
+                    value = model.reverse_kld(batch, beta=beta)
                 if loss == "bootstrap" and frac >= warmup:
                     value = value + bootstrap_kld(model, max(1, batch // 4))
-        except ValueError:
+        except NonFiniteTargetError:
             # a draw met NaN or inf (a diverged state or a broken target): skip the step,
-            # and give up with the error after ``max_failures`` in a row
+            # and give up with the error after ``max_failures`` in a row (a target of the
+            # wrong shape raises at once)
             failures += 1
             skipped += 1
             steps += 1
@@ -504,8 +650,13 @@ def fit_sampler(
             skipped += 1
             failures += 1
             if failures >= max_failures:
+                name = getattr(getattr(model, "target", None), "name", None) or getattr(
+                    getattr(model, "p", None), "name", type(getattr(model, "p", None)).__name__
+                )
                 raise ValueError(
-                    f"fit_sampler: {failures} steps in a row gave a non-finite loss or gradient"
+                    f"fit_sampler: {failures} steps in a row gave a non-finite loss or gradient "
+                    f"(target {name!r}: check that its log_prob's gradient is finite where the "
+                    "sampler draws)"
                 )
         steps += 1
     return {"steps": steps, "skipped": skipped, "cpu_s": time.process_time() - start, "loss": last}

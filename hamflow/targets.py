@@ -33,6 +33,7 @@ __all__ = [
     "GridMixture",
     "CorrelatedGaussian",
     "CheckedTarget",
+    "NonFiniteTargetError",
     "as_target",
     "grid_log_z",
 ]
@@ -244,6 +245,12 @@ class CorrelatedGaussian(_KnownTarget):
         return (torch.randn(num_samples, self.dim, dtype=torch.float64) @ self.chol.T).float()
 
 
+class NonFiniteTargetError(ValueError):
+    """A target returned NaN or ``+inf``: a ``ValueError`` that :func:`~hamflow.sampling.
+    fit_sampler` may skip a step on (a diverged draw), unlike a wrong shape, which it raises at
+    once."""
+
+
 class CheckedTarget:
     """A target as a sampler sees it: ``log_prob`` with its output checked, plus metadata.
 
@@ -326,7 +333,7 @@ class CheckedTarget:
         bad = torch.isnan(out) | (out == math.inf)
         if bad.any():
             i = int(bad.nonzero()[0])
-            raise ValueError(
+            raise NonFiniteTargetError(
                 f"target {self.name!r}: log_prob returned NaN or inf for {int(bad.sum())} of "
                 f"{len(out)} points, e.g. at x = {[round(v, 4) for v in x[i].tolist()]}"
             )

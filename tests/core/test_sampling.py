@@ -195,9 +195,16 @@ def test_target_does_not_register_as_a_submodule():
     plain = NHF(2, hidden=(8,), encoder_hidden=(8,))
     torch.manual_seed(0)
     model = NHF(2, hidden=(8,), encoder_hidden=(8,), target=nf.distributions.TwoMoons())
+    sampling.configure(model, damping=False, kicks=True)
     extra = set(dict(model.named_parameters())) - set(dict(plain.named_parameters()))
-    assert all(name.endswith("hamiltonian.beta") for name in extra)
+    assert extra and all(name.endswith("hamiltonian.beta") for name in extra)
     assert "target" not in dict(model.named_modules())
+    sampling.configure(model, damping=True, kicks=False)  # the flows are wrapped, not copied
+    names = set(dict(model.named_parameters()))
+    assert {n.replace(".flow.", ".") for n in names if "damping" not in n} == set(
+        dict(plain.named_parameters())
+    )
+    assert any("damping" in n for n in names)
 
 
 def test_bad_targets_are_named_in_the_error():
