@@ -481,8 +481,10 @@ def evaluate(
     other than the run's is refused unless ``allow_other_data``. ``horizon = N`` rolls out
     ``N`` steps, past the data's ``T`` if larger, scored against the truth simulated that far
     (``horizon`` in each split's metrics, :func:`horizon_table` in ``metrics.md``), and the
-    strips and GIFs run ``N`` steps. Returns the metrics dict that is saved as
-    ``metrics.json``.
+    strips and GIFs run ``N`` steps. On frames imported with ``hamflow-data import``
+    (:func:`has_system` is False) what needs a simulated system is left out, each with its
+    reason in ``metrics["skipped"]``, the strips run ``N`` steps beside the stored frames, and
+    ``N`` past them is refused. Returns the metrics dict that is saved as ``metrics.json``.
     """
     from .data import open_dataset
     from .rollouts import save_rollouts
