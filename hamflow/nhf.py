@@ -119,7 +119,10 @@ class NHF(nn.Module):
             ``Target`` or a differentiable callable ``(N, dim) -> (N,)``; :mod:`hamflow.sampling`,
             docs/sampling.md): train on :meth:`reverse_kld`, then :meth:`importance_sample`,
             :meth:`log_normalizer` and :meth:`ess`. The affine map then starts at the identity
-            (no data to fit it to) and every kick adds ``β_k ∇ ln π̃``. ``None``: a density model.
+            (no data to fit it to) and every flow is followed by a position-dependent momentum
+            damping with an exact log-det (:class:`hamflow.sampling.PositionDamping`); the
+            target-gradient kicks are an option (:func:`hamflow.sampling.configure`). ``None``:
+            a density model, unchanged.
 
     Example:
         >>> model = NHF(dim=2, num_flows=2, hidden=(16, 16), encoder_hidden=(16,))
@@ -693,11 +696,16 @@ class NHF(nn.Module):
     # -- sampling from an unnormalised target (hamflow.sampling, docs/sampling.md) -----------
 
     def reverse_kld(
-        self, num_samples: int = 256, beta: float = 1.0, momentum: str = "encoder"
+        self,
+        num_samples: int = 256,
+        beta: float = 1.0,
+        momentum: str = "encoder",
+        path: str = "tempered",
     ) -> Tensor:
         """Reverse KL on the extended space ``(x, p)``, the loss of a sampler built with
-        ``target``: :func:`hamflow.sampling.reverse_kld`."""
-        return _sampling.reverse_kld(self, num_samples, beta, momentum)
+        ``target`` (``beta < 1``: a point on the annealing ``path``):
+        :func:`hamflow.sampling.reverse_kld`."""
+        return _sampling.reverse_kld(self, num_samples, beta, momentum, path)
 
     def reverse_alpha_div(
         self, num_samples: int = 256, alpha: float = 2.0, momentum: str = "encoder"

@@ -18,11 +18,16 @@ and the expectation is :func:`reverse_kld`, the training loss. The log-weights
 effective sample size and self-normalised expectations (:func:`importance_sample`,
 :func:`log_normalizer`, :func:`ess`).
 
+By default every flow is followed by a :class:`PositionDamping`, ``p ← e^{−c(q)} ⊙ p`` with
+the exact log-det ``−Σ c(q)``: a volume-preserving flow can narrow a coordinate only by widening
+its momentum, and a target whose width changes across the space (Neal's funnel) needs more.
+
 Options (docs/sampling.md says when to pick which):
 
 - :func:`reverse_alpha_div` (``α = 2``, as in FAB, Midgley et al., 2023) covers mass instead of
   seeking a mode;
-- ``beta < 1`` in :func:`reverse_kld` tempers the target (annealing from a broad start);
+- ``beta < 1`` in :func:`reverse_kld` anneals: the tempered target, or (``path="geometric"``)
+  the geometric mean of the target and the sampler's start;
 - :func:`bootstrap_kld`: the forward bound on self-normalised importance resamples;
 - :func:`use_target_kicks`: every kick adds ``β_k ∇ ln π̃`` to the learned force
   ``−∇V_k``; the added force depends on the position alone, so each step stays a shear and
@@ -121,9 +126,11 @@ def configure(
     damping: bool | None = None,
     damping_hidden: int = 32,
 ) -> None:
-    """Set a sampler's start and kicks: the affine map (``scale``, ``loc``) and the
-    target-gradient kicks (:func:`use_target_kicks`; ``kicks=None`` takes
-    :data:`DEFAULT_KICKS`). Its random draws leave torch's global random state as it was.
+    """Set a sampler's start, kicks and dampings: the affine map (``scale``, ``loc``, also the
+    start ``N(loc, scale² I)`` of the geometric annealing path), the target-gradient kicks
+    (:func:`use_target_kicks`; ``kicks=None`` takes :data:`DEFAULT_KICKS`) and the position
+    dampings (:func:`use_position_damping`, ``damping_hidden`` wide; ``damping=None`` takes
+    :data:`DEFAULT_DAMPING`). Its random draws leave torch's global random state as it was.
 
     Examples
     --------
@@ -232,6 +239,13 @@ class PositionDamping(nn.Module):
     step lets the sampler narrow where the target narrows (the neck of Neal's funnel) and
     carry the change of volume in its log-det.
 
+    Parameters
+    ----------
+    dim
+        the dimension of ``q`` and ``p``.
+    hidden
+        the width of the MLP's one hidden layer (``tanh``).
+
     Examples
     --------
     >>> layer = PositionDamping(3)
@@ -261,6 +275,26 @@ class DampedFlow(nn.Module):
     It stands in for the flow in an NHF's ``flows`` and keeps its ``step`` signature, so
     ``transport`` and ``sample`` use it unchanged; :func:`push_forward` adds its log-det. The
     wrapped flow's ``hamiltonian`` can be read through it (set it on ``.flow``).
+
+    Parameters
+    ----------
+    flow
+        a :class:`~hamflow.HamiltonianFlow` (anything with ``step(q, p, inverse=, cache=)``).
+    dim
+        the dimension of ``q``.
+    hidden
+        the width of the damping's MLP.
+
+    Examples
+    --------
+    >>> from hamflow import NHF
+    >>> base = NHF(2, hidden=(8,), encoder_hidden=(8,)).flows[0]
+    >>> flow = DampedFlow(base, 2)
+    >>> q, p = torch.randn(3, 2), torch.randn(3, 2)
+    >>> q1, p1, log_det = flow.step_log_det(q, p)
+    >>> q0, p0, _ = flow.step_log_det(q1, p1, inverse=True)
+    >>> bool(torch.allclose(q0, q, atol=1e-5) and torch.allclose(p0, p, atol=1e-5))
+    True
     """
 
     def __init__(self, flow: nn.Module, dim: int, hidden: int = 32) -> None:
@@ -288,6 +322,18 @@ class DampedFlow(nn.Module):
 
 def use_position_damping(model, on: bool = True, hidden: int = 32) -> None:
     """Put a :class:`PositionDamping` after (``on``) or take it from every flow of a sampler.
+
+    Each flow of ``model.flows`` is wrapped in (or unwrapped from) a :class:`DampedFlow`, with a
+    new damping that starts as the identity; :func:`configure` calls it (``damping=``).
+
+    Parameters
+    ----------
+    model
+        an NHF with a target.
+    on
+        add (``True``) or remove (``False``) the dampings.
+    hidden
+        the width of each damping's MLP.
 
     Examples
     --------
@@ -388,15 +434,16 @@ def reverse_kld(
     num_samples: int = 256,
     beta: float = 1.0,
     momentum: str = "encoder",
-    path: str = "geometric",
+    path: str = "tempered",
 ) -> Tensor:
     """The training loss: ``E[ln q(x, p_T) − ln r(p_T | x) − ln π̃_β(x)]`` over ``num_samples``
     reparametrised draws; ``π̃_1 = π̃``, and ``β < 1`` anneals.
 
-    ``path`` says what ``β < 1`` fits: ``"geometric"`` (default) the geometric mean
-    ``π̃_β = π̃^β π₀^{1−β}`` of the target and the sampler's start ``π₀ = N(loc, scale² I)``
-    (:func:`configure`), the path of annealed importance sampling (Neal, 2001);
-    ``"tempered"`` the tempered target ``π̃^β`` alone. Tempering flattens a mixture's barriers
+    ``path`` says what ``β < 1`` fits: ``"tempered"`` (default, as normflows'
+    ``reverse_kld(beta=...)``) the tempered target ``π̃^β``; ``"geometric"`` the geometric
+    mean ``π̃_β = π̃^β π₀^{1−β}`` of the target and the sampler's start
+    ``π₀ = N(loc, scale² I)`` (:func:`configure`), the path of annealed importance sampling
+    (Neal, 2001). Tempering flattens a mixture's barriers
     but not every target: on Neal's funnel ``π̃^β`` puts the width ``v`` at
     ``≈ (1−β)(d−1)σ²/(2β)``, far outside the target, while the geometric path stays between
     the start and the target.

@@ -16,12 +16,20 @@ from hamflow.targets import Banana, CorrelatedGaussian, Funnel
 F64 = torch.float64
 
 
-def tiny(dim: int, target, kicks: bool = True, scale: float = 1.0, affine="triangular", seed=0):
+def tiny(
+    dim: int,
+    target,
+    kicks: bool = True,
+    scale: float = 1.0,
+    affine="triangular",
+    seed=0,
+    damping: bool = True,
+):
     """A small float64 sampler whose parameters are moved away from their initial values."""
     torch.manual_seed(seed)
     model = NHF(dim, num_flows=2, hidden=(8,), encoder_hidden=(8,), affine=affine)
     model = model.double()
-    sampling.attach_target(model, target, kicks=kicks, scale=scale)
+    sampling.attach_target(model, target, kicks=kicks, scale=scale, damping=damping)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "beta" not in name:
@@ -52,9 +60,10 @@ def flat_map(model, s0):
     kicks=st.booleans(),
     affine=st.sampled_from(["triangular", "diagonal", "none"]),
     seed=st.integers(0, 100),
+    damping=st.booleans(),
 )
-def test_log_det_matches_autograd_jacobian(dim, kicks, affine, seed):
-    model = tiny(dim, Gauss(dim), kicks=kicks, affine=affine, seed=seed)
+def test_log_det_matches_autograd_jacobian(dim, kicks, affine, seed, damping):
+    model = tiny(dim, Gauss(dim), kicks=kicks, affine=affine, seed=seed, damping=damping)
     with torch.no_grad():
         for f in model.frictions:
             f.rate.normal_(0, 0.3)
@@ -104,6 +113,76 @@ def test_importance_weights_are_unbiased_for_Z(kicks, momentum):
     mean, se = z_hat.mean().item(), z_hat.std().item() / math.sqrt(len(z_hat))
     assert se < 0.06  # the check has power: a log-det off by 0.25 nats would fail it
     assert abs(mean - 1) < 4 * se, (mean, se)
+
+
+@settings(max_examples=20, deadline=None)
+@given(dim=st.integers(1, 5), seed=st.integers(0, 10_000), inverse=st.booleans())
+def test_position_damping_inverts_and_its_log_det_is_autograds(dim, seed, inverse):
+    torch.manual_seed(seed)
+    layer = sampling.PositionDamping(dim, hidden=6).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_(0, 0.7)
+    q, p = torch.randn(3, dim, dtype=F64), torch.randn(3, dim, dtype=F64)
+    p2, log_det = layer(q, p, inverse=inverse)
+    back, back_log_det = layer(q, p2, inverse=not inverse)
+    assert torch.allclose(back, p, atol=1e-12)
+    assert torch.allclose(log_det, -back_log_det, atol=1e-12)
+    assert not torch.allclose(p2, p)  # the check is not of an identity
+
+    def flat(s):
+        qq, pp = s.chunk(2)
+        return torch.cat([qq, layer(qq[None], pp[None], inverse=inverse)[0][0]])
+
+    for i in range(3):
+        jac = torch.autograd.functional.jacobian(flat, torch.cat([q[i], p[i]]))
+        assert torch.allclose(torch.linalg.slogdet(jac)[1], log_det[i], atol=1e-10)
+
+
+def test_damped_sampler_inverts_and_samples_what_push_forward_maps():
+    model = tiny(3, Funnel(3), kicks=False, damping=True)
+    assert all(isinstance(f, sampling.DampedFlow) for f in model.flows)
+    s0 = torch.randn(16, 6, dtype=F64)
+    q0, p0 = s0.chunk(2, -1)
+    with torch.no_grad():
+        q, p = model.transport(q0, p0)
+        back_q, back_p = model.transport(q, p, inverse=True)
+        x, p_T, q_T, _ = sampling.push_forward(model, s0)
+    assert torch.allclose(back_q, q0, atol=1e-10) and torch.allclose(back_p, p0, atol=1e-10)
+    assert torch.allclose(q_T, q, atol=1e-12) and torch.allclose(p_T, p, atol=1e-12)
+
+
+def test_missing_damping_log_det_would_be_caught():
+    """The unbiasedness check fails when the position dampings' log-det is left out."""
+    target = Gauss(2, std=0.6)
+    model = tiny(2, target, kicks=False, scale=1.6, damping=True)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        s0, log_pi = model.prior(40000)
+        x, p, q, log_det = sampling.push_forward(model, s0)
+        damp_only = log_det - model.flow_log_det() - model.affine(q[:1])[1][0]
+        log_w = target(x) + model.encoder.log_prob(p, q) - (log_pi - log_det)
+    assert damp_only.std() > 0.05  # the dampings' log-det varies from draw to draw
+    for wrong, should_pass in ((log_w, True), (log_w - damp_only, False)):
+        z_hat = torch.exp(wrong.reshape(400, 100) - target.log_Z).mean(1)
+        se = z_hat.std().item() / 20
+        assert (abs(z_hat.mean().item() - 1) < 4 * se) == should_pass
+
+
+def test_geometric_annealing_path_is_the_start_where_beta_is_zero():
+    """With π̃ = e^c N(0, s² I), π̃^β N(0, s² I)^{1−β} = e^{βc} N(0, s² I): the losses at β and
+    at 1 differ by exactly (1 − β) c on the same draws; the tempered path does not."""
+    c, s = 1.3, 1.7
+    target = Gauss(2, std=s, mean=0.0, log_Z=c)
+    model = tiny(2, target, kicks=False, scale=s)
+    losses = {}
+    for beta, path in ((1.0, "geometric"), (0.3, "geometric"), (0.3, "tempered")):
+        torch.manual_seed(5)
+        losses[beta, path] = model.reverse_kld(64, beta=beta, path=path).item()
+    assert math.isclose(losses[0.3, "geometric"] - losses[1.0, "geometric"], 0.7 * c, abs_tol=1e-9)
+    assert abs(losses[0.3, "tempered"] - losses[1.0, "geometric"] - 0.7 * c) > 0.1
+    with pytest.raises(ValueError, match="path"):
+        model.reverse_kld(8, beta=0.5, path="linear")
 
 
 def test_missing_log_det_would_be_caught():
@@ -223,6 +302,33 @@ def test_bad_targets_are_named_in_the_error():
         NHF(2, target=Funnel(10))
     with pytest.raises(TypeError, match="target"):
         NHF(2, target=3.0)
+
+
+def test_fit_sampler_names_a_broken_target():
+    calls = []
+
+    def wrong_shape(x):
+        calls.append(1)
+        return x.sum(-1, keepdim=True)
+
+    model = NHF(2, hidden=(8,), encoder_hidden=(8,), target=wrong_shape)
+    with pytest.raises(ValueError, match="wrong_shape.*shape"):
+        sampling.fit_sampler(model, max_steps=50, batch=8)
+    assert len(calls) == 1  # raised at once, not skipped as a diverged draw
+
+    def inf_target(x):
+        return torch.full(x.shape[:1], math.inf)
+
+    model = NHF(2, hidden=(8,), encoder_hidden=(8,), target=inf_target)
+    with pytest.raises(ValueError, match="inf_target.*NaN or inf"):
+        sampling.fit_sampler(model, max_steps=50, batch=8, max_failures=3)
+
+    def nan_gradient(x):  # finite values, NaN gradient at every draw
+        return torch.sqrt(torch.zeros_like(x[:, 0]) + (x[:, 0] * 0).abs())
+
+    model = NHF(2, hidden=(8,), encoder_hidden=(8,), target=nan_gradient)
+    with pytest.raises(ValueError, match="nan_gradient"):
+        sampling.fit_sampler(model, max_steps=50, batch=8, max_failures=3)
 
 
 def test_minus_inf_outside_the_support_is_a_zero_weight():
