@@ -21,10 +21,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._defensive import DefensiveGaussian
+from .marginals import MarginalGaussianizer
 from .nhf import NHF
 from .training import fit, split_validation
 
 __all__ = ["NHFDensity"]
+
+MARGINALS = ("gaussianize", "standardize", "none")
+FAR = 40.0
+"""Rows further out than this many standard deviations get their density from the defensive
+Gaussian alone (see ``NHFDensity._nhf_log_prob``)."""
 
 
 class NHFDensity(DensityMixin, BaseEstimator):
@@ -82,8 +88,13 @@ class NHFDensity(DensityMixin, BaseEstimator):
         of at most ``−ln(1 − w)`` nats on any row. ``"auto"`` chooses ``w`` among 0.005-0.2
         on the validation rows; ``0`` turns it off. For a conditional fit the Gaussian is of
         ``x`` alone.
-    standardize : bool
-        Standardise the columns before training (the scores stay in the units of ``X``).
+    marginals : str
+        How the columns are mapped before the flow (the log-det is counted either way, so the
+        scores stay in the units of ``X``): ``"gaussianize"`` standardises each column and maps
+        it to a standard normal through its own one-dimensional Gaussian mixture
+        (:class:`~hamflow.marginals.MarginalGaussianizer`), so that the flow learns only how the
+        columns depend on each other; ``"standardize"`` only centres and scales them;
+        ``"none"`` leaves them as they are.
     random_state : int, RandomState or None
         Seeds the split, the training and the scoring draws.
     verbose : bool
@@ -105,7 +116,10 @@ class NHFDensity(DensityMixin, BaseEstimator):
     n_features_in_ : int
         Number of columns seen in ``fit``.
     mean_, scale_ : ndarray
-        The standardisation (zeros and ones without ``standardize``).
+        The standardisation (zeros and ones with ``marginals="none"``).
+    marginals_ : MarginalGaussianizer or None
+        The fitted per-column map (``marginals="gaussianize"``), applied after the
+        standardisation.
     defensive_weight_ : float
         The weight of the defensive Gaussian in the mixture.
     defensive_scores_ : dict
@@ -143,7 +157,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
         eval_every: int = 25,
         n_score_samples: int = 2048,
         defensive_weight: float | str = "auto",
-        standardize: bool = True,
+        marginals: str = "gaussianize",
         random_state=None,
         verbose: bool = False,
         n_threads: int | None = 1,
@@ -165,7 +179,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
         self.eval_every = eval_every
         self.n_score_samples = n_score_samples
         self.defensive_weight = defensive_weight
-        self.standardize = standardize
+        self.marginals = marginals
         self.random_state = random_state
         self.verbose = verbose
         self.n_threads = n_threads
@@ -207,13 +221,21 @@ class NHFDensity(DensityMixin, BaseEstimator):
                 self.context_dim_ = c.shape[1]
                 self.context_mean_, self.context_scale_ = c.mean(0), c.std(0)
                 self.context_scale_[self.context_scale_ <= 1e-12] = 1.0
-            if self.standardize:
+            if self.marginals not in MARGINALS:
+                raise ValueError(f"marginals: expected one of {MARGINALS}, got {self.marginals!r}")
+            if self.marginals == "none":
+                self.mean_, self.scale_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
+            else:
                 self.mean_ = X.mean(0)
                 scale = X.std(0)
                 self.scale_ = np.where(scale > 1e-12 * (1 + np.abs(self.mean_)), scale, 1.0)
-            else:
-                self.mean_, self.scale_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
-        z = torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float32)
+            self.marginals_ = None
+            if self.marginals == "gaussianize":
+                standardized = (X - self.mean_) / self.scale_
+                self.marginals_ = MarginalGaussianizer(random_state=seed % 2**31).fit(standardized)
+        # one table of [latent rows u | standardised rows s | log-det of s -> u], split together
+        u, s_rows, log_det = self._to_latent(X)
+        rows = torch.as_tensor(np.c_[u, s_rows, log_det], dtype=torch.float64)
         if not (
             isinstance(self.validation_fraction, (int, float)) and 0 < self.validation_fraction < 1
         ):
@@ -221,19 +243,23 @@ class NHFDensity(DensityMixin, BaseEstimator):
                 "validation_fraction: expected a number in (0, 1) (early stopping and the "
                 f"calibration need validation rows), got {self.validation_fraction!r}"
             )
-        n_val = min(2000, max(2, int(round(self.validation_fraction * len(z)))))
-        if len(z) - n_val < 2:
+        n_val = min(2000, max(2, int(round(self.validation_fraction * len(rows)))))
+        if len(rows) - n_val < 2:
             raise ValueError(
-                f"X: {len(z)} rows leave too few for training after holding out "
+                f"X: {len(rows)} rows leave too few for training after holding out "
                 f"validation_fraction={self.validation_fraction}; pass more rows"
             )
         gen = torch.Generator().manual_seed(seed)
         context = self._context(y, len(X))
         if context is None:
-            train, val = split_validation(z, self.validation_fraction, gen)
+            rows_train, rows_val = split_validation(rows, self.validation_fraction, gen)
             c_train = c_val = None
         else:
-            train, val, c_train, c_val = split_validation(z, self.validation_fraction, gen, context)
+            rows_train, rows_val, c_train, c_val = split_validation(
+                rows, self.validation_fraction, gen, context
+            )
+        d = X.shape[1]
+        train, val = rows_train[:, :d].float(), rows_val[:, :d].float()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if not warm:
@@ -257,34 +283,61 @@ class NHFDensity(DensityMixin, BaseEstimator):
                 verbose=self.verbose,
             )
             self.model_.calibrate_proposal(val, c_val, num_samples=self.n_score_samples, seed=seed)
-        self._fit_defensive(train, val, c_val)
+        self._fit_defensive(rows_train[:, d:-1].numpy(), rows_val, c_val)
         self.history_ = self.fit_result_.history
         self.n_iter_ = self.fit_result_.steps
         return self
 
-    def _fit_defensive(self, train, val, c_val) -> None:
-        """Fit the defensive Gaussian on the training rows and choose its weight on ``val``."""
-        self.defensive_ = DefensiveGaussian(train.double().numpy())
+    def _fit_defensive(self, s_train: np.ndarray, rows_val: torch.Tensor, c_val) -> None:
+        """Fit the defensive Gaussian on the standardised training rows ``s_train`` and choose
+        its weight on the validation rows ``[u | s | log-det]``."""
+        self.defensive_ = DefensiveGaussian(s_train)
         w = self.defensive_weight
         self.defensive_scores_ = {}
         if w == "auto":
-            val64 = val.double().numpy()
-            lp = self._nhf_log_prob(val, c_val)
-            w, self.defensive_scores_ = self.defensive_.choose(lp, val64)
+            d = s_train.shape[1]
+            u, s_val, log_det = rows_val[:, :d].float(), rows_val[:, d:-1], rows_val[:, -1]
+            lp = self._nhf_log_prob(u, c_val) + log_det.numpy()
+            w, self.defensive_scores_ = self.defensive_.choose(lp, s_val.numpy())
         elif not (isinstance(w, (int, float)) and 0 <= w < 1):
             raise ValueError(f"defensive_weight: expected 'auto' or a number in [0, 1), got {w!r}")
         self.defensive_weight_ = float(w)
 
+    def _to_latent(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(u, s, log_det)``: the rows the NHF models, the standardised rows, and
+        ``ln |det ∂u/∂s|`` per row (zero without the marginal map)."""
+        s_rows = (X - self.mean_) / self.scale_
+        if self.marginals_ is None:
+            return s_rows, s_rows, np.zeros(len(X))
+        u, log_det = self.marginals_.transform(s_rows)
+        return u, s_rows, log_det
+
     def _nhf_log_prob(self, z: torch.Tensor, context) -> np.ndarray:
-        """The NHF's log-density of standardised rows, one shared set of momenta."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed_)
-            # one set of momenta for every row: a row's score depends on that row alone, not
-            # on the order or the company it comes in
-            lp = self.model_.log_prob(
-                z, context, num_samples=self.n_score_samples, sampler="common"
-            )
-        return lp.double().numpy()
+        """The NHF's log-density of latent rows, one shared set of momenta.
+
+        A row more than ``FAR`` standard deviations out in some column (its log-density there
+        is below -800 under the training rows' marginals) is not moved through the flows, whose
+        float32 arithmetic would overflow: its NHF density is taken as 0 (``-inf``), and the
+        defensive Gaussian scores it. So does a row whose score overflows anyway.
+        """
+        lp = np.full(len(z), -np.inf)
+        near = (z.abs() <= FAR).all(dim=1)
+        if bool(near.any()):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed_)
+                # one set of momenta for every row: a row's score depends on that row alone,
+                # not on the order or the company it comes in
+                lp[near.numpy()] = (
+                    self.model_.log_prob(
+                        z[near],
+                        None if context is None else context[near],
+                        num_samples=self.n_score_samples,
+                        sampler="common",
+                    )
+                    .double()
+                    .numpy()
+                )
+        return np.where(np.isfinite(lp), lp, -np.inf)
 
     def _build_model(self, dim: int) -> NHF:
         options = dict(self.model_options or {})
@@ -327,9 +380,10 @@ class NHFDensity(DensityMixin, BaseEstimator):
         """
         check_is_fitted(self, "model_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        z = torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float32)
-        lp = self._nhf_log_prob(z, self._context(y, len(X)))
-        lp = self.defensive_.mix(lp, z.double().numpy(), self.defensive_weight_)
+        u, s_rows, log_det = self._to_latent(X)
+        u = torch.as_tensor(u, dtype=torch.float32)
+        lp = self._nhf_log_prob(u, self._context(y, len(X))) + log_det
+        lp = self.defensive_.mix(lp, s_rows, self.defensive_weight_)
         return lp - float(np.log(self.scale_).sum())
 
     def score(self, X, y=None) -> float:
@@ -358,6 +412,8 @@ class NHFDensity(DensityMixin, BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             z = self.model_.sample(int(n_samples), context=context).double().numpy()
+        if self.marginals_ is not None:
+            z = self.marginals_.inverse_transform(z)
         rng = np.random.default_rng(seed)
         broad = rng.random(len(z)) < self.defensive_weight_  # the defensive component's rows
         z[broad] = self.defensive_.sample(int(broad.sum()), rng)
