@@ -22,6 +22,7 @@ from .hamiltonians import (
     SeparableHamiltonian,
 )
 from .integrators import INTEGRATORS, get_integrator, integrate, rollout
+from .marginals import MarginalGaussianizer
 from .nhf import NHF
 from .sampling import fit_sampler
 from .scaling import ConformalFriction, DiagonalAffine, TriangularAffine
@@ -30,6 +31,7 @@ from .training import FitConfig, FitResult, fit
 __all__ = [
     "NHF",
     "NHFDensity",
+    "MarginalGaussianizer",
     "ConditionalMLPEnergy",
     "fit",
     "FitConfig",
