@@ -3,7 +3,9 @@
 Rows, each fitted on the same training rows of the same split:
 
 - ``nhf``: :class:`hamflow.NHFDensity` at its defaults (``max_time`` = the budget);
-- ``nhf_learned_tails``: the same with ``prior="generalized_normal"``;
+- ``nhf_learned_tails`` (optional): the same with ``prior="generalized_normal"``;
+- ``nhf_standardize`` (optional): the same with ``marginals="standardize"``, the columns only
+  standardised, not mapped to normals;
 - ``realnvp``, ``nsf``: normflows RealNVP (masked affine couplings) and a neural spline flow,
   trained through the same loop (:func:`hamflow.fit`: validation split, early stopping, cosine
   schedule) for the same CPU budget on one thread;
@@ -54,8 +56,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("iris", "wine", "diabetes", "breast_cancer", "digits")
 EXTERNAL = tuple(TABLES)
 EXTERNAL_MODELS = ("nhf", "gmm_bic", "kde_cv", "gaussian")
-MODELS = ("nhf", "nhf_learned_tails", "realnvp", "nsf", "gmm_bic", "kde_cv", "gaussian")
-OPTIONAL_MODELS = ("nhf_potential_gain_1",)
+MODELS = ("nhf", "realnvp", "nsf", "gmm_bic", "kde_cv", "gaussian")
+OPTIONAL_MODELS = ("nhf_standardize", "nhf_learned_tails", "nhf_potential_gain_1")
 """Rows on request (``--models``): ``NHFDensity(model_options={"potential_gain": 1.0})``."""
 TRANSFORMS = {
     "iris": "dequantised, log of the 4 measurements",
@@ -155,8 +157,13 @@ def score_model(name: str, train: np.ndarray, test: np.ndarray, cfg: Config, see
     if name.startswith("nhf"):
         prior = "generalized_normal" if name == "nhf_learned_tails" else "normal"
         options = {"potential_gain": 1.0} if name == "nhf_potential_gain_1" else None
+        marginals = "standardize" if name == "nhf_standardize" else "gaussianize"
         est = NHFDensity(
-            prior=prior, model_options=options, max_time=cfg.seconds, random_state=seed
+            prior=prior,
+            model_options=options,
+            marginals=marginals,
+            max_time=cfg.seconds,
+            random_state=seed,
         ).fit(train)
         r = est.fit_result_
         entry = {"test_nll": -est.score(test), "steps": r.steps, "best_step": r.best_step}
