@@ -37,7 +37,7 @@ EXAMPLES = """examples:
   python scripts/reproduce_table1.py --scale tiny                 # smoke test, into runs/ only
   python scripts/reproduce_table1.py --scale small --jobs 2       # 2-CPU machine, about an hour
   python scripts/reproduce_table1.py --scale reduced --hnn-check --publish
-      # one thread, about half an hour: 3 rows, 1000 steps (the published page)
+      # one thread, under an hour: 3 rows, 1000 steps (the published page)
   python scripts/reproduce_table1.py --scale small --jobs 2 --hnn-check --publish
       # ... and update docs/reproduction.md
   python scripts/reproduce_table1.py --scale paper --root /data/hgn --publish   # one GPU, days
@@ -124,10 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "scripts/reproduce_table1.py", *argv])
     records = [] if args.assemble_only else run_plan(plan, args.jobs)
     plan_file = root / "plan.json"
-    trained_by = command
-    if not records and plan_file.exists():  # assembling: keep the log of the runs' invocation
-        previous = json.loads(plan_file.read_text())
-        records, trained_by = previous.get("records", []), previous.get("command")
+    # Work skipped because it exists keeps the record (seconds) of the invocation that ran it.
+    previous = json.loads(plan_file.read_text()) if plan_file.exists() else {}
+    before = {r["command"]: r for r in previous.get("records", [])}
+    records = [
+        before.get(r["command"], r) if r["status"].startswith("skipped") else r for r in records
+    ] or previous.get("records", [])
+    ran_now = any(r["status"] == "ok" for r in records if r not in before.values())
+    trained_by = command if ran_now or not previous else previous.get("command")
     write_json(
         plan_file,
         {"command": trained_by, "scale": asdict(scale), "records": records},

@@ -164,10 +164,10 @@ SCALES["reduced"] = replace(
     "scale's settings (16x16 frames, 15-step unroll, width-16 networks with a 32-wide encoder "
     "and z of 4 x 4 x 4, lr 1e-3 (HGN's Hamiltonian 3e-4) decaying linearly over the last 30 % "
     "of steps, the calibrated KL balance; three-body drawn with discs of radius 0.5, its GECO "
-    "tolerance 0.5); about 30 min of CPU on one thread",
+    "tolerance 0.5)",
 )
-"""The small scale cut to fit about half an hour of one CPU thread (``--jobs 1``): the rows
-and steps that Fig. 6-8 need, labelled as reduced wherever its numbers are shown."""
+"""The small scale cut to fit under an hour of one CPU thread (``--jobs 1``): the rows and
+steps that Fig. 6-8 need, labelled as reduced wherever its numbers are shown."""
 
 
 @dataclass

@@ -50,8 +50,8 @@ __all__ = [
 
 FIG8_CAPTION = (
     "Fig. 8 draws, for each system, three prior samples (`z` from the run's own prior: the "
-    "paper's `N(0, I)`, or, for runs trained with `--latent-prior matched` as the small scale's "
-    "HGNs are, the Gaussian matched to the training posteriors) and below them three samples "
+    "paper's `N(0, I)`, or, for runs trained with `--latent-prior matched` as the HGNs of the "
+    "CPU scales are, the Gaussian matched to the training posteriors) and below them three samples "
     "from a Gaussian fitted to the run's training posteriors after training "
     "(`hamflow_hgn.samples.LatentGaussian`); "
     "[the HGN evaluation guide](hgn/evaluation.md#prior-samples-and-the-matched-prior) "
@@ -584,8 +584,8 @@ def _reduced_lines(view: Recorded) -> list[str]:
     return [
         f"**Reduced scale.** {len(view.models)} of Table 1's {len(ROWS)} rows, HGN trained "
         f"{view.scale.hgn_steps} steps and PixelHNN {view.scale.baseline_steps} (the `small` "
-        f"scale: every row, {small.hgn_steps} and {small.baseline_steps}), to fit about half an "
-        "hour of one CPU thread. `--scale small` runs the rest.",
+        f"scale: every row, {small.hgn_steps} and {small.baseline_steps}), to fit under an hour "
+        "of one CPU thread. `--scale small` runs the rest.",
         "",
     ]
 
