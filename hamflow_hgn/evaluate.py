@@ -26,7 +26,7 @@ input frames and rolled out for T steps (30 with the default 31 frames):
   normalised by the variance, that model scores 0, as on DeepMind's dark background.
   ``vpt_loose`` is the same count at 0.3 times the variance (:data:`VPT_LOOSE_THRESHOLD`), the
   reconstruction error that the default GECO setting asks of the model. On small frames every
-  model's first frame already misses 0.025 (the small-scale Table 1 in docs/reproduction.md), so
+  model's first frame already misses 0.025 (the CPU-scale Table 1 in docs/reproduction.md), so
   ``vpt`` is 0 everywhere and only the looser threshold separates the models. A blank
   background still scores 0 there: its error is at least the frame's variance, since the
   variance is the smallest mean squared distance to any one colour.
