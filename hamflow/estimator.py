@@ -36,15 +36,16 @@ Gaussian alone (see ``NHFDensity._nhf_log_prob``)."""
 class NHFDensity(DensityMixin, BaseEstimator):
     """Density estimation on a table with a Neural Hamiltonian Flow (paper Sec. 3.3).
 
-    ``fit`` standardises the columns (the log-det of that scaling is counted, so every score is
-    in the units of ``X``), holds out ``validation_fraction`` of the rows, trains
-    :class:`~hamflow.NHF` on its importance-weighted momentum bound with
-    :func:`hamflow.training.fit` until ``max_time`` CPU seconds or ``max_steps`` steps (or
-    ``patience`` validation scores without improvement), restores the best validation state and
-    calibrates the width of the momentum proposal on the validation rows. The density it
-    scores and samples is the NHF mixed with a small weight of the training rows' Gaussian
-    (``defensive_weight``), so that a row the flow never learned cannot score far below what
-    that Gaussian gives it.
+    ``fit`` standardises the columns and maps each to a standard normal through its own
+    one-dimensional Gaussian mixture (:class:`~hamflow.marginals.MarginalGaussianizer`; the
+    log-dets of both maps are counted, so every score is in the units of ``X``). It holds out
+    ``validation_fraction`` of the rows, trains :class:`~hamflow.NHF` on its importance-weighted
+    momentum bound with :func:`hamflow.training.fit` until ``max_time`` CPU seconds or
+    ``max_steps`` steps (or ``patience`` validation scores without improvement), restores the
+    best validation state and calibrates the width of the momentum proposal on the validation
+    rows. The density it scores and samples is the NHF mixed with a small weight of the
+    training rows' Gaussian (``defensive_weight``), so that a row the flow never learned cannot
+    score far below what that Gaussian gives it.
     ``score_samples`` is the importance-weighted estimate of ``ln p(x)`` with
     ``n_score_samples`` quasi-random momenta per row, from a fixed seed: the same rows score the
     same on every call. docs/density/fitting.md says which options suit which data.
