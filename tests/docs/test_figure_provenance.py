@@ -2,8 +2,8 @@
 
 An image traces when a results JSON (``docs/img/*.json`` or ``benchmarks/results/**/*.json``)
 names its file, or when the image's caption line names such a JSON; and that JSON records the
-command that makes the figure and the date it was made (the machine, commit and settings sit
-beside them). A new figure without one fails here.
+command that makes the figure, the date it was made and the commit it was made at (the machine
+and settings sit beside them). A new figure without one fails here.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def provenance_problem(path: Path) -> str | None:
     if not path.is_file():
         return f"{shown} does not exist"
     keys = _keys(json.loads(path.read_text()))
-    missing = [k for k in ("command", "date") if not keys.get(k)]
+    missing = [k for k in ("command", "date", "commit") if not keys.get(k)]
     return f"{shown} records no {' or '.join(missing)}" if missing else None
 
 
@@ -96,8 +96,12 @@ def test_every_image_traces_to_a_results_file(page, line, name, caption):
 def test_the_check_refuses_a_missing_file_and_one_without_a_command(tmp_path):
     assert provenance_problem(tmp_path / "none.json").endswith("does not exist")
     (tmp_path / "bare.json").write_text(json.dumps({"figure": "x.png", "settings": {"date": ""}}))
-    assert provenance_problem(tmp_path / "bare.json").endswith("records no command or date")
+    assert provenance_problem(tmp_path / "bare.json").endswith(
+        "records no command or date or commit"
+    )
     (tmp_path / "nested.json").write_text(
-        json.dumps({"command": "python make.py", "machine": {"date": "2026-12-07"}})
+        json.dumps(
+            {"command": "python make.py", "machine": {"date": "2026-12-07", "commit": "abc"}}
+        )
     )
     assert provenance_problem(tmp_path / "nested.json") is None
