@@ -113,3 +113,56 @@ def test_bootstrap_block_and_verdicts(bench):
     assert bench.markdown(out, summary, "sampling_bootstrap") in PAGE.read_text()
     for target, a, b, key, lower, says in BOOTSTRAP_CLAIMS:
         assert verdict(summary, target, a, b, key, lower) == says, (target, a, b, key)
+
+
+# The 60 s run (benchmarks/results/sampling_60s.json): NHF's defaults against RealNVP, three seeds
+SIXTY_CLAIMS = [
+    ("grid16", "nhf", "realnvp_kl", "log_Z_err", True, "nhf ahead"),
+    ("grid16", "nhf", "realnvp_kl", "ess", False, "nhf ahead"),
+    ("grid16", "nhf", "realnvp_kl", "modes_covered", False, "nhf ahead"),
+    ("grid16", "nhf", "realnvp_kl", "mean_err", True, "nhf ahead"),
+    ("grid16", "nhf", "hmc", "mean_err", True, "nhf ahead"),
+    ("grid16", "nhf", "nhf_nodamp", "log_Z_err", True, "level"),
+    ("funnel10", "nhf", "realnvp_kl", "log_Z_err", True, "realnvp_kl ahead"),
+    ("funnel10", "nhf", "realnvp_kl", "ess", False, "realnvp_kl ahead"),
+    ("funnel10", "nhf", "nhf_nodamp", "log_Z_err", True, "nhf ahead"),
+    ("funnel10", "nhf", "nhf_nodamp", "ess", False, "nhf ahead"),
+    ("funnel10", "nhf", "hmc", "mean_err", True, "level"),
+    ("banana", "nhf", "realnvp_kl", "log_Z_err", True, "level"),
+    ("banana", "nhf", "realnvp_kl", "ess", False, "level"),
+    ("gauss20", "nhf", "realnvp_kl", "log_Z_err", True, "level"),
+    ("gauss20", "nhf", "realnvp_kl", "ess", False, "level"),
+    ("gauss20", "nhf", "hmc", "mean_err", True, "hmc ahead"),
+    ("circular8", "nhf", "realnvp_kl", "log_Z_err", True, "realnvp_kl ahead"),
+    ("circular8", "nhf", "realnvp_kl", "ess", False, "level"),
+    ("two_moons", "nhf", "realnvp_kl", "ess", False, "realnvp_kl ahead"),
+    ("logistic", "nhf", "realnvp_kl", "ess", False, "realnvp_kl ahead"),
+    ("logistic", "nhf", "realnvp_kl", "mean_err", True, "level"),
+    ("logistic", "nhf", "hmc", "mean_err", True, "nhf ahead"),
+]
+# the goals the page says are met (True) or not (False), as (target, key, bound, kind)
+SIXTY_GOALS = [
+    ("grid16", "log_Z_err", 0.1, "max", True),
+    ("grid16", "ess", 0.1, "min", True),
+    ("grid16", "modes_covered", 0.9, "min", True),
+    ("funnel10", "log_Z_err", 0.1, "max", False),
+    ("banana", "log_Z_err", 0.1, "max", True),
+    ("gauss20", "log_Z_err", 0.1, "max", True),
+    ("circular8", "log_Z_err", 0.1, "max", True),
+    ("two_moons", "log_Z_err", 0.1, "max", False),
+] + [
+    (t, "ess", 0.1, "min", True)
+    for t in ("funnel10", "banana", "grid16", "gauss20", "circular8", "two_moons", "logistic")
+]
+
+
+def test_60s_block_verdicts_and_goals(bench):
+    out = json.loads((ROOT / "benchmarks" / "results" / "sampling_60s.json").read_text())
+    assert out["settings"]["budget_s"] == 60 and len(out["settings"]["seeds"]) >= 3
+    summary = bench.summarise(out["rows"])
+    assert bench.markdown(out, summary, "sampling_60s") in PAGE.read_text()
+    for target, a, b, key, lower, says in SIXTY_CLAIMS:
+        assert verdict(summary, target, a, b, key, lower) == says, (target, a, b, key)
+    for target, key, bound, kind, met in SIXTY_GOALS:
+        mean = summary[(target, "nhf")][key][0]
+        assert ((mean <= bound) if kind == "max" else (mean >= bound)) == met, (target, key)
