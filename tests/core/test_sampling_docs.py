@@ -166,3 +166,17 @@ def test_60s_block_verdicts_and_goals(bench):
     for target, key, bound, kind, met in SIXTY_GOALS:
         mean = summary[(target, "nhf")][key][0]
         assert ((mean <= bound) if kind == "max" else (mean >= bound)) == met, (target, key)
+
+
+def test_60s_noanneal_block_and_verdicts(bench):
+    """The funnel without annealing, against the default's row of the 60 s run."""
+    results = ROOT / "benchmarks" / "results"
+    out = json.loads((results / "sampling_60s_noanneal.json").read_text())
+    base = json.loads((results / "sampling_60s.json").read_text())
+    summary = bench.summarise(out["rows"])
+    assert bench.markdown(out, summary, "sampling_60s_noanneal") in PAGE.read_text()
+    summary.update(bench.summarise(base["rows"]))
+    a, b = "nhf_noanneal", "nhf"
+    assert verdict(summary, "funnel10", a, b, "ess", False) == f"{a} ahead"
+    assert verdict(summary, "funnel10", a, b, "log_Z_err", True) == "level"
+    assert summary[("funnel10", a)]["log_Z_err"][0] <= 0.1
