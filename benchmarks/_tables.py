@@ -22,6 +22,10 @@ import numpy as np
 
 INSTALL = "pip install --no-deps ISLP plotnine"
 
+COLLEGE_AMOUNTS = "Apps Accept Enroll F.Undergrad P.Undergrad Outstate Room.Board Books".split()
+COLLEGE_AMOUNTS += ["Personal", "Expend"]
+HITTERS_COUNTS = "AtBat Hits Runs RBI Walks CAtBat CHits CRuns CRBI CWalks".split()
+
 # name: (package, file, columns, columns to log, columns to log1p, description)
 TABLES = {
     "auto": (
@@ -80,33 +84,9 @@ TABLES = {
     "college": (
         "ISLP",
         "College",
-        [
-            "Apps",
-            "Accept",
-            "Enroll",
-            "F.Undergrad",
-            "P.Undergrad",
-            "Outstate",
-            "Room.Board",
-            "Books",
-            "Personal",
-            "Expend",
-            "PhD",
-            "Grad.Rate",
-        ],  # fmt: skip
+        COLLEGE_AMOUNTS + ["PhD", "Grad.Rate"],
         [],
-        [
-            "Apps",
-            "Accept",
-            "Enroll",
-            "F.Undergrad",
-            "P.Undergrad",
-            "Outstate",
-            "Room.Board",
-            "Books",
-            "Personal",
-            "Expend",
-        ],  # fmt: skip
+        COLLEGE_AMOUNTS,
         "ISLP College: log1p of 10 counts and costs, PhD share, graduation rate",
     ),
     "carseats": (
@@ -136,9 +116,9 @@ TABLES = {
     "hitters": (
         "ISLP",
         "Hitters",
-        ["AtBat", "Hits", "Runs", "RBI", "Walks", "CAtBat", "CHits", "CRuns", "CRBI", "CWalks"],
+        HITTERS_COUNTS,
         [],
-        ["AtBat", "Hits", "Runs", "RBI", "Walks", "CAtBat", "CHits", "CRuns", "CRBI", "CWalks"],
+        HITTERS_COUNTS,
         "ISLP Hitters: log1p of 10 season and career counts, players with a salary",
     ),
 }

@@ -8,30 +8,14 @@ The round-trip test checks that the snapshot holds everything the page reads fro
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "reproduce_table1.py"
 PAGE = ROOT / "docs" / "reproduction.md"
-
-
-@pytest.fixture(scope="module")
-def rt():
-    spec = importlib.util.spec_from_file_location("reproduce_table1", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)  # puts scripts/ on sys.path
-    from table1 import plan, report
-
-    names = {k: v for k, v in {**vars(plan), **vars(report)}.items() if not k.startswith("__")}
-    return SimpleNamespace(**names, main=module.main)
 
 
 def published_record() -> tuple[str, dict]:
