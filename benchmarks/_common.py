@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import fcntl
 import json
 import os
 import platform
@@ -203,19 +204,27 @@ def update_markdown(path: Path, block: str, tag: str, results: str | None = None
     """Replace the ``<!-- tag:begin -->…<!-- tag:end -->`` block in ``path`` (append if absent).
 
     The block is written with one caption line (:func:`caption`), naming ``results`` if given.
+    Processes that update blocks of one page at the same time (one per seed) take turns: the
+    read, the edit and the atomic replace happen under a lock on the page's folder.
     """
     block = caption(block, results)
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    begin, end = f"<!-- {tag}:begin", f"<!-- {tag}:end -->"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        text = path.read_text() if path.exists() else "# Benchmarks\n"
+        begin, end = f"<!-- {tag}:begin", f"<!-- {tag}:end -->"
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            text = head + block + rest.split(end, 1)[1]
+        else:
+            text = text.rstrip("\n") + "\n\n" + block + "\n"
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        os.close(folder)  # releases the lock
 
 
 def publish(
