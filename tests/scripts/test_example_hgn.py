@@ -1,25 +1,13 @@
 """examples/pendulum_hgn.py: the quick run trains, reverses its rollout and writes the strips."""
 
 import csv
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
 from hamflow_hgn.checkpoint import load_checkpoint
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pendulum_hgn.py"
-
-
-@pytest.fixture(scope="module")
-def example():
-    spec = importlib.util.spec_from_file_location("pendulum_hgn_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_quick_run_rolls_out_and_reverses(example, tmp_path):

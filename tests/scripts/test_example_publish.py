@@ -1,20 +1,9 @@
 """examples/pendulum_hgn.py --publish: the strips of docs/hgn/evaluation.md and their record."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pendulum_hgn.py"
-
-
-@pytest.fixture(scope="module")
-def example():
-    spec = importlib.util.spec_from_file_location("pendulum_hgn_example_publish", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_publish_copies_the_strips_and_records_command_and_numbers(example, tmp_path):

@@ -3,7 +3,6 @@ docs/ without --publish."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,11 +17,8 @@ SCRIPT = ROOT / "scripts" / "hgn_samples.py"
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("hgn_samples_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_script):
+    return load_script(SCRIPT, "hgn_samples_script")
 
 
 @pytest.fixture(scope="module")
