@@ -12,6 +12,7 @@ importance proposal of ``score_samples`` is calibrated on the validation rows.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 
 import numpy as np
@@ -20,7 +21,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._defensive import DefensiveGaussian
+from ._defensive import GUARD_WEIGHTS, MIXTURE_WEIGHTS, DefensiveMixture
 from .marginals import MarginalGaussianizer
 from .nhf import NHF
 from .training import fit, split_validation
@@ -28,6 +29,7 @@ from .training import fit, split_validation
 __all__ = ["NHFDensity"]
 
 MARGINALS = ("gaussianize", "standardize", "none")
+DEFENSIVE = ("mixture", "gaussian")
 FAR = 40.0
 """Rows further out than this many standard deviations get their density from the defensive
 Gaussian alone (see ``NHFDensity._nhf_log_prob``)."""
@@ -43,9 +45,11 @@ class NHFDensity(DensityMixin, BaseEstimator):
     momentum bound with :func:`hamflow.training.fit` until ``max_time`` CPU seconds or
     ``max_steps`` steps (or ``patience`` validation scores without improvement), restores the
     best validation state and calibrates the width of the momentum proposal on the validation
-    rows. The density it scores and samples is the NHF mixed with a small weight of the
-    training rows' Gaussian (``defensive_weight``), so that a row the flow never learned cannot
-    score far below what that Gaussian gives it.
+    rows. The density it scores and samples is the NHF mixed with a classical density of the
+    training rows (``defensive``: a Gaussian mixture with its components chosen by BIC, by
+    default), with the weight chosen on the validation rows: a row the flow never learned cannot
+    score far below what the classical density gives it, and where the flow has learned less
+    than the classical density, the mixture leans on the latter.
     ``score_samples`` is the importance-weighted estimate of ``ln p(x)`` with
     ``n_score_samples`` quasi-random momenta per row, from a fixed seed: the same rows score the
     same on every call. docs/density/fitting.md says which options suit which data.
@@ -63,7 +67,9 @@ class NHFDensity(DensityMixin, BaseEstimator):
     model_options : dict or None
         Any other :class:`~hamflow.NHF` keyword arguments.
     max_time : float or None
-        Training budget in CPU seconds (one thread by default: about wall-clock seconds).
+        Budget in CPU seconds for the whole fit: the marginal map and the defensive density
+        are fitted first, and training gets what they leave (at least half of it). One thread
+        by default: about wall-clock seconds.
     max_steps : int or None
         Training budget in optimiser steps. At least one budget must be set.
     batch_size : int
@@ -83,12 +89,17 @@ class NHFDensity(DensityMixin, BaseEstimator):
         Steps between validation scores.
     n_score_samples : int
         Momenta per row in ``score_samples`` (the ``K`` of the importance-weighted estimate).
+    defensive : str
+        The classical density ``g`` mixed into the flow's: ``"mixture"``, a full-covariance
+        Gaussian mixture of the training rows with 1 to 20 components chosen by BIC, whose
+        weight ``"auto"`` chooses among 0.005-0.99; ``"gaussian"``, the rows' full-covariance
+        Gaussian as a guard only, with weights 0.005-0.2. Its fit counts against ``max_time``.
+        A conditional fit always uses ``"gaussian"``, of ``x`` alone.
     defensive_weight : float or "auto"
-        The density is ``(1 − w) p_NHF + w N(μ, Σ)``, with ``N(μ, Σ)`` the training rows'
-        Gaussian: a row the flow misses scores at least ``ln w + ln N(x; μ, Σ)``, at a cost
-        of at most ``−ln(1 − w)`` nats on any row. ``"auto"`` chooses ``w`` among 0.005-0.2
-        on the validation rows; ``0`` turns it off. For a conditional fit the Gaussian is of
-        ``x`` alone.
+        The density is ``(1 − w) p_NHF + w g``: a row the flow misses scores at least
+        ``ln w + ln g(x)``, at a cost of at most ``−ln(1 − w)`` nats on any row. ``"auto"``
+        chooses ``w`` on the validation rows, then refits ``g`` (same number of components)
+        on all the rows; ``0`` turns it off.
     marginals : str
         How the columns are mapped before the flow (the log-det is counted either way, so the
         scores stay in the units of ``X``): ``"gaussianize"`` standardises each column and maps
@@ -121,8 +132,10 @@ class NHFDensity(DensityMixin, BaseEstimator):
     marginals_ : MarginalGaussianizer or None
         The fitted per-column map (``marginals="gaussianize"``), applied after the
         standardisation.
+    defensive_ : DefensiveMixture
+        The fitted classical density ``g`` (in standardised coordinates).
     defensive_weight_ : float
-        The weight of the defensive Gaussian in the mixture.
+        The weight of ``g`` in the mixture.
     defensive_scores_ : dict
         The mean validation log-density for each candidate weight (``"auto"`` only).
     fit_result_ : FitResult
@@ -157,6 +170,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
         patience: int | None = 40,
         eval_every: int = 25,
         n_score_samples: int = 2048,
+        defensive: str = "mixture",
         defensive_weight: float | str = "auto",
         marginals: str = "gaussianize",
         random_state=None,
@@ -179,6 +193,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
         self.patience = patience
         self.eval_every = eval_every
         self.n_score_samples = n_score_samples
+        self.defensive = defensive
         self.defensive_weight = defensive_weight
         self.marginals = marginals
         self.random_state = random_state
@@ -205,8 +220,11 @@ class NHFDensity(DensityMixin, BaseEstimator):
         NHFDensity
             ``self``, fitted.
         """
+        start = time.process_time()
         warm = self.warm_start and hasattr(self, "model_")
         X = validate_data(self, X, dtype=np.float64, reset=not warm, ensure_min_samples=2)
+        if self.defensive not in DEFENSIVE:
+            raise ValueError(f"defensive: expected one of {DEFENSIVE}, got {self.defensive!r}")
         _warn_discrete(X)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(2**31 - 1))
@@ -261,6 +279,8 @@ class NHFDensity(DensityMixin, BaseEstimator):
             )
         d = X.shape[1]
         train, val = rows_train[:, :d].float(), rows_val[:, :d].float()
+        components = "bic" if self.defensive == "mixture" and context is None else 1
+        self.defensive_ = DefensiveMixture(rows_train[:, d:-1].numpy(), components, seed % 2**31)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if not warm:
@@ -271,7 +291,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
                 val,
                 context=c_train,
                 context_val=c_val,
-                max_time=self.max_time,
+                max_time=self._training_budget(time.process_time() - start),
                 max_steps=self.max_steps,
                 batch_size=self.batch_size,
                 lr=self.learning_rate,
@@ -284,22 +304,38 @@ class NHFDensity(DensityMixin, BaseEstimator):
                 verbose=self.verbose,
             )
             self.model_.calibrate_proposal(val, c_val, num_samples=self.n_score_samples, seed=seed)
-        self._fit_defensive(rows_train[:, d:-1].numpy(), rows_val, c_val)
+        self._choose_defensive_weight(rows_val, c_val)
+        self.defensive_ = self.defensive_.refit(rows[:, d:-1].numpy())
         self.history_ = self.fit_result_.history
         self.n_iter_ = self.fit_result_.steps
         return self
 
-    def _fit_defensive(self, s_train: np.ndarray, rows_val: torch.Tensor, c_val) -> None:
-        """Fit the defensive Gaussian on the standardised training rows ``s_train`` and choose
-        its weight on the validation rows ``[u | s | log-det]``."""
-        self.defensive_ = DefensiveGaussian(s_train)
+    def _training_budget(self, spent: float) -> float | None:
+        """The CPU seconds left for training once ``spent`` went into the preprocessing: the
+        rest of ``max_time``, but at least half of it (with a warning when it is cut)."""
+        if self.max_time is None:
+            return None
+        if spent > 0.5 * self.max_time:
+            warnings.warn(
+                f"max_time: fitting the marginal map and the defensive density took {spent:.1f} "
+                f"of {self.max_time} CPU seconds; training gets half the budget. Raise max_time, "
+                "or pass defensive='gaussian' / marginals='standardize' for cheaper preprocessing.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return max(self.max_time - spent, 0.5 * self.max_time)
+
+    def _choose_defensive_weight(self, rows_val: torch.Tensor, c_val) -> None:
+        """Choose the weight of ``defensive_`` on the validation rows ``[u | s | log-det]``."""
         w = self.defensive_weight
         self.defensive_scores_ = {}
         if w == "auto":
-            d = s_train.shape[1]
+            d = self.n_features_in_
             u, s_val, log_det = rows_val[:, :d].float(), rows_val[:, d:-1], rows_val[:, -1]
             lp = self._nhf_log_prob(u, c_val) + log_det.numpy()
-            w, self.defensive_scores_ = self.defensive_.choose(lp, s_val.numpy())
+            wide = self.defensive == "mixture" and self.context_dim_ is None
+            weights = MIXTURE_WEIGHTS if wide else GUARD_WEIGHTS
+            w, self.defensive_scores_ = self.defensive_.choose(lp, s_val.numpy(), weights)
         elif not (isinstance(w, (int, float)) and 0 <= w < 1):
             raise ValueError(f"defensive_weight: expected 'auto' or a number in [0, 1), got {w!r}")
         self.defensive_weight_ = float(w)

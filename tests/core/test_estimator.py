@@ -12,6 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from hamflow import NHF, NHFDensity
+from hamflow._defensive import DefensiveMixture
 
 TINY = dict(num_flows=2, hidden=(16, 16), max_steps=40, max_time=None, n_score_samples=32)
 
@@ -128,6 +129,8 @@ def test_not_fitted_and_bad_input_errors(fitted):
         NHFDensity(defensive_weight=1.5, **TINY).fit(data())
     with pytest.raises(ValueError, match="marginals"):
         NHFDensity(marginals="rank", **TINY).fit(data())
+    with pytest.raises(ValueError, match="defensive: expected one of"):
+        NHFDensity(defensive="kde", **TINY).fit(data())
 
 
 def test_gaussianized_marginals_learn_a_spike_that_standardising_cannot():
@@ -140,8 +143,10 @@ def test_gaussianized_marginals_learn_a_spike_that_standardising_cannot():
     x0 = np.where(spike, 1e-3 * rng.random(n), 1 + rng.exponential(size=n))
     x = np.c_[x0, x0 + rng.normal(size=n)]
     train, test = x[:1000], x[1000:]
-    scores = {
-        m: NHFDensity(marginals=m, random_state=0, **TINY).fit(train).score(test)
+    scores = {  # the Gaussian guard only: the BIC mixture would rescue either
+        m: NHFDensity(marginals=m, defensive="gaussian", random_state=0, **TINY)
+        .fit(train)
+        .score(test)
         for m in ("gaussianize", "standardize")
     }
     assert scores["gaussianize"] > scores["standardize"] + 1.0, scores
@@ -234,3 +239,44 @@ def test_context_errors(conditional):
         cond.score_samples(x, c[:5])
     with pytest.raises(ValueError, match="finite"):
         NHFDensity(**TINY).fit(x, np.full(10, np.nan))
+
+
+def clusters(n, seed):
+    """Six tight, well-separated clusters in 3-D: a BIC Gaussian mixture finds them at once,
+    a small flow trained for 40 steps does not."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).normal(scale=6.0, size=(6, 3))
+    return centres[rng.integers(6, size=n)] + 0.3 * rng.normal(size=(n, 3))
+
+
+def test_the_bic_mixture_carries_what_the_flow_has_not_learned():
+    """Where the flow is far from the data, "auto" gives the BIC mixture most of the weight,
+    and the estimator scores the held-out rows far better than with the Gaussian guard."""
+    train, test = clusters(1200, 0), clusters(300, 1)
+    guard = NHFDensity(defensive="gaussian", random_state=0, **TINY).fit(train)
+    mixed = NHFDensity(random_state=0, **TINY).fit(train)
+    assert mixed.defensive_.components >= 6 and guard.defensive_.components == 1
+    assert mixed.defensive_weight_ >= 0.5 and guard.defensive_weight_ <= 0.2
+    assert mixed.score(test) > guard.score(test) + 2.0, (mixed.score(test), guard.score(test))
+
+
+def test_the_mixture_weight_is_refitted_on_all_rows_and_samples_follow_it():
+    """After the weight is chosen, g is refitted on every row with the same components; the
+    samples come from (1 - w) NHF + w g, so a heavy weight puts most samples on the clusters."""
+    train = clusters(1200, 0)
+    est = NHFDensity(random_state=0, **TINY).fit(train)
+    s = (train - est.mean_) / est.scale_
+    on_all = DefensiveMixture(s, est.defensive_.components, est.defensive_.random_state)
+    np.testing.assert_allclose(est.defensive_.log_prob(s[:50]), on_all.log_prob(s[:50]))
+    x = est.sample(3000, random_state=0)
+    centres = np.random.default_rng(99).normal(scale=6.0, size=(6, 3))
+    near = np.linalg.norm(x[:, None] - centres[None], axis=-1).min(1) < 1.5
+    assert near.mean() >= 0.9 * est.defensive_weight_
+
+
+def test_preprocessing_counts_against_max_time():
+    est = NHFDensity(max_time=10.0)
+    assert est._training_budget(2.0) == 8.0
+    with pytest.warns(UserWarning, match="training gets half"):
+        assert est._training_budget(7.0) == 5.0
+    assert NHFDensity(max_time=None, max_steps=5)._training_budget(3.0) is None

@@ -61,3 +61,10 @@ def test_quick_run_writes_under_the_out_dir_only(tmp_path):
     page = (tmp_path / "tabular_quick" / "tabular.md").read_text()
     assert "| nhf |" in page and "| iris |" in page
     assert (tmp_path / "tabular_quick" / "iris_split0.json").exists()
+
+
+def test_a_run_of_nhf_alone_tabulates_without_rivals(tmp_path):
+    """With no classical row in the folder yet there is no verdict to give, and no crash."""
+    tabular.main(["--quick", "--out-dir", str(tmp_path), "--models", "nhf"])
+    summary = json.loads((tmp_path / "tabular_quick" / "summary.json").read_text())
+    assert summary["sets"]["iris"]["nhf_vs_best_classical"] is None
