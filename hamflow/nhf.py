@@ -678,8 +678,9 @@ class NHF(nn.Module):
     def phase_space_flow(self) -> nf.NormalizingFlow:
         """A ``normflows.NormalizingFlow`` over ``(q, p)`` that shares this model's parameters.
 
-        Its ``log_prob`` is the exact joint density of ``(q_T, p_T)``: ``ln π(s₀)`` (the
-        Hamiltonian flows' log-det is zero), before the affine map on ``q``.
+        Its ``log_prob`` is the exact joint density of ``(q_T, p_T)``, before the affine map on
+        ``q``: ``ln π(s₀)`` (the Hamiltonian flows' log-det is zero) plus the log-dets of the
+        frictions and of a sampler's position dampings.
         """
         layers: list[nf.flows.Flow] = []
         for i, flow in enumerate(self.flows):

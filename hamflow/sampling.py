@@ -41,6 +41,7 @@ import math
 import time
 from collections.abc import Callable
 
+import normflows as nf
 import torch
 from torch import Tensor, nn
 
@@ -269,12 +270,14 @@ class PositionDamping(nn.Module):
         return p * torch.exp(-c), -c.sum(-1)
 
 
-class DampedFlow(nn.Module):
+class DampedFlow(nf.flows.Flow):
     """A Hamiltonian flow followed by a :class:`PositionDamping` (inverse: undamp, then flow back).
 
     It stands in for the flow in an NHF's ``flows`` and keeps its ``step`` signature, so
     ``transport`` and ``sample`` use it unchanged; :func:`push_forward` adds its log-det. The
-    wrapped flow's ``hamiltonian`` can be read through it (set it on ``.flow``).
+    wrapped flow's ``hamiltonian`` can be read through it (set it on ``.flow``). As a normflows
+    ``Flow`` on ``z = cat(q, p)``, ``forward`` and ``inverse`` return the damping's log-det, so
+    ``NHF.phase_space_flow`` of a damped sampler is exact.
 
     Parameters
     ----------
@@ -318,6 +321,16 @@ class DampedFlow(nn.Module):
 
     def step(self, q: Tensor, p: Tensor, *, inverse: bool = False, cache=None):
         return self.step_log_det(q, p, inverse=inverse, cache=cache)[:2]
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        q, p = z.chunk(2, dim=-1)
+        q, p, log_det = self.step_log_det(q, p)
+        return torch.cat([q, p], dim=-1), log_det
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        q, p = z.chunk(2, dim=-1)
+        q, p, log_det = self.step_log_det(q, p, inverse=True)
+        return torch.cat([q, p], dim=-1), log_det
 
 
 def use_position_damping(model, on: bool = True, hidden: int = 32) -> None:
