@@ -22,6 +22,7 @@ the standardisation (log-densities gain ``−Σ ln σ_θ``).
 
 ``sbi`` is an optional extra (``pip install -e ".[sbi]"``). Without it this module still
 imports and the estimator works on its own (shapes as sbi's); only ``NPE`` needs the package.
+sbi writes TensorBoard logs under ``./sbi-logs`` unless its trainer is given a ``tracker``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ closed form) runs only where the optional ``sbi`` extra is installed.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -137,6 +139,21 @@ def test_bad_input_is_refused_by_name(call, match):
     est = NHFPosteriorEstimator.from_batches(theta, x, **SMALL)
     with pytest.raises((ValueError, TypeError), match=match):
         call(est, theta, x)
+
+
+def test_the_estimator_works_without_sbi():
+    """Where sbi is missing, ``hamflow.npe`` imports and the estimator is a plain module."""
+    code = (
+        "import sys; sys.modules['sbi'] = None\n"  # makes `import sbi...` raise ImportError
+        "import torch; from hamflow import npe\n"
+        "t = torch.randn(100, 2); x = t + torch.randn(100, 2)\n"
+        "e = npe.nhf_posterior_nn(num_flows=1, hidden=(8,), encoder_hidden=(8,))(t, x)\n"
+        "assert not npe.HAS_SBI and e.input_shape == (2,) and e.condition_shape == (2,)\n"
+        "assert e.loss(t[:3], x[:3]).shape == (3,) and e.sample((4,), x[:2]).shape == (4, 2, 2)\n"
+        "assert e.log_prob(t[:3], x[:3]).shape == (1, 3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 # -- end to end through sbi's NPE ----------------------------------------------------------------
