@@ -30,9 +30,6 @@ MIXTURE_WEIGHTS = GUARD_WEIGHTS + (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99
 MAX_COMPONENTS = 20
 """The most components the BIC search tries (as scikit-learn users often do, 1 to 20)."""
 
-PATIENCE = 3
-"""The BIC search stops after this many component counts without a lower BIC."""
-
 
 class DefensiveMixture:
     """A full-covariance Gaussian mixture fitted to rows, mixed into another density's scores.
@@ -43,8 +40,8 @@ class DefensiveMixture:
         The rows it is fitted to.
     components : int or "bic"
         The number of components, or ``"bic"`` to choose it by the Bayesian information
-        criterion among 1 to ``MAX_COMPONENTS`` (stopping after ``PATIENCE`` counts without
-        improvement, and never more components than the rows support).
+        criterion among 1 to ``MAX_COMPONENTS`` (never more parameters than numbers in the
+        rows).
     random_state : int
         Seeds the mixture's initialisation.
 
@@ -69,14 +66,15 @@ class DefensiveMixture:
             self.mixture = _fit(rows, int(components), random_state)
         else:
             raise ValueError(f"components: expected an integer >= 1 or 'bic', got {components!r}")
+        self.by_bic = components == "bic"
         self.components = int(self.mixture.n_components)
         self.random_state = random_state
         self.chol = np.linalg.cholesky(self.mixture.covariances_)
 
     def refit(self, rows: np.ndarray) -> DefensiveMixture:
-        """The same number of components, fitted to ``rows`` (e.g. all the rows, once the
-        weight has been chosen on held-out ones)."""
-        return DefensiveMixture(rows, self.components, self.random_state)
+        """The same kind of mixture fitted to ``rows`` (e.g. all the rows, once the weight has
+        been chosen on held-out ones): its components chosen again by BIC, or as many."""
+        return DefensiveMixture(rows, "bic" if self.by_bic else self.components, self.random_state)
 
     def log_prob(self, rows: np.ndarray) -> np.ndarray:
         """``ln g(row)`` per row."""
@@ -115,16 +113,12 @@ def _fit(rows: np.ndarray, k: int, seed: int) -> GaussianMixture:
 def _fit_by_bic(rows: np.ndarray, seed: int) -> GaussianMixture:
     n, d = rows.shape
     per_component = d + d * (d + 1) / 2 + 1  # mean, covariance and weight
-    best, best_bic, since = None, np.inf, 0
+    best, best_bic = None, np.inf
     for k in range(1, MAX_COMPONENTS + 1):
         if k > 1 and k * per_component >= n * d:  # no more parameters than numbers in the rows
             break
         model = _fit(rows, k, seed)
         bic = model.bic(rows)
         if bic < best_bic:
-            best, best_bic, since = model, bic, 0
-        else:
-            since += 1
-            if since >= PATIENCE:
-                break
+            best, best_bic = model, bic
     return best

@@ -261,12 +261,12 @@ def test_the_bic_mixture_carries_what_the_flow_has_not_learned():
 
 
 def test_the_mixture_weight_is_refitted_on_all_rows_and_samples_follow_it():
-    """After the weight is chosen, g is refitted on every row with the same components; the
+    """After the weight is chosen, g is refitted on every row (BIC again); the
     samples come from (1 - w) NHF + w g, so a heavy weight puts most samples on the clusters."""
     train = clusters(1200, 0)
     est = NHFDensity(random_state=0, **TINY).fit(train)
     s = (train - est.mean_) / est.scale_
-    on_all = DefensiveMixture(s, est.defensive_.components, est.defensive_.random_state)
+    on_all = DefensiveMixture(s, "bic", est.defensive_.random_state)
     np.testing.assert_allclose(est.defensive_.log_prob(s[:50]), on_all.log_prob(s[:50]))
     x = est.sample(3000, random_state=0)
     centres = np.random.default_rng(99).normal(scale=6.0, size=(6, 3))
