@@ -173,8 +173,8 @@ def reference_moments(target, quick, seed=0):
 
 # -- samplers --------------------------------------------------------------------------------
 
-NHF_VARIANTS = {  # NHF(dim, target=t) with fit_sampler's defaults (annealing over half)
-    "nhf": dict(kicks=False, loss="kl", anneal=0.5),
+NHF_VARIANTS = {  # NHF(dim, target=t); "nhf" with fit_sampler's defaults
+    "nhf": dict(kicks=False, loss="kl", anneal=sampling.DEFAULT_ANNEAL),
     "nhf_kick": dict(kicks=True, loss="kl", anneal=0.5),
     "nhf_kick_noanneal": dict(kicks=True, loss="kl", anneal=0.0),
     "nhf_noanneal": dict(kicks=False, loss="kl", anneal=0.0),
@@ -311,6 +311,33 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def keep_rows(out: dict, old: dict, path: Path) -> None:
+    """Add to ``out`` the rows of ``old`` whose method ``out`` did not run (in place).
+
+    HMC's rows depend on NHF's number of target gradients, so they are kept only where NHF
+    was not rerun. A kept row must have been measured at the same budget; the kept methods,
+    the other file's command and commit go to ``settings.kept_rows``.
+    """
+    s, o = out["settings"], old["settings"]
+    if o["budget_s"] != s["budget_s"]:
+        raise ValueError(
+            f"--keep-rows: expected a results file at the same budget ({s['budget_s']} s), "
+            f"got {path} at {o['budget_s']} s"
+        )
+    ran = set(s["methods"]) | ({"hmc"} if "nhf" in s["methods"] else set())
+    kept = [r for r in old["rows"] if r["method"] not in ran and r["target"] in s["targets"]]
+    methods = [m for m in o["methods"] if m not in ran and any(r["method"] == m for r in kept)]
+    out["rows"] = out["rows"] + kept
+    s["methods"] = s["methods"] + methods
+    s["kept_rows"] = {
+        "from": str(path),
+        "methods": methods + (["hmc"] if "nhf" not in s["methods"] else []),
+        "command": old["command"],
+        "commit": old.get("commit", "unknown"),
+        "settings": o,
+    }
+
+
 # -- report ----------------------------------------------------------------------------------
 
 COLUMNS = [
@@ -341,6 +368,16 @@ def summarise(rows):
     return table
 
 
+def _kept_note(settings):
+    kept = settings.get("kept_rows")
+    if not kept:
+        return ""
+    return (
+        f"; the rows of {', '.join(kept['methods'])} are those of `{kept['command']}` at "
+        f"commit {kept['commit']}, kept in the results file"
+    )
+
+
 def fmt(cell, key):
     if key not in cell:
         return "–"
@@ -357,7 +394,9 @@ def markdown(out, table, name="sampling"):
         f"<!-- {name}:begin -->",
         f"Made by `{out['command']}`; results file `benchmarks/results/{name}.json` "
         f"({s['budget_s']} s of CPU time per sampler on one thread, {len(s['seeds'])} seeds, "
-        f"mean ± standard error over seeds; scores from {N_IS} importance samples).",
+        f"mean ± standard error over seeds; scores from {N_IS} importance samples"
+        + _kept_note(s)
+        + ").",
         "",
         "| target | method | " + " | ".join(h for _, h in COLUMNS) + " |",
         "|---|---|" + "---|" * len(COLUMNS),
@@ -435,6 +474,14 @@ def main(argv=None):
         help="summarise (and publish) the rows of an interrupted run's partial JSON",
     )
     p.add_argument(
+        "--keep-rows",
+        type=Path,
+        default=None,
+        help="a results JSON whose rows of methods not run here are kept in this file and table "
+        "(with its command and commit under settings.kept_rows); its hmc rows are kept only if "
+        "nhf is not rerun",
+    )
+    p.add_argument(
         "--name",
         default="sampling",
         help="results name: benchmarks/results/NAME.json and the NAME block of the page",
@@ -502,12 +549,15 @@ def main(argv=None):
             "importance_samples": N_IS,
             "batch": 256,
             "lr": {"nhf": sampling.DEFAULT_LR, "normflows": BASELINE_LR},
+            "anneal": {m: v["anneal"] for m, v in NHF_VARIANTS.items() if m in methods + ablation},
         },
         "log_Z": {n: t.log_Z for n, t in make_targets(names).items()},
         "reference": refs_info,
         "rows": rows,
     }
-    table = summarise(rows)
+    if args.keep_rows is not None:
+        keep_rows(out, json.loads(args.keep_rows.read_text()), args.keep_rows)
+    table = summarise(out["rows"])
     block = markdown(out, table, args.name)
     md = args.markdown or (ROOT / "docs" / "benchmarks" / "sampling.md" if args.publish else None)
     path, md_path = _common.publish(

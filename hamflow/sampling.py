@@ -79,6 +79,11 @@ default: without it the sampler's funnel stays too narrow in its width coordinat
 ``ln Z`` by about a nat (docs/benchmarks/sampling.md)."""
 DEFAULT_LR = 3e-3
 """:func:`fit_sampler`'s learning rate."""
+DEFAULT_ANNEAL = 0.25
+""":func:`fit_sampler`'s annealing: the fraction of the budget over which ``β`` rises to 1. The
+tempered target keeps a mixture's modes, but it is far from a one-mode target with a neck
+(Neal's funnel), so annealing takes the first quarter and the sampler spends the rest on the
+target itself (docs/benchmarks/sampling.md)."""
 DEFAULT_KICK_BETA = 0.5
 """The initial ``β_k`` of every target-gradient kick."""
 
@@ -628,7 +633,7 @@ def fit_sampler(
     loss: str = "kl",
     alpha: float = 2.0,
     warmup: float = 0.25,
-    anneal: float = 0.5,
+    anneal: float = DEFAULT_ANNEAL,
     beta0: float = 0.1,
     path: str = "tempered",
     seed: int | None = None,
@@ -641,9 +646,10 @@ def fit_sampler(
     with Adam and a cosine learning rate. ``loss``: ``"kl"`` (:func:`reverse_kld`),
     ``"alpha"`` (:func:`reverse_alpha_div` after a reverse-KL ``warmup`` fraction of the
     budget) or ``"bootstrap"`` (reverse KL plus :func:`bootstrap_kld` after the warmup).
-    ``anneal > 0`` (default 0.5) tempers the target, ``β`` rising linearly from ``beta0`` to 1
-    over that fraction of the budget: the sampler first spreads over the flattened target,
-    then sharpens, which keeps the modes a plain reverse KL drops (``anneal=0`` turns it off).
+    ``anneal > 0`` (default :data:`DEFAULT_ANNEAL`, 0.25) tempers the target, ``β`` rising
+    linearly from ``beta0`` to 1 over that fraction of the budget: the sampler first spreads
+    over the flattened target, then sharpens, which keeps the modes a plain reverse KL drops
+    (``anneal=0`` turns it off).
     A step whose loss or gradient is not finite, or whose draws the target refuses (NaN or
     inf), is skipped and counted; ``max_failures`` in a row raise the error. Returns a dict with
     ``steps``, ``skipped``, ``cpu_s`` and the last ``loss``.
