@@ -9,6 +9,8 @@ training and sampling, for the means.
 
     python benchmarks/sampling.py --quick              # smoke run, writes under runs/
     python benchmarks/sampling.py --publish            # benchmarks/results/sampling.json + docs
+    python benchmarks/sampling.py --methods nhf --keep-rows benchmarks/results/sampling.json \
+        --publish                                      # rerun NHF, keep the other methods' rows
 
 Results: docs/benchmarks/sampling.md.
 """

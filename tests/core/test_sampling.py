@@ -382,3 +382,26 @@ def test_phase_space_flow_of_a_damped_sampler_is_its_exact_density():
         expected = model.prior.log_prob(pull_back(z[i])[None])[0] + torch.linalg.slogdet(jac)[1]
         assert torch.allclose(lp[i], expected, atol=1e-9)
     assert abs(float(torch.linalg.slogdet(jac)[1])) > 1e-3  # the dampings change the volume
+
+
+@pytest.mark.parametrize("anneal", [None, 0.5, 0.0])
+def test_fit_sampler_anneals_linearly_then_trains_on_the_target(monkeypatch, anneal):
+    """``β`` rises linearly from ``beta0`` to 1 over the ``anneal`` fraction of the steps (by
+    default :data:`DEFAULT_ANNEAL`) and stays at 1 after it; ``anneal=0`` never tempers."""
+    betas = []
+    original = sampling.reverse_kld
+
+    def recording(model, num_samples, beta=1.0, **kwargs):
+        betas.append(beta)
+        return original(model, num_samples, beta=beta, **kwargs)
+
+    monkeypatch.setattr(sampling, "reverse_kld", recording)
+    model = tiny(2, Banana(), kicks=False)
+    options = {} if anneal is None else {"anneal": anneal}
+    sampling.fit_sampler(model, max_steps=40, batch=8, beta0=0.2, seed=0, **options)
+    fraction = sampling.DEFAULT_ANNEAL if anneal is None else anneal
+    expected = [
+        1.0 if fraction <= 0 or k / 40 >= fraction else 0.2 + 0.8 * (k / 40) / fraction
+        for k in range(40)
+    ]
+    assert betas == pytest.approx(expected)

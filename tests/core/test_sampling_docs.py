@@ -180,3 +180,34 @@ def test_60s_noanneal_block_and_verdicts(bench):
     assert verdict(summary, "funnel10", a, b, "ess", False) == f"{a} ahead"
     assert verdict(summary, "funnel10", a, b, "log_Z_err", True) == "level"
     assert summary[("funnel10", a)]["log_Z_err"][0] <= 0.1
+
+
+def test_keep_rows_carries_the_other_methods_and_refuses_another_budget(bench):
+    """``--keep-rows``: a rerun of NHF keeps the other methods' rows of a results file (not its
+    HMC rows, which follow NHF's gradient count), names them in the caption, and refuses a file
+    measured at another budget."""
+    path = ROOT / "benchmarks" / "results" / "sampling_60s.json"
+    old = json.loads(path.read_text())
+    new_rows = [dict(r, log_Z_err=9.0) for r in old["rows"] if r["method"] in ("nhf", "hmc")]
+    out = {
+        "command": "python benchmarks/sampling.py --methods nhf",
+        "settings": dict(old["settings"], methods=["nhf"]),
+        "rows": new_rows,
+    }
+    bench.keep_rows(out, old, path)
+    others = {r["method"] for r in old["rows"]} - {"nhf", "hmc"}
+    assert out["settings"]["methods"][0] == "nhf" and set(out["settings"]["methods"]) == {
+        "nhf",
+        *others,
+    }
+    kept = [r for r in out["rows"] if r["method"] in others]
+    assert kept == [r for r in old["rows"] if r["method"] in others]
+    assert [r for r in out["rows"] if r["method"] in ("nhf", "hmc")] == new_rows
+    block = bench.markdown(out, bench.summarise(out["rows"]), "sampling_60s")
+    assert old["command"] in block and "9.000" in block
+    with pytest.raises(ValueError, match="same budget"):
+        bench.keep_rows(
+            {"settings": dict(old["settings"], methods=["nhf"], budget_s=10.0), "rows": []},
+            old,
+            path,
+        )
