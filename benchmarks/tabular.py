@@ -5,7 +5,7 @@ Rows, each fitted on the same training rows of the same split:
 - ``nhf``: :class:`hamflow.NHFDensity` at its defaults (``max_time`` = the budget);
 - ``nhf_learned_tails`` (optional): the same with ``prior="generalized_normal"``;
 - ``nhf_standardize`` (optional): the same with ``marginals="standardize"``, the columns only
-  standardised, not mapped to normals;
+  standardised, not mapped to normals, and ``defensive="gaussian"``, the Gaussian guard only;
 - ``realnvp``, ``nsf``: normflows RealNVP (masked affine couplings) and a neural spline flow,
   trained through the same loop (:func:`hamflow.fit`: validation split, early stopping, cosine
   schedule) for the same CPU budget on one thread;
@@ -158,10 +158,12 @@ def score_model(name: str, train: np.ndarray, test: np.ndarray, cfg: Config, see
         prior = "generalized_normal" if name == "nhf_learned_tails" else "normal"
         options = {"potential_gain": 1.0} if name == "nhf_potential_gain_1" else None
         marginals = "standardize" if name == "nhf_standardize" else "gaussianize"
+        defensive = "gaussian" if name == "nhf_standardize" else "mixture"
         est = NHFDensity(
             prior=prior,
             model_options=options,
             marginals=marginals,
+            defensive=defensive,
             max_time=cfg.seconds,
             random_state=seed,
         ).fit(train)

@@ -32,7 +32,7 @@ MARGINALS = ("gaussianize", "standardize", "none")
 DEFENSIVE = ("mixture", "gaussian")
 FAR = 40.0
 """Rows further out than this many standard deviations get their density from the defensive
-Gaussian alone (see ``NHFDensity._nhf_log_prob``)."""
+density alone (see ``NHFDensity._nhf_log_prob``)."""
 
 
 class NHFDensity(DensityMixin, BaseEstimator):
@@ -358,7 +358,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
         A row more than ``FAR`` standard deviations out in some column (its log-density there
         is below -800 under the training rows' marginals) is not moved through the flows, whose
         float32 arithmetic would overflow: its NHF density is taken as 0 (``-inf``), and the
-        defensive Gaussian scores it. So does a row whose score overflows anyway.
+        defensive density ``g`` scores it. So does a row whose score overflows anyway.
         """
         lp = np.full(len(z), -np.inf)
         near = (z.abs() <= FAR).all(dim=1)

@@ -43,7 +43,7 @@ def test_score_is_mean_of_score_samples_and_matches_the_model(fitted):
     x = data(seed=1)[:50]
     assert fitted.score(x) == pytest.approx(fitted.score_samples(x).mean())
     # the same number straight from the torch module: standardise, Gaussianise each column
-    # (counting its log-det), score, mix in the defensive Gaussian, count the scaling
+    # (counting its log-det), score, mix in the defensive density, count the scaling
     s = (x - fitted.mean_) / fitted.scale_
     u, log_det = fitted.marginals_.transform(s)
     with torch.random.fork_rng():
@@ -54,8 +54,8 @@ def test_score_is_mean_of_score_samples_and_matches_the_model(fitted):
     np.testing.assert_allclose(fitted.score_samples(x), mixed - np.log(fitted.scale_).sum())
 
 
-def test_the_defensive_gaussian_bounds_every_row_and_costs_little(fitted):
-    """With weight w, every row scores at least ln w + ln N(row) (the training rows' Gaussian)
+def test_the_defensive_density_bounds_every_row_and_costs_little(fitted):
+    """With weight w, every row scores at least ln w + ln g(row) (the defensive mixture)
     and at most -ln(1 - w) below the flow alone; "auto" picks w on the validation rows."""
     assert fitted.defensive_weight_ in fitted.defensive_scores_
     best = max(fitted.defensive_scores_, key=fitted.defensive_scores_.get)
@@ -154,7 +154,7 @@ def test_gaussianized_marginals_learn_a_spike_that_standardising_cannot():
 
 def test_far_rows_get_the_defensive_score_not_an_error(fitted):
     """A row hundreds of standard deviations out is not pushed through the float32 flows
-    (where it would overflow): the defensive Gaussian scores it, finitely."""
+    (where it would overflow): the defensive density scores it, finitely."""
     far = np.array([[1e3, -1e3, 3.0], [3.0, 3.0, 1e4]])
     scores = fitted.score_samples(far)
     z = (far - fitted.mean_) / fitted.scale_
