@@ -79,7 +79,7 @@ default: without it the sampler's funnel stays too narrow in its width coordinat
 ``ln Z`` by about a nat (docs/benchmarks/sampling.md)."""
 DEFAULT_LR = 3e-3
 """:func:`fit_sampler`'s learning rate."""
-DEFAULT_ANNEAL = 0.5
+DEFAULT_ANNEAL = 0.35
 """:func:`fit_sampler`'s annealing: the fraction of the budget over which ``β`` rises to 1.
 Separated modes need the time at low ``β``; a one-mode target with a neck (Neal's funnel) does
 better with less, and ``fit_sampler(anneal=...)`` sets it per fit."""
@@ -645,7 +645,7 @@ def fit_sampler(
     with Adam and a cosine learning rate. ``loss``: ``"kl"`` (:func:`reverse_kld`),
     ``"alpha"`` (:func:`reverse_alpha_div` after a reverse-KL ``warmup`` fraction of the
     budget) or ``"bootstrap"`` (reverse KL plus :func:`bootstrap_kld` after the warmup).
-    ``anneal > 0`` (default :data:`DEFAULT_ANNEAL`, 0.5) tempers the target, ``β`` rising
+    ``anneal > 0`` (default :data:`DEFAULT_ANNEAL`, 0.35) tempers the target, ``β`` rising
     linearly from ``beta0`` to 1 over that fraction of the budget: the sampler first spreads
     over the flattened target, then sharpens, which keeps the modes a plain reverse KL drops
     (``anneal=0`` turns it off).
