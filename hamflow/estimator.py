@@ -11,6 +11,7 @@ importance proposal of ``score_samples`` is calibrated on the validation rows.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -20,6 +21,7 @@ import torch
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 
 from ._defensive import GUARD_WEIGHTS, MIXTURE_WEIGHTS, DefensiveMixture
 from .marginals import MarginalGaussianizer
@@ -113,8 +115,10 @@ class NHFDensity(DensityMixin, BaseEstimator):
     verbose : bool
         Show a progress bar while fitting.
     n_threads : int or None
-        torch threads during ``fit`` (``None``: leave torch's setting). One thread is fastest
-        for small tables on a shared machine; raise it for wide tables and large batches.
+        torch threads during ``fit``, and the BLAS and OpenMP threads of its scikit-learn
+        mixtures during ``fit`` and ``score_samples`` (``None``: leave the settings). One
+        thread is fastest for small tables on a shared machine; raise it for wide tables and
+        large batches.
     warm_start : bool
         With a fitted model, a new ``fit`` continues training it instead of starting afresh.
 
@@ -221,6 +225,18 @@ class NHFDensity(DensityMixin, BaseEstimator):
         NHFDensity
             ``self``, fitted.
         """
+        with self._threads():
+            return self._fit(X, y)
+
+    def _threads(self):
+        """Limit the BLAS and OpenMP threads of numpy and scikit-learn to ``n_threads`` (the
+        mixtures' fits spin-wait on a busy machine: 0.8 CPU seconds on one thread against 41 on
+        two for a BIC search on 300 rows under a load of 3)."""
+        if self.n_threads is None:
+            return contextlib.nullcontext()
+        return threadpool_limits(limits=int(self.n_threads))
+
+    def _fit(self, X, y) -> NHFDensity:
         start = time.process_time()
         warm = self.warm_start and hasattr(self, "model_")
         X = validate_data(self, X, dtype=np.float64, reset=not warm, ensure_min_samples=2)
@@ -420,10 +436,11 @@ class NHFDensity(DensityMixin, BaseEstimator):
         """
         check_is_fitted(self, "model_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        u, s_rows, log_det = self._to_latent(X)
-        u = torch.as_tensor(u, dtype=torch.float32)
-        lp = self._nhf_log_prob(u, self._context(y, len(X))) + log_det
-        lp = self.defensive_.mix(lp, s_rows, self.defensive_weight_)
+        with self._threads():
+            u, s_rows, log_det = self._to_latent(X)
+            u = torch.as_tensor(u, dtype=torch.float32)
+            lp = self._nhf_log_prob(u, self._context(y, len(X))) + log_det
+            lp = self.defensive_.mix(lp, s_rows, self.defensive_weight_)
         return lp - float(np.log(self.scale_).sum())
 
     def score(self, X, y=None) -> float:

@@ -280,3 +280,21 @@ def test_preprocessing_counts_against_max_time():
     with pytest.warns(UserWarning, match="training gets half"):
         assert est._training_budget(7.0) == 5.0
     assert NHFDensity(max_time=None, max_steps=5)._training_budget(3.0) is None
+
+
+def test_fit_holds_blas_and_openmp_to_n_threads(monkeypatch):
+    """The mixtures' fits run under the thread limit: on a busy machine, spinning BLAS and
+    OpenMP threads made a BIC search 50 times slower in CPU time."""
+    from threadpoolctl import threadpool_info
+
+    import hamflow.estimator as module
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(max(pool["num_threads"] for pool in threadpool_info()))
+        return DefensiveMixture(*args, **kwargs)
+
+    monkeypatch.setattr(module, "DefensiveMixture", spy)
+    NHFDensity(n_threads=1, random_state=0, **TINY).fit(data())
+    assert seen == [1]
