@@ -128,14 +128,14 @@ SIXTY_CLAIMS = [
     ("funnel10", "nhf", "nhf_nodamp", "log_Z_err", True, "nhf ahead"),
     ("funnel10", "nhf", "nhf_nodamp", "ess", False, "nhf ahead"),
     ("funnel10", "nhf", "hmc", "mean_err", True, "level"),
-    ("banana", "nhf", "realnvp_kl", "log_Z_err", True, "level"),
-    ("banana", "nhf", "realnvp_kl", "ess", False, "level"),
+    ("banana", "nhf", "realnvp_kl", "log_Z_err", True, "realnvp_kl ahead"),
+    ("banana", "nhf", "realnvp_kl", "ess", False, "realnvp_kl ahead"),
     ("gauss20", "nhf", "realnvp_kl", "log_Z_err", True, "level"),
-    ("gauss20", "nhf", "realnvp_kl", "ess", False, "level"),
+    ("gauss20", "nhf", "realnvp_kl", "ess", False, "nhf ahead"),
     ("gauss20", "nhf", "hmc", "mean_err", True, "hmc ahead"),
-    ("circular8", "nhf", "realnvp_kl", "log_Z_err", True, "realnvp_kl ahead"),
-    ("circular8", "nhf", "realnvp_kl", "ess", False, "level"),
-    ("two_moons", "nhf", "realnvp_kl", "ess", False, "realnvp_kl ahead"),
+    ("circular8", "nhf", "realnvp_kl", "log_Z_err", True, "level"),
+    ("circular8", "nhf", "realnvp_kl", "ess", False, "realnvp_kl ahead"),
+    ("two_moons", "nhf", "realnvp_kl", "ess", False, "level"),
     ("logistic", "nhf", "realnvp_kl", "ess", False, "realnvp_kl ahead"),
     ("logistic", "nhf", "realnvp_kl", "mean_err", True, "level"),
     ("logistic", "nhf", "hmc", "mean_err", True, "nhf ahead"),
@@ -145,7 +145,7 @@ SIXTY_GOALS = [
     ("grid16", "log_Z_err", 0.1, "max", True),
     ("grid16", "ess", 0.1, "min", True),
     ("grid16", "modes_covered", 0.9, "min", True),
-    ("funnel10", "log_Z_err", 0.1, "max", False),
+    ("funnel10", "log_Z_err", 0.1, "max", True),
     ("banana", "log_Z_err", 0.1, "max", True),
     ("gauss20", "log_Z_err", 0.1, "max", True),
     ("circular8", "log_Z_err", 0.1, "max", True),
@@ -169,7 +169,8 @@ def test_60s_block_verdicts_and_goals(bench):
 
 
 def test_60s_noanneal_block_and_verdicts(bench):
-    """The funnel without annealing, against the default's row of the 60 s run."""
+    """The funnel without annealing, against the default's row of the 60 s run: level on the ESS
+    and on ``ln Z``, both within 0.1 nats."""
     results = ROOT / "benchmarks" / "results"
     out = json.loads((results / "sampling_60s_noanneal.json").read_text())
     base = json.loads((results / "sampling_60s.json").read_text())
@@ -177,9 +178,10 @@ def test_60s_noanneal_block_and_verdicts(bench):
     assert bench.markdown(out, summary, "sampling_60s_noanneal") in PAGE.read_text()
     summary.update(bench.summarise(base["rows"]))
     a, b = "nhf_noanneal", "nhf"
-    assert verdict(summary, "funnel10", a, b, "ess", False) == f"{a} ahead"
+    assert verdict(summary, "funnel10", a, b, "ess", False) == "level"
     assert verdict(summary, "funnel10", a, b, "log_Z_err", True) == "level"
     assert summary[("funnel10", a)]["log_Z_err"][0] <= 0.1
+    assert summary[("funnel10", b)]["log_Z_err"][0] <= 0.1
 
 
 def test_keep_rows_carries_the_other_methods_and_refuses_another_budget(bench):
