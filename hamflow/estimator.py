@@ -340,7 +340,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
                 f"of {self.max_time} CPU seconds; training gets half the budget. Raise max_time, "
                 "or pass defensive='gaussian' / marginals='standardize' for cheaper preprocessing.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,  # the caller of fit
             )
         return max(self.max_time - spent, 0.5 * self.max_time)
 
@@ -510,5 +510,5 @@ def _warn_discrete(X: np.ndarray) -> None:
             "spikes on them and score them too well. Dequantise them (add uniform noise of one "
             "step) or drop them.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of fit
         )
