@@ -27,6 +27,12 @@ GUARD_WEIGHTS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 MIXTURE_WEIGHTS = GUARD_WEIGHTS + (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 """The weights ``"auto"`` chooses among for the BIC mixture."""
 
+TAIL_GUARD = 0.001
+"""The weight of the rows' Gaussian always kept in a BIC mixture's blend: a Gaussian mixture's
+components can be tighter than the rows' spread, so a row far from all of them would score far
+below what the Gaussian gives it; with it, every row scores at least ``ln 0.001 + ln N(x)``, at
+a cost of at most 0.001 nats on any row."""
+
 MAX_COMPONENTS = 20
 """The most components the BIC search tries (as scikit-learn users often do, 1 to 20)."""
 
@@ -70,6 +76,8 @@ class DefensiveMixture:
         self.components = int(self.mixture.n_components)
         self.random_state = random_state
         self.chol = np.linalg.cholesky(self.mixture.covariances_)
+        # a mixture of several components keeps TAIL_GUARD of the rows' Gaussian in the blend
+        self.guard = _fit(rows, 1, random_state) if self.components > 1 else None
 
     def refit(self, rows: np.ndarray) -> DefensiveMixture:
         """The same kind of mixture fitted to ``rows`` (e.g. all the rows, once the weight has
@@ -81,18 +89,19 @@ class DefensiveMixture:
         return self.mixture.score_samples(rows)
 
     def mix(self, log_p: np.ndarray, rows: np.ndarray, weight: float) -> np.ndarray:
-        """``ln((1 − w) e^{log_p} + w g(row))`` per row."""
+        """``ln((1 − w) e^{log_p} + w g(row))`` per row (with ``TAIL_GUARD`` of the rows'
+        Gaussian blended in when ``g`` has several components and ``w > 0``)."""
         if weight == 0:
             return log_p
-        return np.logaddexp(np.log1p(-weight) + log_p, np.log(weight) + self.log_prob(rows))
+        out = np.logaddexp(np.log1p(-weight) + log_p, np.log(weight) + self.log_prob(rows))
+        if self.guard is None:
+            return out
+        tail = np.log(TAIL_GUARD) + self.guard.score_samples(rows)
+        return np.logaddexp(np.log1p(-TAIL_GUARD) + out, tail)
 
     def choose(self, log_p: np.ndarray, rows: np.ndarray, weights) -> tuple[float, dict]:
         """The weight with the highest mean mixed score on ``rows``, and every weight's."""
-        lg = self.log_prob(rows)
-        scores = {
-            float(w): float(np.logaddexp(np.log1p(-w) + log_p, np.log(w) + lg).mean())
-            for w in weights
-        }
+        scores = {float(w): float(self.mix(log_p, rows, w).mean()) for w in weights}
         return max(scores, key=scores.get), scores
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -100,6 +109,12 @@ class DefensiveMixture:
         which = rng.choice(self.components, size=n, p=self.mixture.weights_)
         z = rng.standard_normal((n, self.mixture.means_.shape[1]))
         return self.mixture.means_[which] + np.einsum("nij,nj->ni", self.chol[which], z)
+
+    def sample_tail(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` rows from the rows' Gaussian that ``TAIL_GUARD`` blends in."""
+        guard = self.guard if self.guard is not None else self.mixture
+        z = rng.standard_normal((n, guard.means_.shape[1]))
+        return guard.means_[0] + z @ np.linalg.cholesky(guard.covariances_[0]).T
 
 
 def _fit(rows: np.ndarray, k: int, seed: int) -> GaussianMixture:

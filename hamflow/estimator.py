@@ -23,7 +23,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from ._defensive import GUARD_WEIGHTS, MIXTURE_WEIGHTS, DefensiveMixture
+from ._defensive import GUARD_WEIGHTS, MIXTURE_WEIGHTS, TAIL_GUARD, DefensiveMixture
 from .marginals import MarginalGaussianizer
 from .nhf import NHF
 from .training import fit, split_validation
@@ -474,6 +474,9 @@ class NHFDensity(DensityMixin, BaseEstimator):
         rng = np.random.default_rng(seed)
         broad = rng.random(len(z)) < self.defensive_weight_  # the defensive component's rows
         z[broad] = self.defensive_.sample(int(broad.sum()), rng)
+        if self.defensive_weight_ > 0 and self.defensive_.guard is not None:
+            tail = rng.random(len(z)) < TAIL_GUARD  # the blended-in Gaussian's rows
+            z[tail] = self.defensive_.sample_tail(int(tail.sum()), rng)
         return z * self.scale_ + self.mean_
 
     def __sklearn_tags__(self):

@@ -12,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from hamflow import NHF, NHFDensity
-from hamflow._defensive import DefensiveMixture
+from hamflow._defensive import TAIL_GUARD, DefensiveMixture
 
 TINY = dict(num_flows=2, hidden=(16, 16), max_steps=40, max_time=None, n_score_samples=32)
 
@@ -55,8 +55,9 @@ def test_score_is_mean_of_score_samples_and_matches_the_model(fitted):
 
 
 def test_the_defensive_density_bounds_every_row_and_costs_little(fitted):
-    """With weight w, every row scores at least ln w + ln g(row) (the defensive mixture)
-    and at most -ln(1 - w) below the flow alone; "auto" picks w on the validation rows."""
+    """With weight w, every row scores at least ln w + ln g(row) (the defensive mixture) and
+    ln 0.001 + ln N(row) (the rows' Gaussian blended in), and at most -ln(1 - w) below the flow
+    alone, less the blend's 0.001; "auto" picks w on the validation rows."""
     assert fitted.defensive_weight_ in fitted.defensive_scores_
     best = max(fitted.defensive_scores_, key=fitted.defensive_scores_.get)
     assert fitted.defensive_weight_ == best
@@ -68,9 +69,13 @@ def test_the_defensive_density_bounds_every_row_and_costs_little(fitted):
     u = torch.as_tensor(u, dtype=torch.float32)
     flow_only = fitted._nhf_log_prob(u, None) + u_log_det - log_det
     both = fitted.score_samples(x)
-    gauss = fitted.defensive_.log_prob(z) - log_det
-    assert (both >= np.log(w) + gauss - 1e-9).all()
-    assert (both >= flow_only - (-np.log1p(-w)) - 1e-9).all()
+    g = fitted.defensive_.log_prob(z) - log_det
+    blend = np.log1p(-TAIL_GUARD)
+    assert (both >= np.log(w) + g + blend - 1e-9).all()
+    assert (both >= flow_only + np.log1p(-w) + blend - 1e-9).all()
+    gauss = fitted.defensive_.guard or fitted.defensive_.mixture  # the rows' Gaussian
+    assert gauss.n_components == 1
+    assert (both >= np.log(TAIL_GUARD) + gauss.score_samples(z) - log_det - 1e-9).all()
     assert both[-1] > flow_only[-1] + 5  # the far row is rescued
 
 
@@ -158,12 +163,9 @@ def test_far_rows_get_the_defensive_score_not_an_error(fitted):
     far = np.array([[1e3, -1e3, 3.0], [3.0, 3.0, 1e4]])
     scores = fitted.score_samples(far)
     z = (far - fitted.mean_) / fitted.scale_
-    expected = (
-        np.log(fitted.defensive_weight_)
-        + fitted.defensive_.log_prob(z)
-        - np.log(fitted.scale_).sum()
-    )
-    np.testing.assert_allclose(scores, expected, rtol=1e-9)
+    no_flow = np.full(len(z), -np.inf)
+    expected = fitted.defensive_.mix(no_flow, z, fitted.defensive_weight_)
+    np.testing.assert_allclose(scores, expected - np.log(fitted.scale_).sum(), rtol=1e-9)
 
 
 def test_discrete_column_warns():
