@@ -10,7 +10,8 @@ importance sampling's mixture, Hesterberg 1995, used as a density).
 full-covariance Gaussian mixture whose number of components is chosen by BIC, with ``w`` up to
 0.99. The second makes the estimator a validated mixture of two models: where the flow has too
 few rows to learn more than a few clusters, the classical mixture carries most of the weight;
-where the flow is better, ``w`` falls to the guard's 0.005.
+where the flow is better, ``w`` falls to the guard's 0.005. A mixture of several components
+always keeps ``TAIL_GUARD`` of the rows' Gaussian blended in, for rows far from all of them.
 """
 
 from __future__ import annotations
@@ -65,7 +66,6 @@ class DefensiveMixture:
     """
 
     def __init__(self, rows: np.ndarray, components: int | str = 1, random_state: int = 0) -> None:
-        n, d = rows.shape
         if components == "bic":
             self.mixture = _fit_by_bic(rows, random_state)
         elif isinstance(components, (int, np.integer)) and components >= 1:
