@@ -1,7 +1,7 @@
 """Held-out check of the sampler's goals (issue 33) on targets the benchmark and docs never use.
 
-Seven targets with a closed-form ``ln Z``, 2 to 12 dimensions, defined here and imported by no
-benchmark, example or guide: a rotated, shifted, anisotropic Gaussian (12-d), a correlated
+Seven targets with a closed-form ``ln Z``, 2 to 18 dimensions, defined here and imported by no
+benchmark, example or guide: a rotated, shifted, anisotropic Gaussian (18-d), a correlated
 multivariate Student-t (4-d, ν = 5), a funnel of another width (5-d, σ = 2), a tilted banana of
 another curvature (3-d), a ring of 12 modes (2-d), an unequal two-mode mixture (6-d) and an
 annulus (2-d). ``HAMFLOW_SLOW=1`` fits ``NHF(dim, target=t)`` with ``fit_sampler``'s defaults for
@@ -58,12 +58,12 @@ class _HeldOut(nn.Module):
 class RotatedGaussian(_HeldOut):
     """``N(m, R diag(var) Rᵀ)``, variances log-spaced over ``condition``, mean ``shift · z``."""
 
-    def __init__(self, dim=12, condition=30.0, shift=1.5, seed=7):
+    def __init__(self, dim=18, condition=30.0, shift=1.5, seed=7):
         rot = _rotation(dim, seed)
         var = torch.logspace(
             -0.5 * math.log10(condition), 0.5 * math.log10(condition), dim, dtype=torch.float64
         )
-        super().__init__("rotated_gauss12", dim, 0.5 * dim * LOG_2PI + 0.5 * float(var.log().sum()))
+        super().__init__("rotated_gauss18", dim, 0.5 * dim * LOG_2PI + 0.5 * float(var.log().sum()))
         gen = torch.Generator().manual_seed(seed + 1)
         self.register_buffer("mean", shift * torch.randn(dim, generator=gen, dtype=torch.float64))
         self.register_buffer("precision", rot @ torch.diag(1 / var) @ rot.T)
@@ -225,7 +225,7 @@ class Annulus(_HeldOut):
 
 
 TARGETS = {
-    "rotated_gauss12": RotatedGaussian,
+    "rotated_gauss18": RotatedGaussian,
     "student_t4": StudentT,
     "funnel5_sigma2": Funnel5,
     "tilted_banana3": TiltedBanana,
