@@ -54,6 +54,10 @@ OPTIONS: dict[str, list[str]] = {
         "--frames", "31", "--encoder-frames", "16", "--steps", "1000",
         "--prior-warmup-steps", "500", "--latent-consistency", "0.01",
     ],
+    "confined": ["--steps", "3000", "--confinement", "1.8"],
+    "confined_weak": ["--steps", "3000", "--confinement", "0.5"],
+    "state2": ["--steps", "3000", "--state-channels", "2"],
+    "confined_state2": ["--steps", "3000", "--confinement", "1.8", "--state-channels", "2"],
 }  # fmt: skip
 """The example's flags for each option; ``paper_span`` is the example's default. An option that
 names ``--steps`` twice runs in stages: the example trains to the first count, then resumes to
@@ -68,6 +72,13 @@ QUICK: dict[str, list[str]] = {
     "consistency31": [
         "--quick", "--prior-warmup-steps", "20", "--frames", "12", "--encoder-frames", "8",
         "--latent-consistency", "0.01",
+    ],
+    "confined": ["--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "1.8"],
+    "confined_weak": ["--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "0.5"],
+    "state2": ["--quick", "--prior-warmup-steps", "20", "--steps", "30", "--state-channels", "2"],
+    "confined_state2": [
+        "--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "1.8",
+        "--state-channels", "2",
     ],
 }  # fmt: skip
 """The same options at the example's ``--quick`` scale (smoke runs, written under runs/)."""

@@ -9,7 +9,8 @@ the truth has it (:mod:`hamflow_hgn.tracking`), also along a forward rollout fou
 against the truth simulated that far (:mod:`hamflow_hgn.horizon`; past the span it loses the
 bob, docs/hgn/rollouts.md), and how exactly the backward rollout returns to the initial latent
 state, and saves PNG strips and GIFs. ``--frames`` with ``--encoder-frames`` and
-``--latent-consistency`` are the long-rollout options of docs/benchmarks/hgn-rollouts.md.
+``--latent-consistency``, ``--confinement`` and ``--state-channels`` are the long-rollout
+options of docs/benchmarks/hgn-rollouts.md.
 
 At its defaults (3000 steps, both learning rates decaying over the last 30 %, 2048 training
 sequences, an encoder 32 wide and every other network 16, z of 4 x 4 x 4, the KL balanced as
@@ -154,6 +155,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "default: %(default)s, none)",
     )  # fmt: skip
     p.add_argument(
+        "--confinement", type=float, default=0.0,
+        help="c of the confining Hamiltonian H + c/2 (|q|^2 + |p|^2) (ModelConfig.confinement; "
+        "docs/hgn/rollouts.md; default: %(default)s, none, the paper's H)",
+    )  # fmt: skip
+    p.add_argument(
+        "--state-channels", type=positive_int, default=None,
+        help="channels of q and of p each, 4 x 4 positions each (default: "
+        f"{ModelConfig().state_channels})",
+    )  # fmt: skip
+    p.add_argument(
         "--hamiltonian-width", type=positive_int, default=None,
         help="filters of the conv layers of K and V (default: the network width)",
     )  # fmt: skip
@@ -209,6 +220,8 @@ def main(argv: list[str] | None = None) -> dict:
         latent_channels=args.latent_channels or size["latent_channels"],
         latent_prior=args.latent_prior, prior_warmup_steps=args.prior_warmup_steps,
         encoder_frames=args.encoder_frames, latent_consistency=args.latent_consistency,
+        confinement=args.confinement,
+        state_channels=args.state_channels or ModelConfig().state_channels,
         hamiltonian_width=args.hamiltonian_width or size["width"],
         **GECO_SETTINGS[args.geco_setting],
     )  # fmt: skip
@@ -254,6 +267,8 @@ def main(argv: list[str] | None = None) -> dict:
         "encoder_frames": window,
         "hamiltonian_width": model.config.hamiltonian_width,
         "latent_consistency": model.config.latent_consistency,
+        "confinement": model.config.confinement,
+        "state_channels": model.config.state_channels,
         "test_mse": float((forward.frames - images)[:, :window].square().mean()),
         "mean_image_mse": float((mean_image - images)[:, :window].square().mean()),
         "reversal_error": float((back.q[:, -1] - forward.q[:, 0]).abs().max()),

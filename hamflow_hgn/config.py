@@ -196,6 +196,12 @@ class ModelConfig:
             learned dynamics follow the encoder's own orbit; needs ``encoder_frames`` below
             ``frames``. The squared distance, over the encoder states' variance, is weighed by
             GECO's λ times this weight (:meth:`HGN.forward`; docs/hgn/rollouts.md).
+        confinement: ``c >= 0``; above 0 the learned Hamiltonian gets a fixed quadratic
+            well, ``H = K(p) + V(q) + c/2 (|q|^2 + |p|^2)``
+            (:class:`~hamflow_hgn.models.networks.ConfinedEnergy`), so that its level sets are
+            bounded and a rollout, which conserves ``H``, cannot run away past the trained
+            span; alone, the well turns each ``(q_i, p_i)`` at the angular frequency ``c``
+            (docs/hgn/rollouts.md). 0, the default and the paper's: none.
         decoder_bias: ``"data"`` (default) starts the decoder's output bias at the logit of
             the training data's mean colour, so an untrained HGN draws the background instead
             of grey (its MSE starts near the mean image's, not 30x above it); ``"zero"``
@@ -233,6 +239,7 @@ class ModelConfig:
     decoder_bias: str = "data"
     encoder_frames: int | None = None
     latent_consistency: float = 0.0
+    confinement: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoder_widths", tuple(int(w) for w in self.encoder_widths))
@@ -294,6 +301,9 @@ class ModelConfig:
                 f"latent_consistency: a weight > 0 needs encoder_frames below frames={self.frames} "
                 f"(windows to encode past the first), got encoder_frames={self.encoder_frames}"
             )
+        c = self.confinement
+        if not (isinstance(c, (int, float)) and math.isfinite(c) and c >= 0):
+            raise ValueError(f"confinement: expected a finite number >= 0, got {c!r}")
         if not (
             isinstance(self.geco_tolerance, (int, float))
             and math.isfinite(self.geco_tolerance)

@@ -21,7 +21,7 @@ from hamflow.integrators import rollout as core_rollout
 from ..config import ModelConfig
 from ..samples import LatentGaussian
 from .base import NoiseFn, ReduceFn, Rollout, standard_noise
-from .networks import ConvEnergy, Decoder, Encoder, StateTransform
+from .networks import ConfinedEnergy, ConvEnergy, Decoder, Encoder, StateTransform
 from .prior import StandardPrior, make_prior
 
 __all__ = ["HGN"]
@@ -100,10 +100,13 @@ class HGN(nn.Module):
             if c.use_transform
             else None
         )
-        self.hamiltonian = SeparableHamiltonian(
-            ConvEnergy(c.state_channels, c.hamiltonian_width, c.hamiltonian_layers),
-            ConvEnergy(c.state_channels, c.hamiltonian_width, c.hamiltonian_layers),
-        )
+        energies = [
+            ConvEnergy(c.state_channels, c.hamiltonian_width, c.hamiltonian_layers)
+            for _ in ("kinetic", "potential")
+        ]
+        if c.confinement > 0:  # H + c/2 (|q|^2 + |p|^2): bounded level sets (ConfinedEnergy)
+            energies = [ConfinedEnergy(e, c.confinement) for e in energies]
+        self.hamiltonian = SeparableHamiltonian(*energies)
         self.decoder = Decoder(c.state_channels, c.decoder_width, c.channels, c.n_upsample)
         z_shape = (c.z_channels, c.latent_size, c.latent_size)
         # The deterministic variant samples nothing: it has no posteriors to match a prior to.

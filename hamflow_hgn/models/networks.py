@@ -15,6 +15,7 @@ network             input                      output
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -27,6 +28,7 @@ __all__ = [
     "Encoder",
     "StateTransform",
     "ConvEnergy",
+    "ConfinedEnergy",
     "DECODER_PATHS",
     "DECODE_CHUNK",
     "upsample_conv_kernel",
@@ -208,6 +210,48 @@ class ConvEnergy(Energy):
         for conv, z in zip(reversed(self.convs), reversed(pre)):
             g = F.conv_transpose2d(torch.sigmoid(z) * g, conv.weight, padding=1)
         return g
+
+
+class ConfinedEnergy(Energy):
+    """A learned energy plus a fixed quadratic well: ``E(x) = net(x) + c/2 |x|^2``.
+
+    The confining Hamiltonian of ``ModelConfig.confinement`` (an option of this project, not
+    of the paper): with ``K`` and ``V`` both confined, ``H = K_net(p) + V_net(q) +
+    c/2 (|q|^2 + |p|^2)``. A :class:`ConvEnergy` grows at most linearly (its gradient is
+    bounded), so every level set of ``H`` is bounded and a rollout, which conserves ``H``,
+    cannot run away. Alone, the quadratic part turns each pair ``(q_i, p_i)`` at the angular
+    frequency ``c``. The gradient is the net's (closed form where it has one) plus ``c x``.
+
+    Args:
+        net: the learned energy.
+        strength: ``c``, a positive finite number.
+
+    Example:
+        >>> from hamflow.hamiltonians import autograd_grad
+        >>> e = ConfinedEnergy(ConvEnergy(2, width=4, layers=2), 1.5).double()
+        >>> x = torch.randn(3, 2, 4, 4, dtype=torch.float64)
+        >>> bool(torch.allclose(e(x) - e.net(x), 0.75 * x.square().flatten(1).sum(1)))
+        True
+        >>> bool(torch.allclose(e.grad(x), autograd_grad(e, x), atol=1e-12))
+        True
+
+    References:
+        Toth et al., "Hamiltonian Generative Networks", ICLR 2020, Sec. 3.2 (the separable
+        ``H = K(p) + V(q)`` this adds to).
+    """
+
+    def __init__(self, net: Energy, strength: float) -> None:
+        super().__init__()
+        if not (isinstance(strength, (int, float)) and math.isfinite(strength) and strength > 0):
+            raise ValueError(f"strength: expected a positive finite number, got {strength!r}")
+        self.net = net
+        self.strength = float(strength)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x) + 0.5 * self.strength * x.square().flatten(1).sum(-1)
+
+    def grad(self, x: Tensor) -> Tensor:
+        return self.net.grad(x) + self.strength * x
 
 
 DECODER_PATHS: dict[str, str] = {
