@@ -74,7 +74,9 @@ QUICK: dict[str, list[str]] = {
         "--latent-consistency", "0.01",
     ],
     "confined": ["--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "1.8"],
-    "confined_weak": ["--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "0.5"],
+    "confined_weak": [
+        "--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "0.5",
+    ],
     "state2": ["--quick", "--prior-warmup-steps", "20", "--steps", "30", "--state-channels", "2"],
     "confined_state2": [
         "--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "1.8",
