@@ -5,14 +5,18 @@ function of the context, as conditional normalising flows do (e.g. Winkler et al
 Papamakarios & Murray, 2016 for neural posterior estimation).
 
 A context ``c`` (for simulation-based inference: the observation ``x`` of a posterior
-``p(θ | x)``) enters the model in two places, and only there:
+``p(θ | x)``) enters the model in three places, and only there:
 
 - every potential is ``V_k(q; c)``, a softplus MLP on ``cat(q, c)``
   (:class:`ConditionalMLPEnergy`). Its kick uses ``∂V_k/∂q`` alone: the context is held fixed
   along a trajectory, so each flow is still a symplectic, volume-preserving map of ``(q, p)``
   for every ``c``, with log-det zero, and its inverse is exact;
 - the momentum encoder is ``f(p | q, c)`` (:class:`~hamflow.GaussianMomentumEncoder` with
-  ``context_dim=c``).
+  ``context_dim=c``);
+- a shift linear in the context, ``x = … + W c`` (:class:`ContextShift`, log-det zero),
+  fitted by least squares with the affine map, so that training starts from the
+  linear-Gaussian fit of ``p(x | c)`` rather than from the marginal of ``x``
+  (``context_shift=False`` leaves it out).
 
 The kinetic energy, the frictions, the prior and the data-initialised affine map stay
 unconditional, so every log-det is what it is for ``NHF(dim)``. The context is concatenated as
@@ -38,6 +42,7 @@ from .integrators import KickCache
 __all__ = [
     "ConditionalMLPEnergy",
     "ContextAffine",
+    "ContextShift",
     "BoundHamiltonian",
     "check_context",
     "context_step",
@@ -155,6 +160,57 @@ class ContextAffine(nn.Module):
     def inverse(self, y: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         shift, log_scale = self.params(context)
         return (y - shift) * torch.exp(-log_scale), -log_scale.sum(-1)
+
+
+class ContextShift(nn.Module):
+    """A shift of the data that is linear in the context, ``x = y + W c`` (log-det zero): the
+    last map of ``NHF(dim, context_dim=c)`` (``context_shift=True``, the default).
+
+    :meth:`initialize` sets ``W`` by least squares of the data on the context, so that the
+    maps before it (the data-initialised affine map and the flows) start on the residuals
+    ``x − W c``: a conditional density whose location moves with the context, as a posterior's
+    does in simulation-based inference, then starts as the linear-Gaussian fit of ``p(x | c)``
+    instead of the marginal of ``x``, which can be many times wider than any one conditional.
+    ``W`` is trained with the rest.
+
+    Parameters
+    ----------
+    dim : int
+        Width of ``x``.
+    context_dim : int
+        Width of the context.
+
+    Examples
+    --------
+    >>> shift = ContextShift(2, 1)
+    >>> c = torch.linspace(-1, 1, 50).unsqueeze(-1)
+    >>> x = torch.cat([3 * c, -c], dim=-1) + 0.01 * torch.randn(50, 2)
+    >>> residual = shift.initialize(x, c)
+    >>> [round(v, 1) for v in shift.weight.flatten().tolist()]
+    [3.0, -1.0]
+    >>> bool(residual.std(0).max() < 0.05), shift(c).shape
+    (True, torch.Size([50, 2]))
+    """
+
+    def __init__(self, dim: int, context_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(int(dim), int(context_dim)))
+
+    def forward(self, context: Tensor) -> Tensor:
+        """``W c``, ``(B, dim)``."""
+        return context @ self.weight.T
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor, context: Tensor) -> Tensor:
+        """Set ``W`` to the least-squares slope of ``x`` on ``context`` (both centred) and return
+        the residuals ``x − W c``. With no more rows than ``context_dim + 1`` the slope cannot
+        be estimated; ``W`` is left as it is."""
+        if len(x) > context.shape[-1] + 1:
+            c64, x64 = context.double(), x.double()
+            slope = torch.linalg.lstsq(c64 - c64.mean(0), x64 - x64.mean(0)).solution
+            if torch.isfinite(slope).all():
+                self.weight.copy_(slope.T.to(self.weight))
+        return x - self(context)
 
 
 class BoundHamiltonian:

@@ -22,7 +22,13 @@ import torch
 from torch import Tensor, nn
 
 from . import sampling as _sampling
-from .conditional import ConditionalMLPEnergy, ContextAffine, check_context, context_step
+from .conditional import (
+    ConditionalMLPEnergy,
+    ContextAffine,
+    ContextShift,
+    check_context,
+    context_step,
+)
 from .distributions import GaussianMomentumEncoder, GeneralizedNormal, SoftUniform, sobol_normal
 from .flows import HamiltonianFlow
 from .hamiltonians import Energy, MLPEnergy, QuadraticEnergy, SeparableHamiltonian
@@ -115,6 +121,12 @@ class NHF(nn.Module):
         context_affine: with a context, put a :class:`~hamflow.conditional.ContextAffine` map
             ``μ(c) + exp(s(c)) ⊙ q_T`` (exact log-det ``Σ s(c)``) before the affine map, so
             that the location and width of ``p(x | c)`` can follow the context directly.
+        context_shift: with a context, end with a shift linear in the context,
+            ``x = … + W c`` (:class:`~hamflow.conditional.ContextShift`, log-det zero), with
+            ``W`` fitted by least squares when the affine map is initialised: the untrained
+            model is then the linear-Gaussian fit of ``p(x | c)``, not the marginal of ``x``
+            (docs/conditional.md). Ignored without a context (an unconditional model is
+            unchanged).
         target: an unnormalised density to fit a sampler to, instead of data (a normflows
             ``Target`` or a differentiable callable ``(N, dim) -> (N,)``; :mod:`hamflow.sampling`,
             docs/sampling.md): train on :meth:`reverse_kld`, then :meth:`importance_sample`,
@@ -157,6 +169,7 @@ class NHF(nn.Module):
         context_dim: int | None = None,
         target=None,
         context_affine: bool = False,
+        context_shift: bool = True,
     ) -> None:
         # The constructor's arguments, as given: save() records them so load() rebuilds the model.
         options = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -192,6 +205,8 @@ class NHF(nn.Module):
             raise ValueError("context_affine: needs a context_dim, got context_dim=None")
         if context_affine:
             self.context_affine = ContextAffine(dim, context_dim)
+        if context_dim is not None and context_shift:
+            self.context_shift = ContextShift(dim, context_dim)
         # A fixed kinetic energy has no parameters: one module serves every flow.
         fixed = QuadraticEnergy(dim, learnable=False) if kinetic == "fixed" else None
 
@@ -319,10 +334,15 @@ class NHF(nn.Module):
         """The affine map from the flows' ``q_T`` to data space (the identity without one)."""
         if getattr(self, "context_affine", None) is not None:
             q = self.context_affine(q, context)[0]
-        return q if self.affine is None else self.affine(q)[0]
+        x = q if self.affine is None else self.affine(q)[0]
+        if getattr(self, "context_shift", None) is not None:
+            x = x + self.context_shift(context)
+        return x
 
     def from_data(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor | float]:
         """``q_T`` for data ``x`` and ``ln |det ∂q_T/∂x|`` (``0.0`` without an affine map)."""
+        if getattr(self, "context_shift", None) is not None:
+            x = x - self.context_shift(context)
         q, log_det = x, 0.0
         if self.affine is not None:
             q, log_det = self.affine.inverse(x)
@@ -386,7 +406,8 @@ class NHF(nn.Module):
         A model without an affine map (``affine="none"``) has nothing to set. (Paper A.2 has no
         affine map; this is the initialisation of this library's default, docs/density/index.md.)
         A conditional model transports the base draws under contexts drawn from ``context``'s
-        rows (one per row of ``x``).
+        rows (one per row of ``x``), and first fits its context shift (``context_shift``) by
+        least squares of ``x`` on ``context``; the affine map is then fitted to the residuals.
 
         Example:
             >>> model = NHF(2)
@@ -403,6 +424,8 @@ class NHF(nn.Module):
         context = check_context(context, self.context_dim, len(x), self._param_ref())
         n = max(4096, 64 * self.dim) if num_base is None else int(num_base)
         _check_num_samples(n, "num_base")
+        if context is not None and getattr(self, "context_shift", None) is not None:
+            x = self.context_shift.initialize(x, context)
         devices = [x.device] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             s0, _ = self.prior(n)
@@ -692,6 +715,11 @@ class NHF(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Models saved before calibrate_proposal existed load with the encoder's own width.
         state_dict.setdefault(prefix + "proposal_scale", torch.tensor(1.0, dtype=torch.float64))
+        # Conditional models saved before the context shift existed: a zero shift is what they had.
+        if getattr(self, "context_shift", None) is not None:
+            state_dict.setdefault(
+                prefix + "context_shift.weight", torch.zeros_like(self.context_shift.weight)
+            )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- sampling from an unnormalised target (hamflow.sampling, docs/sampling.md) -----------
