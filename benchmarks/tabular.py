@@ -167,9 +167,11 @@ def score_model(name: str, train: np.ndarray, test: np.ndarray, cfg: Config, see
             max_time=cfg.seconds,
             random_state=seed,
         ).fit(train)
-        r = est.fit_result_
-        entry = {"test_nll": -est.score(test), "steps": r.steps, "best_step": r.best_step}
-        entry |= {"stopped_early": r.stopped_early, "restores": r.restores}
+        rs = est.fit_results_
+        entry = {"test_nll": -est.score(test), "members": est.n_members_, "steps": est.n_iter_}
+        entry["best_step"] = [r.best_step for r in rs] if len(rs) > 1 else rs[0].best_step
+        entry["stopped_early"] = all(r.stopped_early for r in rs)
+        entry["restores"] = sum(r.restores for r in rs)
         entry["proposal_scale"] = float(est.model_.proposal_scale)
         # how far the default K is from an estimate with four times the momenta (test rows)
         k_ref = NHFDensity(**{**est.get_params(), "n_score_samples": 4 * est.n_score_samples})

@@ -18,6 +18,7 @@ import warnings
 
 import numpy as np
 import torch
+from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -26,7 +27,7 @@ from threadpoolctl import threadpool_limits
 from ._defensive import GUARD_WEIGHTS, MIXTURE_WEIGHTS, TAIL_GUARD, DefensiveMixture
 from .marginals import MarginalGaussianizer
 from .nhf import NHF
-from .training import fit, split_validation
+from .training import fit
 
 __all__ = ["NHFDensity"]
 
@@ -35,6 +36,8 @@ DEFENSIVE = ("mixture", "gaussian")
 FAR = 40.0
 """Rows further out than this many standard deviations get their density from the defensive
 density alone (see ``NHFDensity._nhf_log_prob``)."""
+ENSEMBLE_ROWS = 1200
+"""``n_members="auto"`` averages three flows below this many rows, one flow from it on."""
 
 
 class NHFDensity(DensityMixin, BaseEstimator):
@@ -47,7 +50,11 @@ class NHFDensity(DensityMixin, BaseEstimator):
     momentum bound with :func:`hamflow.training.fit` until ``max_time`` CPU seconds or
     ``max_steps`` steps (or ``patience`` validation scores without improvement), restores the
     best validation state and calibrates the width of the momentum proposal on the validation
-    rows. The density it scores and samples is the NHF mixed with a classical density of the
+    rows. On a small table (``n_members="auto"``: fewer than ``ENSEMBLE_ROWS`` rows) it trains
+    three such flows in turn, each holding out its own validation rows, and averages their
+    densities: a flow reaches its best validation score within a few hundred steps there, and
+    the flows of different splits and seeds err on different rows.
+    The density it scores and samples is the NHF mixed with a classical density of the
     training rows (``defensive``: a Gaussian mixture with its components chosen by BIC, by
     default), with the weight chosen on the validation rows: a row the flow never learned cannot
     score far below what the classical density gives it, and where the flow has learned less
@@ -74,7 +81,13 @@ class NHFDensity(DensityMixin, BaseEstimator):
         training gets what they leave (at least half of it). One thread by default: about
         wall-clock seconds.
     max_steps : int or None
-        Training budget in optimiser steps. At least one budget must be set.
+        Training budget in optimiser steps, per member. At least one budget must be set.
+    n_members : int or "auto"
+        Flows averaged in the density, each trained on the rows outside its own validation
+        slice (disjoint while ``n_members * validation_fraction <= 1``) with its own seed, one
+        after the other; each gets an equal share of what is left of the training budget when
+        it starts, so time a member does not use passes to the next. ``"auto"``: 3 below
+        ``ENSEMBLE_ROWS`` rows, else 1.
     batch_size : int
         Rows per step (capped at the training rows).
     learning_rate : float
@@ -124,12 +137,18 @@ class NHFDensity(DensityMixin, BaseEstimator):
 
     Attributes
     ----------
+    models_ : list of NHF
+        The trained torch modules (in the coordinates the marginal map leads to), one per
+        member; the density's flow part is their average.
     model_ : NHF
-        The trained torch module (in standardised coordinates).
+        The first member (the only one with ``n_members_ == 1``).
+    n_members_ : int
+        Flows averaged.
     history_ : list of dict
-        Validation scores and training events (see :class:`~hamflow.training.FitResult`).
+        Validation scores and training events of every member, each record with its
+        ``member`` (see :class:`~hamflow.training.FitResult`).
     n_iter_ : int
-        Optimiser steps taken.
+        Optimiser steps taken, over all members.
     n_features_in_ : int
         Number of columns seen in ``fit``.
     mean_, scale_ : ndarray
@@ -143,8 +162,10 @@ class NHFDensity(DensityMixin, BaseEstimator):
         The weight of ``g`` in the mixture.
     defensive_scores_ : dict
         The mean validation log-density for each candidate weight (``"auto"`` only).
+    fit_results_ : list of FitResult
+        Totals of each member's training run (best step, early stop, skipped steps, restores).
     fit_result_ : FitResult
-        Totals of the training run (best step, early stop, skipped steps, restores).
+        The first member's.
 
     Examples
     --------
@@ -167,6 +188,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
         model_options: dict | None = None,
         max_time: float | None = 60.0,
         max_steps: int | None = None,
+        n_members: int | str = "auto",
         batch_size: int = 256,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
@@ -190,6 +212,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
         self.model_options = model_options
         self.max_time = max_time
         self.max_steps = max_steps
+        self.n_members = n_members
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
@@ -285,49 +308,83 @@ class NHFDensity(DensityMixin, BaseEstimator):
                 f"X: {len(rows)} rows leave too few for training after holding out "
                 f"validation_fraction={self.validation_fraction}; pass more rows"
             )
-        gen = torch.Generator().manual_seed(seed)
-        context = self._context(y, len(X))
-        if context is None:
-            rows_train, rows_val = split_validation(rows, self.validation_fraction, gen)
-            c_train = c_val = None
-        else:
-            rows_train, rows_val, c_train, c_val = split_validation(
-                rows, self.validation_fraction, gen, context
+        members = self._members(len(rows))
+        if warm and len(self.models_) != members:
+            raise ValueError(
+                f"n_members: a warm start must keep the fitted {len(self.models_)} member(s), "
+                f"got {members}"
             )
+        gen = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(rows), generator=gen)
+        context = self._context(y, len(X))
         d = X.shape[1]
-        train, val = rows_train[:, :d].float(), rows_val[:, :d].float()
+        held = order[: min(len(rows), members * n_val)]  # every member's validation rows
+        rest = order[len(held) :] if len(rows) - len(held) > d else order[n_val:]
         components = "bic" if self.defensive == "mixture" and context is None else 1
         before = time.process_time()
-        self.defensive_ = DefensiveMixture(rows_train[:, d:-1].numpy(), components, seed % 2**31)
+        self.defensive_ = DefensiveMixture(rows[rest, d:-1].numpy(), components, seed % 2**31)
         refit_time = time.process_time() - before  # kept for the refit on all rows at the end
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            if not warm:
-                self.model_ = self._build_model(X.shape[1])
-            self.fit_result_ = fit(
-                self.model_,
-                train,
-                val,
-                context=c_train,
-                context_val=c_val,
-                max_time=self._training_budget(time.process_time() - start + refit_time),
-                max_steps=self.max_steps,
-                batch_size=self.batch_size,
-                lr=self.learning_rate,
-                weight_decay=self.weight_decay,
-                average=self.weight_average,
-                patience=self.patience,
-                eval_every=self.eval_every,
-                threads=self.n_threads,
-                seed=seed,
-                verbose=self.verbose,
-            )
-            self.model_.calibrate_proposal(val, c_val, num_samples=self.n_score_samples, seed=seed)
-        self._choose_defensive_weight(rows_val, c_val)
+        budget = self._training_budget(time.process_time() - start + refit_time)
+        training_start = time.process_time()
+        if not warm:
+            self.models_ = []
+        results, val_log_p, val_rows = [], [], []
+        for m in range(members):
+            val_idx = order[torch.arange(m * n_val, (m + 1) * n_val) % len(rows)]
+            keep = torch.ones(len(rows), dtype=torch.bool)
+            keep[val_idx] = False
+            train_idx = order[keep[order]]
+            train, val = rows[train_idx, :d].float(), rows[val_idx, :d].float()
+            c_train = None if context is None else context[train_idx]
+            c_val = None if context is None else context[val_idx]
+            seed_m = (seed + m) % (2**31 - 1)
+            spent = time.process_time() - training_start  # by the members before this one
+            share = None if budget is None else max(budget - spent, 0.0) / (members - m)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed_m)
+                if not warm:
+                    self.models_.append(self._build_model(d))
+                model = self.models_[m]
+                results.append(
+                    fit(
+                        model,
+                        train,
+                        val,
+                        context=c_train,
+                        context_val=c_val,
+                        max_time=share,
+                        max_steps=self.max_steps,
+                        batch_size=self.batch_size,
+                        lr=self.learning_rate,
+                        weight_decay=self.weight_decay,
+                        average=self.weight_average,
+                        patience=self.patience,
+                        eval_every=self.eval_every,
+                        threads=self.n_threads,
+                        seed=seed_m,
+                        verbose=self.verbose,
+                    )
+                )
+                model.calibrate_proposal(val, c_val, num_samples=self.n_score_samples, seed=seed_m)
+            val_log_p.append(self._member_log_prob(model, val, c_val) + rows[val_idx, -1].numpy())
+            val_rows.append(rows[val_idx, d:-1].numpy())
+        self.model_, self.n_members_ = self.models_[0], members
+        self._choose_defensive_weight(np.concatenate(val_log_p), np.concatenate(val_rows))
         self.defensive_ = self.defensive_.refit(rows[:, d:-1].numpy())
-        self.history_ = self.fit_result_.history
-        self.n_iter_ = self.fit_result_.steps
+        self.fit_results_, self.fit_result_ = results, results[0]
+        self.history_ = [{**h, "member": m} for m, r in enumerate(results) for h in r.history]
+        self.n_iter_ = sum(r.steps for r in results)
         return self
+
+    def _members(self, n_rows: int) -> int:
+        """The number of flows to average: ``n_members``, or ``"auto"``'s choice for
+        ``n_rows`` rows."""
+        k = self.n_members
+        if k == "auto":
+            return 3 if n_rows < ENSEMBLE_ROWS else 1
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"n_members: expected 'auto' or an integer >= 1, got {k!r}")
+        return int(k)
 
     def _training_budget(self, spent: float) -> float | None:
         """The CPU seconds left for training once ``spent`` went into the preprocessing: the
@@ -344,17 +401,16 @@ class NHFDensity(DensityMixin, BaseEstimator):
             )
         return max(self.max_time - spent, 0.5 * self.max_time)
 
-    def _choose_defensive_weight(self, rows_val: torch.Tensor, c_val) -> None:
-        """Choose the weight of ``defensive_`` on the validation rows ``[u | s | log-det]``."""
+    def _choose_defensive_weight(self, log_p: np.ndarray, s_val: np.ndarray) -> None:
+        """Choose the weight of ``defensive_`` from the validation rows' flow log-densities
+        ``log_p`` (each row scored by the member that did not train on it) and their
+        standardised values ``s_val``."""
         w = self.defensive_weight
         self.defensive_scores_ = {}
         if w == "auto":
-            d = self.n_features_in_
-            u, s_val, log_det = rows_val[:, :d].float(), rows_val[:, d:-1], rows_val[:, -1]
-            lp = self._nhf_log_prob(u, c_val) + log_det.numpy()
             wide = self.defensive == "mixture" and self.context_dim_ is None
             weights = MIXTURE_WEIGHTS if wide else GUARD_WEIGHTS
-            w, self.defensive_scores_ = self.defensive_.choose(lp, s_val.numpy(), weights)
+            w, self.defensive_scores_ = self.defensive_.choose(log_p, s_val, weights)
         elif not (isinstance(w, (int, float)) and 0 <= w < 1):
             raise ValueError(f"defensive_weight: expected 'auto' or a number in [0, 1), got {w!r}")
         self.defensive_weight_ = float(w)
@@ -369,7 +425,15 @@ class NHFDensity(DensityMixin, BaseEstimator):
         return u, s_rows, log_det
 
     def _nhf_log_prob(self, z: torch.Tensor, context) -> np.ndarray:
-        """The NHF's log-density of latent rows, one shared set of momenta.
+        """The log-density of latent rows under the average of the members' densities."""
+        lp = [self._member_log_prob(model, z, context) for model in self.models_]
+        if len(lp) == 1:
+            return lp[0]
+        with np.errstate(divide="ignore"):
+            return logsumexp(np.stack(lp), axis=0) - math.log(len(lp))
+
+    def _member_log_prob(self, model: NHF, z: torch.Tensor, context) -> np.ndarray:
+        """One member's log-density of latent rows, one shared set of momenta.
 
         A row more than ``FAR`` standard deviations out in some column (its log-density there
         is below -800 under the training rows' marginals) is not moved through the flows, whose
@@ -384,7 +448,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
                 # one set of momenta for every row: a row's score depends on that row alone,
                 # not on the order or the company it comes in
                 lp[near.numpy()] = (
-                    self.model_.log_prob(
+                    model.log_prob(
                         z[near],
                         None if context is None else context[near],
                         num_samples=self.n_score_samples,
@@ -466,9 +530,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
             if rows is not None and len(rows) == 1:
                 rows = np.repeat(rows, n_samples, axis=0)
             context = self._context(rows, int(n_samples))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            z = self.model_.sample(int(n_samples), context=context).double().numpy()
+        z = self._sample_members(int(n_samples), context, seed)
         if self.marginals_ is not None:
             z = self.marginals_.inverse_transform(z)
         rng = np.random.default_rng(seed)
@@ -478,6 +540,22 @@ class NHFDensity(DensityMixin, BaseEstimator):
             tail = rng.random(len(z)) < TAIL_GUARD  # the blended-in Gaussian's rows
             z[tail] = self.defensive_.sample_tail(int(tail.sum()), rng)
         return z * self.scale_ + self.mean_
+
+    def _sample_members(self, n: int, context, seed: int) -> np.ndarray:
+        """``n`` latent rows from the average of the members: each row from a member drawn
+        uniformly."""
+        models = self.models_
+        which = np.random.default_rng([seed, 1]).integers(len(models), size=n)
+        z = np.empty((n, self.n_features_in_))
+        for m, model in enumerate(models):
+            pick = np.flatnonzero(which == m) if len(models) > 1 else np.arange(n)
+            if len(pick) == 0:
+                continue
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + m)
+                c = None if context is None else context[torch.as_tensor(pick)]
+                z[pick] = model.sample(len(pick), context=c).double().numpy()
+        return z
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

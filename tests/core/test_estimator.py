@@ -14,7 +14,9 @@ from sklearn.preprocessing import StandardScaler
 from hamflow import NHF, NHFDensity
 from hamflow._defensive import TAIL_GUARD, DefensiveMixture
 
-TINY = dict(num_flows=2, hidden=(16, 16), max_steps=40, max_time=None, n_score_samples=32)
+TINY = dict(
+    num_flows=2, hidden=(16, 16), max_steps=40, max_time=None, n_score_samples=32, n_members=1
+)
 
 
 def data(n=300, d=3, seed=0, scale=1.0):
@@ -25,7 +27,7 @@ def data(n=300, d=3, seed=0, scale=1.0):
 
 @pytest.fixture(scope="module")
 def fitted():
-    return NHFDensity(random_state=0, **TINY).fit(data())
+    return NHFDensity(random_state=0, **{**TINY, "n_members": "auto"}).fit(data())
 
 
 def test_scores_are_in_the_units_of_x():
@@ -42,14 +44,19 @@ def test_scores_are_in_the_units_of_x():
 def test_score_is_mean_of_score_samples_and_matches_the_model(fitted):
     x = data(seed=1)[:50]
     assert fitted.score(x) == pytest.approx(fitted.score_samples(x).mean())
-    # the same number straight from the torch module: standardise, Gaussianise each column
-    # (counting its log-det), score, mix in the defensive density, count the scaling
+    # the same number straight from the torch modules: standardise, Gaussianise each column
+    # (counting its log-det), average the members' densities, mix in the defensive density,
+    # count the scaling
+    assert fitted.n_members_ == len(fitted.models_) == 3  # "auto" on 300 rows
     s = (x - fitted.mean_) / fitted.scale_
     u, log_det = fitted.marginals_.transform(s)
-    with torch.random.fork_rng():
-        torch.manual_seed(fitted.seed_)
-        u = torch.as_tensor(u, dtype=torch.float32)
-        lp = fitted.model_.log_prob(u, num_samples=32, sampler="common").double().numpy()
+    u = torch.as_tensor(u, dtype=torch.float32)
+    densities = []
+    for model in fitted.models_:
+        with torch.random.fork_rng():
+            torch.manual_seed(fitted.seed_)
+            densities.append(model.log_prob(u, num_samples=32, sampler="common").double().exp())
+    lp = torch.stack(densities).mean(0).log().numpy()
     mixed = fitted.defensive_.mix(lp + log_det, s, fitted.defensive_weight_)
     np.testing.assert_allclose(fitted.score_samples(x), mixed - np.log(fitted.scale_).sum())
 
@@ -100,8 +107,14 @@ def test_random_state_makes_fit_reproducible_and_differs_across_seeds():
 def test_fitted_attributes(fitted):
     assert fitted.n_features_in_ == 3
     assert isinstance(fitted.model_, NHF) and not fitted.model_.training
-    assert fitted.n_iter_ == 40 == fitted.fit_result_.steps
-    assert [h["step"] for h in fitted.history_ if "val_nll" in h] == [25, 40]
+    assert fitted.n_members_ == 3 and len(fitted.models_) == len(fitted.fit_results_) == 3
+    assert fitted.model_ is fitted.models_[0] and fitted.fit_result_ is fitted.fit_results_[0]
+    assert fitted.n_iter_ == 120 == sum(r.steps for r in fitted.fit_results_)
+    scores = [(h["member"], h["step"]) for h in fitted.history_ if "val_nll" in h]
+    assert scores == [(m, step) for m in range(3) for step in (25, 40)]
+    # the members differ: their own seeds and validation rows
+    first = [p.detach().clone() for p in fitted.models_[0].parameters()]
+    assert not all(torch.equal(a, b) for a, b in zip(first, fitted.models_[1].parameters()))
 
 
 def test_sample_is_plain_in_data_units_and_seeded(fitted):
@@ -300,3 +313,58 @@ def test_fit_holds_blas_and_openmp_to_n_threads(monkeypatch):
     monkeypatch.setattr(module, "DefensiveMixture", spy)
     NHFDensity(n_threads=1, random_state=0, **TINY).fit(data())
     assert seen == [1]
+
+
+def test_auto_members_follow_the_row_count_and_bad_counts_are_refused():
+    from hamflow.estimator import ENSEMBLE_ROWS
+
+    auto = NHFDensity()
+    assert auto._members(ENSEMBLE_ROWS - 1) == 3 and auto._members(ENSEMBLE_ROWS) == 1
+    assert NHFDensity(n_members=2)._members(10_000) == 2
+    for bad in (0, -1, 1.5, "three", True):
+        with pytest.raises(ValueError, match="n_members"):
+            NHFDensity(**{**TINY, "n_members": bad}).fit(data())
+
+
+def test_members_hold_out_disjoint_rows_and_share_the_budget(monkeypatch):
+    """Each member trains on the rows outside its own validation slice, the slices are
+    disjoint, and each member gets an equal share of the training budget left when it starts
+    (so what one leaves passes on). The defensive weight is chosen on all members' slices."""
+    import hamflow.estimator as module
+
+    calls, real = [], module.fit
+
+    def spy(model, x, x_val, **kwargs):
+        calls.append((x, x_val, kwargs["max_time"]))
+        return real(model, x, x_val, **{**kwargs, "max_time": None, "max_steps": 5})
+
+    monkeypatch.setattr(module, "fit", spy)
+    chosen_on, choose = [], DefensiveMixture.choose
+    monkeypatch.setattr(
+        DefensiveMixture,
+        "choose",
+        lambda g, lp, r, w: chosen_on.append(len(lp)) or choose(g, lp, r, w),
+    )
+    est = NHFDensity(**{**TINY, "max_steps": None, "max_time": 30.0, "n_members": 3})
+    est.set_params(random_state=0).fit(data())
+    assert len(calls) == 3
+    rows = lambda t: {tuple(r) for r in np.round(t.numpy(), 5)}  # noqa: E731
+    vals = [rows(v) for _, v, _ in calls]
+    assert all(len(v) == 30 for v in vals)  # a tenth of 300 rows each
+    assert not (vals[0] & vals[1] or vals[0] & vals[2] or vals[1] & vals[2])
+    for (x, _, _), v in zip(calls, vals):
+        assert len(x) == 270 and not rows(x) & v
+    budgets = [b for _, _, b in calls]
+    assert budgets[0] == pytest.approx(est._training_budget(0.0) / 3, rel=0.1)
+    assert budgets[1] > budgets[0] and budgets[2] > budgets[1]  # the 5-step members left time
+    assert chosen_on == [90] and est.n_iter_ == 15  # every member's validation rows
+
+
+def test_a_warm_start_keeps_its_member_count():
+    x = data()
+    est = NHFDensity(random_state=0, warm_start=True, **{**TINY, "n_members": 2}).fit(x)
+    models = list(est.models_)
+    est.fit(x)
+    assert est.models_ == models  # the same modules, trained further
+    with pytest.raises(ValueError, match="warm start must keep the fitted 2"):
+        est.set_params(n_members=3).fit(x)
