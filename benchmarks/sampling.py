@@ -195,6 +195,17 @@ BASELINE_VARIANTS = {  # normflows models as users train them: plain reverse KL 
 }
 
 
+def realnvp(hidden, num_layers=8, dim=2):
+    """``_common.realnvp`` for any ``dim``: each coupling reads the first ``⌈dim/2⌉`` coordinates
+    (normflows' split) and moves the other ``⌊dim/2⌋``, and the swaps rotate which ones. For an
+    even ``dim`` it builds the same model, from the same random draws."""
+    flows = []
+    for _ in range(num_layers):
+        net = nf.nets.MLP([(dim + 1) // 2, hidden, hidden, 2 * (dim // 2)], init_zeros=True)
+        flows += [nf.flows.AffineCouplingBlock(net), nf.flows.Permute(dim, mode="swap")]
+    return nf.NormalizingFlow(nf.distributions.DiagGaussian(dim, trainable=False), flows)
+
+
 def nsf_coupling(hidden, num_layers=4, dim=2, tail_bound=10.0):
     """Neural Spline Flow with coupling layers (RQ splines, 8 bins, 2 blocks, alternating
     halves) and LU permutations. Its sampling direction costs one pass per layer; the
@@ -226,7 +237,7 @@ def build(method, target, seed):
 
     def make(h):
         if kind == "realnvp":
-            return _common.realnvp(h, num_layers=layers, dim=dim)
+            return realnvp(h, num_layers=layers, dim=dim)
         if kind == "nsf_coupling":
             return nsf_coupling(h, num_layers=layers, dim=dim, tail_bound=tail)
         return _common.nsf(h, num_layers=layers, dim=dim, tail_bound=tail)
