@@ -58,6 +58,9 @@ OPTIONS: dict[str, list[str]] = {
     "confined_weak": ["--steps", "3000", "--confinement", "0.5"],
     "state2": ["--steps", "3000", "--state-channels", "2"],
     "confined_state2": ["--steps", "3000", "--confinement", "1.8", "--state-channels", "2"],
+    "confined_1dof": [
+        "--steps", "3000", "--confinement", "1.8", "--state-channels", "1", "--latent-size", "1",
+    ],
 }  # fmt: skip
 """The example's flags for each option; ``paper_span`` is the example's default. An option that
 names ``--steps`` twice runs in stages: the example trains to the first count, then resumes to
@@ -81,6 +84,10 @@ QUICK: dict[str, list[str]] = {
     "confined_state2": [
         "--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "1.8",
         "--state-channels", "2",
+    ],
+    "confined_1dof": [
+        "--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "1.8",
+        "--state-channels", "1", "--latent-size", "1",
     ],
 }  # fmt: skip
 """The same options at the example's ``--quick`` scale (smoke runs, written under runs/)."""

@@ -9,8 +9,8 @@ the truth has it (:mod:`hamflow_hgn.tracking`), also along a forward rollout fou
 against the truth simulated that far (:mod:`hamflow_hgn.horizon`; past the span it loses the
 bob, docs/hgn/rollouts.md), and how exactly the backward rollout returns to the initial latent
 state, and saves PNG strips and GIFs. ``--frames`` with ``--encoder-frames`` and
-``--latent-consistency``, ``--confinement`` and ``--state-channels`` are the long-rollout
-options of docs/benchmarks/hgn-rollouts.md.
+``--latent-consistency``, ``--confinement``, ``--state-channels`` and ``--latent-size`` are the
+long-rollout options of docs/benchmarks/hgn-rollouts.md.
 
 At its defaults (3000 steps, both learning rates decaying over the last 30 %, 2048 training
 sequences, an encoder 32 wide and every other network 16, z of 4 x 4 x 4, the KL balanced as
@@ -165,6 +165,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"{ModelConfig().state_channels})",
     )  # fmt: skip
     p.add_argument(
+        "--latent-size", type=positive_int, default=None,
+        help="positions of q, p and z, latent-size x latent-size (default: "
+        f"{ModelConfig().latent_size}); 1 with --state-channels 1 gives one degree of freedom",
+    )  # fmt: skip
+    p.add_argument(
         "--hamiltonian-width", type=positive_int, default=None,
         help="filters of the conv layers of K and V (default: the network width)",
     )  # fmt: skip
@@ -222,6 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
         encoder_frames=args.encoder_frames, latent_consistency=args.latent_consistency,
         confinement=args.confinement,
         state_channels=args.state_channels or ModelConfig().state_channels,
+        latent_size=args.latent_size or ModelConfig().latent_size,
         hamiltonian_width=args.hamiltonian_width or size["width"],
         **GECO_SETTINGS[args.geco_setting],
     )  # fmt: skip
@@ -269,6 +275,7 @@ def main(argv: list[str] | None = None) -> dict:
         "latent_consistency": model.config.latent_consistency,
         "confinement": model.config.confinement,
         "state_channels": model.config.state_channels,
+        "latent_size": model.config.latent_size,
         "test_mse": float((forward.frames - images)[:, :window].square().mean()),
         "mean_image_mse": float((mean_image - images)[:, :window].square().mean()),
         "reversal_error": float((back.q[:, -1] - forward.q[:, 0]).abs().max()),
