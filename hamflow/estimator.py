@@ -38,6 +38,9 @@ FAR = 40.0
 density alone (see ``NHFDensity._nhf_log_prob``)."""
 ENSEMBLE_ROWS = 1200
 """``n_members="auto"`` averages three flows below this many rows, one flow from it on."""
+ENSEMBLE_SECONDS = 30.0
+"""... and only with a ``max_time`` of at least this many seconds (or none): a shorter budget
+leaves each of three flows too little once their calibration and scoring are paid."""
 
 
 class NHFDensity(DensityMixin, BaseEstimator):
@@ -50,7 +53,8 @@ class NHFDensity(DensityMixin, BaseEstimator):
     momentum bound with :func:`hamflow.training.fit` until ``max_time`` CPU seconds or
     ``max_steps`` steps (or ``patience`` validation scores without improvement), restores the
     best validation state and calibrates the width of the momentum proposal on the validation
-    rows. On a small table (``n_members="auto"``: fewer than ``ENSEMBLE_ROWS`` rows) it trains
+    rows. On a small table (``n_members="auto"``: fewer than ``ENSEMBLE_ROWS`` rows, and a
+    ``max_time`` of ``ENSEMBLE_SECONDS`` or more) it trains
     three such flows in turn, each holding out its own validation rows, and averages their
     densities: a flow reaches its best validation score within a few hundred steps there, and
     the flows of different splits and seeds err on different rows.
@@ -86,8 +90,10 @@ class NHFDensity(DensityMixin, BaseEstimator):
         Flows averaged in the density, each trained on the rows outside its own validation
         slice (disjoint while ``n_members * validation_fraction <= 1``) with its own seed, one
         after the other; each gets an equal share of what is left of the training budget when
-        it starts, so time a member does not use passes to the next. ``"auto"``: 3 below
-        ``ENSEMBLE_ROWS`` rows, else 1.
+        it starts, so time a member does not use passes to the next (a member that finds less
+        than a twentieth of its share left is dropped, with a warning). ``"auto"``: 3 below
+        ``ENSEMBLE_ROWS`` rows with a ``max_time`` of at least ``ENSEMBLE_SECONDS`` (or
+        none), else 1.
     batch_size : int
         Rows per step (capped at the training rows).
     learning_rate : float
@@ -339,7 +345,19 @@ class NHFDensity(DensityMixin, BaseEstimator):
             c_val = None if context is None else context[val_idx]
             seed_m = (seed + m) % (2**31 - 1)
             spent = time.process_time() - training_start  # by the members before this one
-            share = None if budget is None else max(budget - spent, 0.0) / (members - m)
+            share = None if budget is None else (budget - spent) / (members - m)
+            floor = None if budget is None else 0.05 * budget / members
+            if share is not None and share < floor:
+                if not warm:
+                    warnings.warn(
+                        f"max_time: the budget ran out after {m} of {members} members (scoring "
+                        "and calibrating them takes time too); the density averages those. "
+                        "Raise max_time or lower n_members.",
+                        UserWarning,
+                        stacklevel=4,  # the caller of fit
+                    )
+                    break
+                share = floor  # a warm start trains every fitted member on, for a little
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed_m)
                 if not warm:
@@ -368,7 +386,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
                 model.calibrate_proposal(val, c_val, num_samples=self.n_score_samples, seed=seed_m)
             val_log_p.append(self._member_log_prob(model, val, c_val) + rows[val_idx, -1].numpy())
             val_rows.append(rows[val_idx, d:-1].numpy())
-        self.model_, self.n_members_ = self.models_[0], members
+        self.model_, self.n_members_ = self.models_[0], len(self.models_)
         self._choose_defensive_weight(np.concatenate(val_log_p), np.concatenate(val_rows))
         self.defensive_ = self.defensive_.refit(rows[:, d:-1].numpy())
         self.fit_results_, self.fit_result_ = results, results[0]
@@ -381,7 +399,8 @@ class NHFDensity(DensityMixin, BaseEstimator):
         ``n_rows`` rows."""
         k = self.n_members
         if k == "auto":
-            return 3 if n_rows < ENSEMBLE_ROWS else 1
+            long = self.max_time is None or self.max_time >= ENSEMBLE_SECONDS
+            return 3 if n_rows < ENSEMBLE_ROWS and long else 1
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"n_members: expected 'auto' or an integer >= 1, got {k!r}")
         return int(k)

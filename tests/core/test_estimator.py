@@ -316,10 +316,12 @@ def test_fit_holds_blas_and_openmp_to_n_threads(monkeypatch):
 
 
 def test_auto_members_follow_the_row_count_and_bad_counts_are_refused():
-    from hamflow.estimator import ENSEMBLE_ROWS
+    from hamflow.estimator import ENSEMBLE_ROWS, ENSEMBLE_SECONDS
 
-    auto = NHFDensity()
+    auto = NHFDensity()  # max_time=60
     assert auto._members(ENSEMBLE_ROWS - 1) == 3 and auto._members(ENSEMBLE_ROWS) == 1
+    assert NHFDensity(max_time=None, max_steps=10)._members(ENSEMBLE_ROWS - 1) == 3
+    assert NHFDensity(max_time=ENSEMBLE_SECONDS - 1)._members(100) == 1
     assert NHFDensity(n_members=2)._members(10_000) == 2
     for bad in (0, -1, 1.5, "three", True):
         with pytest.raises(ValueError, match="n_members"):
@@ -368,3 +370,27 @@ def test_a_warm_start_keeps_its_member_count():
     assert est.models_ == models  # the same modules, trained further
     with pytest.raises(ValueError, match="warm start must keep the fitted 2"):
         est.set_params(n_members=3).fit(x)
+
+
+def test_members_that_find_the_budget_spent_are_dropped_with_a_warning(monkeypatch):
+    """A first member that uses up the whole budget leaves none for the others: they are not
+    trained (a warning says so), and the density is the first member's alone."""
+    import hamflow.estimator as module
+
+    clock, real = [0.0], module.fit
+
+    class Clock:
+        @staticmethod
+        def process_time():
+            return clock[0]
+
+    def greedy(model, x, x_val, **kwargs):
+        clock[0] += kwargs["max_time"] * 3  # the member and its calibration ran long
+        return real(model, x, x_val, **{**kwargs, "max_time": None, "max_steps": 5})
+
+    monkeypatch.setattr(module, "time", Clock)
+    monkeypatch.setattr(module, "fit", greedy)
+    est = NHFDensity(**{**TINY, "max_steps": None, "max_time": 30.0, "n_members": 3})
+    with pytest.warns(UserWarning, match="ran out after 1 of 3 members"):
+        est.set_params(random_state=0).fit(data())
+    assert est.n_members_ == len(est.models_) == 1 and est.n_iter_ == 5

@@ -67,4 +67,5 @@ def test_fit_on_a_real_table_beats_the_prior_and_the_start(name, seed):
     gaussian = multivariate_normal(train.mean(0), np.cov(train.T, bias=True)).logpdf(test)
     assert scores.mean() > gaussian.mean() - 0.5
     events = [h for h in est.history_ if "event" in h]
-    assert est.fit_result_.restores == sum(h["event"] == "restored" for h in events)
+    restores = sum(r.restores for r in est.fit_results_)
+    assert restores == sum(h["event"] == "restored" for h in events)
