@@ -37,6 +37,10 @@ from .scaling import ConformalFriction, DiagonalAffine, TriangularAffine
 
 __all__ = ["NHF"]
 
+CONDITIONAL_IN_SCALE = 3.0
+"""The potentials' ``in_scale`` of a conditional NHF (``potential_in_scale=None`` with a
+``context_dim``); ``benchmarks/sbi_tasks.py`` measures it (docs/benchmarks/sbi.md)."""
+
 
 class NHF(nn.Module):
     """Neural Hamiltonian Flow density model over ``dim``-dimensional data (paper Sec. 3.3, A.2).
@@ -109,8 +113,11 @@ class NHF(nn.Module):
         potential_in_scale: the potentials' :class:`~hamflow.hamiltonians.MLPEnergy`
             ``in_scale``: their first layers start this many times steeper than PyTorch's
             default initialisation. ``3`` learns 2-D densities with edges, rings or many modes
-            sooner, and overfits a few hundred rows of tabular data sooner; the default stays 1
-            (docs/benchmarks/, "Steep potentials").
+            sooner, and overfits a few hundred rows of tabular data sooner. ``None`` (default):
+            1 for an unconditional model (docs/benchmarks/, "Steep potentials") and
+            :data:`CONDITIONAL_IN_SCALE` (3) with a ``context_dim``, where thousands of
+            simulated pairs make overfitting less of a risk than sharp, curved posteriors
+            (docs/benchmarks/sbi.md).
         train_samples: momenta per point in the training loss :meth:`forward_kld` (``1``: the
             ELBO of Eq. 6; ``K > 1``: the importance-weighted bound, tighter as ``K`` grows).
         context_dim: the width ``c`` of a context, for a conditional density ``p(x | context)``
@@ -164,7 +171,7 @@ class NHF(nn.Module):
         encoder_trunk: str = "shared",
         friction: bool = True,
         potential_gain: float = 5.0,
-        potential_in_scale: float = 1.0,
+        potential_in_scale: float | None = None,
         train_samples: int = 4,
         context_dim: int | None = None,
         target=None,
@@ -193,6 +200,8 @@ class NHF(nn.Module):
                 f"integrator: NHF needs a volume-preserving (symplectic) integrator, got "
                 f"{integrator!r}; use 'leapfrog', 'yoshida4' or 'symplectic_euler'"
             )
+        if potential_in_scale is None:
+            potential_in_scale = 1.0 if context_dim is None else CONDITIONAL_IN_SCALE
         self.dim = dim
         self.train_samples = train_samples
         self.prior = self._make_prior(prior, dim)
