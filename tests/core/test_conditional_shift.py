@@ -79,3 +79,21 @@ def test_too_few_rows_leave_the_slope_alone():
     shift = ContextShift(2, 3)
     x, c = torch.randn(4, 2), torch.randn(4, 3)
     assert torch.equal(shift.initialize(x, c), x) and torch.equal(shift.weight, torch.zeros(2, 3))
+
+
+def test_conditional_potentials_start_steeper_unless_told_otherwise():
+    """``potential_in_scale=None`` means 3 with a context (CONDITIONAL_IN_SCALE) and 1 without:
+    under one seed the conditional default's first layers are 3 times those of an explicit 1;
+    an unconditional model's equal an explicit 1."""
+
+    def first_layers(**kwargs):
+        torch.manual_seed(0)
+        model = NHF(2, **SMALL, **kwargs)
+        return torch.stack([f.hamiltonian.potential.layers[0].weight for f in model.flows])
+
+    cond, cond_one = (
+        first_layers(context_dim=1),
+        first_layers(context_dim=1, potential_in_scale=1.0),
+    )
+    torch.testing.assert_close(cond, 3 * cond_one)
+    torch.testing.assert_close(first_layers(), first_layers(potential_in_scale=1.0))
