@@ -17,9 +17,19 @@ Options (:data:`OPTIONS`):
 - ``consistency31``: ``long31`` with ``--latent-consistency 0.01``: the rollout's state ``t``
   frames in is asked to be the encoder's state of the window starting at ``t``
   (``ModelConfig.latent_consistency``);
-- ``long31_resumed``: ``long31``, then resumed to 2000 steps.
+- ``long31_resumed``: ``long31``, then resumed to 2000 steps;
+- ``confined``, ``confined_weak``: ``paper_span`` with the confining Hamiltonian
+  ``H + c/2 (|q|^2 + |p|^2)`` (``ModelConfig.confinement``), c = 1.8 (the well alone turns at
+  about the pendulum's angular frequency) and 0.5;
+- ``state2``, ``confined_state2``: ``paper_span`` and ``confined`` with q and p of 2 channels
+  (32 numbers each) instead of 16 (256 each);
+- ``confined_1dof``: ``confined`` with q and p one number each (``--state-channels 1
+  --latent-size 1``): a conserved, confining H in one degree of freedom has closed orbits;
+  ``weak_1dof`` the same with c = 0.5, so that the learned energies, not the well, set how the
+  period changes with the amplitude.
 
     python benchmarks/hgn_rollouts.py --options paper_span long31 --seeds 0 [--publish]
+    python benchmarks/hgn_rollouts.py --options paper_span --seeds 0 --more confined_1dof:1
 """
 
 from __future__ import annotations
@@ -61,6 +71,9 @@ OPTIONS: dict[str, list[str]] = {
     "confined_1dof": [
         "--steps", "3000", "--confinement", "1.8", "--state-channels", "1", "--latent-size", "1",
     ],
+    "weak_1dof": [
+        "--steps", "3000", "--confinement", "0.5", "--state-channels", "1", "--latent-size", "1",
+    ],
 }  # fmt: skip
 """The example's flags for each option; ``paper_span`` is the example's default. An option that
 names ``--steps`` twice runs in stages: the example trains to the first count, then resumes to
@@ -87,6 +100,10 @@ QUICK: dict[str, list[str]] = {
     ],
     "confined_1dof": [
         "--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "1.8",
+        "--state-channels", "1", "--latent-size", "1",
+    ],
+    "weak_1dof": [
+        "--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "0.5",
         "--state-channels", "1", "--latent-size", "1",
     ],
 }  # fmt: skip
@@ -193,30 +210,39 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--options", nargs="+", default=list(OPTIONS), choices=sorted(OPTIONS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument(
+        "--more", nargs="+", default=[], metavar="OPTION:SEED",
+        help="further runs, option and seed, after the --options x --seeds grid",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, default=ROOT / "runs" / NAME, help="the example runs")
     p.add_argument("--quick", action="store_true", help="the example's --quick (smoke run)")
     p.add_argument("--publish", action="store_true", help="write into benchmarks/ and docs/")
     args = p.parse_args(argv)
     if args.quick and args.publish:
         p.error("--quick runs cannot be published")
+    pairs = [(o, s) for o in args.options for s in args.seeds]
+    for item in args.more:
+        option, _, seed = item.partition(":")
+        if option not in OPTIONS or not seed.isdigit():
+            p.error(f"--more: expected OPTION:SEED with OPTION in {sorted(OPTIONS)}, got {item!r}")
+        pairs.append((option, int(seed)))
     torch.set_num_threads(1)
     example = _example()
     rows = []
-    for option in args.options:
-        for seed in args.seeds:
-            flags = [*OPTIONS[option], "--seed", str(seed), "--no-progress"]
-            if args.quick:
-                flags = [*QUICK[option], "--seed", str(seed), "--no-progress"]
-            out = args.out / f"{option}_s{seed}"
-            record, done = None, trained_steps(out)
-            for stage in stages(flags):
-                steps = int(stage[stage.index("--steps") + 1])
-                if steps < done:  # a later stage has already run
-                    continue
-                record = cached(out, stage) or example.main([*stage, "--out", str(out)])
-            rows.append(row(option, seed, record))
+    for option, seed in pairs:
+        flags = [*OPTIONS[option], "--seed", str(seed), "--no-progress"]
+        if args.quick:
+            flags = [*QUICK[option], "--seed", str(seed), "--no-progress"]
+        out = args.out / f"{option}_s{seed}"
+        record, done = None, trained_steps(out)
+        for stage in stages(flags):
+            steps = int(stage[stage.index("--steps") + 1])
+            if steps < done:  # a later stage has already run
+                continue
+            record = cached(out, stage) or example.main([*stage, "--out", str(out)])
+        rows.append(row(option, seed, record))
     summary = {}
-    for option in args.options:
+    for option in dict.fromkeys(o for o, _ in pairs):
         mine = [r for r in rows if r["option"] == option]
         summary[option] = {
             key: statistics.mean(r[key]["frames"] for r in mine) for key in ("x2", "x4")
@@ -226,7 +252,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     out = {
         "command": command, **machine_info(), "commit": commit(),
-        "settings": {"options": {o: OPTIONS[o] for o in args.options}, "seeds": args.seeds,
+        "settings": {"options": {o: OPTIONS[o] for o, _ in pairs},
+                     "runs": [[o, s] for o, s in pairs],
                      "example": "examples/pendulum_hgn.py", "torch_threads": 1},
         "rows": rows, "mean_frames_tracked": summary,
     }  # fmt: skip
