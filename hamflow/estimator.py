@@ -36,11 +36,11 @@ DEFENSIVE = ("mixture", "gaussian")
 FAR = 40.0
 """Rows further out than this many standard deviations get their density from the defensive
 density alone (see ``NHFDensity._nhf_log_prob``)."""
-ENSEMBLE_ROWS = 1200
-"""``n_members="auto"`` averages three flows below this many rows, one flow from it on."""
-ENSEMBLE_SECONDS = 30.0
-"""... and only with a ``max_time`` of at least this many seconds (or none): a shorter budget
-leaves each of three flows too little once their calibration and scoring are paid."""
+AUTO_MEMBERS = 3
+"""The most flows ``n_members="auto"`` averages."""
+MEMBER_SLACK = 2.0
+"""``"auto"`` trains a further member only if it gets at least this many times the CPU time
+the first member took to reach its best validation score."""
 
 
 class NHFDensity(DensityMixin, BaseEstimator):
@@ -53,11 +53,9 @@ class NHFDensity(DensityMixin, BaseEstimator):
     momentum bound with :func:`hamflow.training.fit` until ``max_time`` CPU seconds or
     ``max_steps`` steps (or ``patience`` validation scores without improvement), restores the
     best validation state and calibrates the width of the momentum proposal on the validation
-    rows. On a small table (``n_members="auto"``: fewer than ``ENSEMBLE_ROWS`` rows, and a
-    ``max_time`` of ``ENSEMBLE_SECONDS`` or more) it trains
-    three such flows in turn, each holding out its own validation rows, and averages their
-    densities: a flow reaches its best validation score within a few hundred steps there, and
-    the flows of different splits and seeds err on different rows.
+    rows. When the flow stops early with much of ``max_time`` left (a small table), it trains
+    up to two more in that time, each holding out its own validation rows, and averages their
+    densities: flows of different splits and seeds err on different rows.
     The density it scores and samples is the NHF mixed with a classical density of the
     training rows (``defensive``: a Gaussian mixture with its components chosen by BIC, by
     default), with the weight chosen on the validation rows: a row the flow never learned cannot
@@ -88,14 +86,15 @@ class NHFDensity(DensityMixin, BaseEstimator):
     max_steps : int or None
         Training budget in optimiser steps, per member. At least one budget must be set.
     n_members : int or "auto"
-        Flows averaged in the density, each trained on the rows outside its own validation
-        slice (disjoint while ``n_members * validation_fraction <= 1``) with its own seed, one
-        after the other; each gets an equal share of what is left of the training budget when
-        it starts, so time a member does not use passes to the next (a member that finds less
-        than a twentieth of its share left is dropped, with a warning). Calibrating and scoring
-        each member's proposal on its validation rows comes on top of ``max_time``.
-        ``"auto"``: 3 below ``ENSEMBLE_ROWS`` rows with a ``max_time`` of at least
-        ``ENSEMBLE_SECONDS`` (or none), else 1.
+        Flows averaged in the density, trained one after the other, each on the rows outside
+        its own validation slice (disjoint while ``n_members * validation_fraction <= 1``) and
+        with its own seed. ``"auto"`` (with ``max_time``): the first member gets the whole
+        training budget, and the time it leaves goes to up to ``AUTO_MEMBERS - 1`` more, as
+        many as get ``MEMBER_SLACK`` times the time the first took to its best validation
+        score (none when it used the budget); without ``max_time``, one. A number: each member
+        gets an equal share of the time left when it starts (one left with under a twentieth
+        of its share is dropped, with a warning). Calibrating and scoring each member's
+        proposal on its validation rows come on top of ``max_time``.
     batch_size : int
         Rows per step (capped at the training rows).
     learning_rate : float
@@ -316,7 +315,7 @@ class NHFDensity(DensityMixin, BaseEstimator):
                 f"X: {len(rows)} rows leave too few for training after holding out "
                 f"validation_fraction={self.validation_fraction}; pass more rows"
             )
-        members = self._members(len(rows))
+        members = len(self.models_) if warm and self.n_members == "auto" else self._members()
         if warm and len(self.models_) != members:
             raise ValueError(
                 f"n_members: a warm start must keep the fitted {len(self.models_)} member(s), "
@@ -326,86 +325,118 @@ class NHFDensity(DensityMixin, BaseEstimator):
         order = torch.randperm(len(rows), generator=gen)
         context = self._context(y, len(X))
         d = X.shape[1]
-        held = order[: min(len(rows), members * n_val)]  # every member's validation rows
-        rest = order[len(held) :] if len(rows) - len(held) > d else order[n_val:]
         components = "bic" if self.defensive == "mixture" and context is None else 1
         before = time.process_time()
-        self.defensive_ = DefensiveMixture(rows[rest, d:-1].numpy(), components, seed % 2**31)
-        refit_time = time.process_time() - before  # kept for the refit on all rows at the end
+        # g of all the rows, the one kept; the time it took is kept for fitting g again after
+        # training, on the rows no member held out, to choose its weight on the held-out ones
+        final = DefensiveMixture(rows[:, d:-1].numpy(), components, seed % 2**31)
+        refit_time = time.process_time() - before
         budget = self._training_budget(time.process_time() - start + refit_time)
         trained = 0.0  # CPU seconds inside the training loops so far
         if not warm:
             self.models_ = []
         results, val_log_p, val_rows = [], [], []
         for m in range(members):
-            val_idx = order[torch.arange(m * n_val, (m + 1) * n_val) % len(rows)]
-            keep = torch.ones(len(rows), dtype=torch.bool)
-            keep[val_idx] = False
-            train_idx = order[keep[order]]
-            train, val = rows[train_idx, :d].float(), rows[val_idx, :d].float()
-            c_train = None if context is None else context[train_idx]
+            share = self._member_budget(m, members, budget, trained, results, warm)
+            if share == 0.0:
+                break
+            train_idx, val_idx = _member_rows(order, m, n_val)
+            result, seconds = self._train_member(m, rows, train_idx, val_idx, context, share, seed)
+            results.append(result)
+            trained += seconds
+            val = rows[val_idx, :d].float()
             c_val = None if context is None else context[val_idx]
-            seed_m = (seed + m) % (2**31 - 1)
-            share = None if budget is None else (budget - trained) / (members - m)
-            floor = None if budget is None else 0.05 * budget / members
-            if share is not None and share < floor:
-                if not warm:
-                    warnings.warn(
-                        f"max_time: the training budget ran out after {m} of {members} members; "
-                        "the density averages those. Raise max_time or lower n_members.",
-                        UserWarning,
-                        stacklevel=4,  # the caller of fit
-                    )
-                    break
-                share = floor  # a warm start trains every fitted member on, for a little
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed_m)
-                if not warm:
-                    self.models_.append(self._build_model(d))
-                model = self.models_[m]
-                began = time.process_time()
-                results.append(
-                    fit(
-                        model,
-                        train,
-                        val,
-                        context=c_train,
-                        context_val=c_val,
-                        max_time=share,
-                        max_steps=self.max_steps,
-                        batch_size=self.batch_size,
-                        lr=self.learning_rate,
-                        weight_decay=self.weight_decay,
-                        average=self.weight_average,
-                        patience=self.patience,
-                        eval_every=self.eval_every,
-                        threads=self.n_threads,
-                        seed=seed_m,
-                        verbose=self.verbose,
-                    )
-                )
-                trained += time.process_time() - began
-                model.calibrate_proposal(val, c_val, num_samples=self.n_score_samples, seed=seed_m)
-            val_log_p.append(self._member_log_prob(model, val, c_val) + rows[val_idx, -1].numpy())
+            lp = self._member_log_prob(self.models_[m], val, c_val)
+            val_log_p.append(lp + rows[val_idx, -1].numpy())
             val_rows.append(rows[val_idx, d:-1].numpy())
         self.model_, self.n_members_ = self.models_[0], len(self.models_)
+        held = order[: min(len(rows), len(results) * n_val)]  # every member's validation rows
+        rest = order[len(held) :] if len(rows) - len(held) > d else order[n_val:]
+        self.defensive_ = final.refit(rows[rest, d:-1].numpy())
         self._choose_defensive_weight(np.concatenate(val_log_p), np.concatenate(val_rows))
-        self.defensive_ = self.defensive_.refit(rows[:, d:-1].numpy())
+        self.defensive_ = final
         self.fit_results_, self.fit_result_ = results, results[0]
         self.history_ = [{**h, "member": m} for m, r in enumerate(results) for h in r.history]
         self.n_iter_ = sum(r.steps for r in results)
         return self
 
-    def _members(self, n_rows: int) -> int:
-        """The number of flows to average: ``n_members``, or ``"auto"``'s choice for
-        ``n_rows`` rows."""
+    def _train_member(self, m, rows, train_idx, val_idx, context, max_time, seed):
+        """Build (unless warm) and train member ``m`` on ``rows[train_idx]``, validating on
+        ``rows[val_idx]``, then calibrate its proposal there: ``(FitResult, training CPU s)``."""
+        d = self.n_features_in_
+        seed = (seed + m) % (2**31 - 1)
+        train, val = rows[train_idx, :d].float(), rows[val_idx, :d].float()
+        c_train = None if context is None else context[train_idx]
+        c_val = None if context is None else context[val_idx]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if len(self.models_) == m:
+                self.models_.append(self._build_model(d))
+            model = self.models_[m]
+            began = time.process_time()
+            result = fit(
+                model,
+                train,
+                val,
+                context=c_train,
+                context_val=c_val,
+                max_time=max_time,
+                max_steps=self.max_steps,
+                batch_size=self.batch_size,
+                lr=self.learning_rate,
+                weight_decay=self.weight_decay,
+                average=self.weight_average,
+                patience=self.patience,
+                eval_every=self.eval_every,
+                threads=self.n_threads,
+                seed=seed,
+                verbose=self.verbose,
+            )
+            seconds = time.process_time() - began
+            model.calibrate_proposal(val, c_val, num_samples=self.n_score_samples, seed=seed)
+        return result, seconds
+
+    def _members(self) -> int:
+        """The most flows to average: ``n_members``, or ``AUTO_MEMBERS`` for ``"auto"`` with a
+        time budget (one without: a budget in steps alone leaves no time over)."""
         k = self.n_members
         if k == "auto":
-            long = self.max_time is None or self.max_time >= ENSEMBLE_SECONDS
-            return 3 if n_rows < ENSEMBLE_ROWS and long else 1
+            return AUTO_MEMBERS if self.max_time is not None else 1
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"n_members: expected 'auto' or an integer >= 1, got {k!r}")
         return int(k)
+
+    def _member_budget(self, m, members, budget, trained, results, warm) -> float | None:
+        """Training CPU seconds for member ``m`` of at most ``members``, ``trained`` seconds
+        into a training ``budget`` (``None``: no time budget; ``0.0``: train no more members).
+
+        ``"auto"``: the first member gets the whole budget, and the time it leaves goes to at
+        most ``members - 1`` more, as many as get ``MEMBER_SLACK`` times the time the first
+        took to reach its best validation score. A number of members: an equal share of what
+        is left, each (a member left with under a twentieth of its share is dropped with a
+        warning; a warm start trains every fitted member on, at least for that twentieth).
+        """
+        if budget is None:
+            return None
+        left = budget - trained
+        if self.n_members == "auto" and not warm:
+            if m == 0:
+                return budget
+            need = max(MEMBER_SLACK * _seconds_to_best(results[0]), 1e-3 * budget)
+            k = min(members - m, int(left // need))
+            return left / k if k >= 1 else 0.0
+        share, floor = left / (members - m), 0.05 * budget / members
+        if share >= floor:
+            return share
+        if warm:
+            return floor
+        warnings.warn(
+            f"max_time: the training budget ran out after {m} of {members} members; "
+            "the density averages those. Raise max_time or lower n_members.",
+            UserWarning,
+            stacklevel=4,  # the caller of fit
+        )
+        return 0.0
 
     def _training_budget(self, spent: float) -> float | None:
         """The CPU seconds left for training once ``spent`` went into the preprocessing: the
@@ -582,6 +613,23 @@ class NHFDensity(DensityMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+def _seconds_to_best(result) -> float:
+    """CPU seconds a training run took to reach its best validation score."""
+    at_best = [
+        h["seconds"] for h in result.history if "val_nll" in h and h["step"] == result.best_step
+    ]
+    return at_best[0] if at_best else result.seconds
+
+
+def _member_rows(order: torch.Tensor, m: int, n_val: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Member ``m``'s training and validation row indices: the ``m``-th slice of ``n_val`` rows
+    of the shuffled ``order`` (wrapping around), and every other row."""
+    val_idx = order[torch.arange(m * n_val, (m + 1) * n_val) % len(order)]
+    keep = torch.ones(len(order), dtype=torch.bool)
+    keep[val_idx] = False
+    return order[keep[order]], val_idx
 
 
 def _check_context(y, n: int) -> np.ndarray:

@@ -27,7 +27,7 @@ def data(n=300, d=3, seed=0, scale=1.0):
 
 @pytest.fixture(scope="module")
 def fitted():
-    return NHFDensity(random_state=0, **{**TINY, "n_members": "auto"}).fit(data())
+    return NHFDensity(random_state=0, **{**TINY, "n_members": 3}).fit(data())
 
 
 def test_scores_are_in_the_units_of_x():
@@ -47,7 +47,7 @@ def test_score_is_mean_of_score_samples_and_matches_the_model(fitted):
     # the same number straight from the torch modules: standardise, Gaussianise each column
     # (counting its log-det), average the members' densities, mix in the defensive density,
     # count the scaling
-    assert fitted.n_members_ == len(fitted.models_) == 3  # "auto" on 300 rows
+    assert fitted.n_members_ == len(fitted.models_) == 3
     s = (x - fitted.mean_) / fitted.scale_
     u, log_det = fitted.marginals_.transform(s)
     u = torch.as_tensor(u, dtype=torch.float32)
@@ -315,14 +315,32 @@ def test_fit_holds_blas_and_openmp_to_n_threads(monkeypatch):
     assert seen == [1]
 
 
-def test_auto_members_follow_the_row_count_and_bad_counts_are_refused():
-    from hamflow.estimator import ENSEMBLE_ROWS, ENSEMBLE_SECONDS
+def test_auto_members_use_the_time_the_first_leaves_and_bad_counts_are_refused():
+    """ "auto": the first member gets the whole training budget; what it leaves goes to at most
+    two more, as many as get twice the time the first took to its best validation score."""
+    from hamflow.estimator import AUTO_MEMBERS, MEMBER_SLACK
+    from hamflow.training import FitResult
 
-    auto = NHFDensity()  # max_time=60
-    assert auto._members(ENSEMBLE_ROWS - 1) == 3 and auto._members(ENSEMBLE_ROWS) == 1
-    assert NHFDensity(max_time=None, max_steps=10)._members(ENSEMBLE_ROWS - 1) == 3
-    assert NHFDensity(max_time=ENSEMBLE_SECONDS - 1)._members(100) == 1
-    assert NHFDensity(n_members=2)._members(10_000) == 2
+    assert AUTO_MEMBERS == 3 and MEMBER_SLACK == 2.0
+    assert NHFDensity()._members() == 3 and NHFDensity(max_time=None, max_steps=9)._members() == 1
+    assert NHFDensity(n_members=2)._members() == 2
+    first = FitResult(steps=300, seconds=12.0, best_step=100)
+    first.history = [
+        {"step": 100, "seconds": 5.0, "val_nll": 1.0},
+        {"step": 100, "event": "skipped"},
+        {"step": 300, "seconds": 12.0, "val_nll": 2.0},
+    ]
+    auto = NHFDensity()
+    share = lambda m, trained, first=first: auto._member_budget(m, 3, 60.0, trained, [first], False)  # noqa: E731
+    assert share(0, 0.0) == 60.0  # the first member: all of it
+    assert share(1, 12.0) == 24.0  # 48 s left, 10 s needed each: two more, 24 s each
+    assert share(2, 36.0) == 24.0
+    assert share(1, 45.0) == 15.0  # 15 s left: room for one more
+    assert share(1, 52.0) == 0.0  # 8 s left: none
+    assert auto._member_budget(1, 3, None, 5.0, [first], False) is None
+    fixed = NHFDensity(n_members=3)
+    assert fixed._member_budget(0, 3, 60.0, 0.0, [], False) == 20.0
+    assert fixed._member_budget(1, 3, 60.0, 10.0, [first], False) == 25.0  # left time passes on
     for bad in (0, -1, 1.5, "three", True):
         with pytest.raises(ValueError, match="n_members"):
             NHFDensity(**{**TINY, "n_members": bad}).fit(data())
@@ -391,6 +409,7 @@ def test_members_that_find_the_budget_spent_are_dropped_with_a_warning(monkeypat
     monkeypatch.setattr(module, "time", Clock)
     monkeypatch.setattr(module, "fit", greedy)
     est = NHFDensity(**{**TINY, "max_steps": None, "max_time": 30.0, "n_members": 3})
-    with pytest.warns(UserWarning, match="ran out after 1 of 3 members"):
+    with pytest.warns(UserWarning, match="ran out after 1 of 3 members") as record:
         est.set_params(random_state=0).fit(data())
+    assert record[0].filename == __file__  # it points at the caller of fit
     assert est.n_members_ == len(est.models_) == 1 and est.n_iter_ == 5
