@@ -8,8 +8,9 @@ called by :func:`train`) for the same CPU time on one thread. Its posterior samp
 task's first observations are then compared with sbibm's reference posterior samples by C2ST
 (0.5: indistinguishable, 1.0: disjoint).
 
-- ``nhf``: ``NHF(dim_θ, context_dim=dim_x)`` at the library's defaults (:mod:`hamflow.
-  conditional`).
+- ``nhf``: ``NHF(dim_θ, context_dim=dim_x)`` at the library's conditional defaults
+  (:mod:`hamflow.conditional`: a last shift linear in the context, fitted by least squares,
+  and potentials three times steeper at the start).
 - ``nhf_embed`` (on request, ``--models nhf nhf_embed``): the option of a learned context
   embedding, an MLP ``[dim_x, 64, 64, 32]`` whose output is NHF's context (:class:`EmbeddedNHF`).
 - ``nhf_affine`` (on request): ``NHF(..., context_affine=True)``, whose shift and scale
