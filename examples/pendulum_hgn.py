@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -196,6 +197,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if frames < 2 or (args.encoder_frames is not None and args.encoder_frames > frames):
         p.error(f"--frames {frames}, --encoder-frames {args.encoder_frames}: expected frames >= "
                 "2 and encoder frames at most frames")  # fmt: skip
+    if not (math.isfinite(args.confinement) and args.confinement >= 0):
+        p.error(f"--confinement: expected a finite number >= 0, got {args.confinement}")
     if args.n_train is not None and args.n_train < 16:
         p.error(f"--n-train: expected an integer >= 16 (one batch), got {args.n_train}")
     try:

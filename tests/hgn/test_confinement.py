@@ -1,7 +1,9 @@
 """``confinement``: the learned H plus c/2 (|q|^2 + |p|^2), off by default (the paper's H)."""
 
 import dataclasses
+import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,3 +134,25 @@ def test_bad_confinement_is_refused(value):
 def test_bad_strength_is_refused(value):
     with pytest.raises(ValueError, match="strength: expected a positive finite number"):
         ConfinedEnergy(ConvEnergy(2, width=4, layers=2), value)
+
+
+def _example():
+    path = Path(__file__).resolve().parents[2] / "examples" / "pendulum_hgn.py"
+    spec = importlib.util.spec_from_file_location("pendulum_hgn_confinement", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_example_keeps_the_papers_h_unless_asked():
+    example = _example()
+    args = example.parse_args([])
+    assert (args.confinement, args.state_channels, args.latent_size) == (0.0, None, None)
+    args = example.parse_args(
+        ["--confinement", "1.8", "--state-channels", "1", "--latent-size", "1"]
+    )
+    assert (args.confinement, args.state_channels, args.latent_size) == (1.8, 1, 1)
+    for flag, bad in (("--confinement", "-1"), ("--confinement", "nan"), ("--latent-size", "0"),
+                      ("--state-channels", "0")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            example.parse_args([flag, bad])
