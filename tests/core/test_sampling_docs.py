@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _helpers import benchmark_module
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "sampling.json"
@@ -19,14 +18,8 @@ PAGE = ROOT / "docs" / "benchmarks" / "sampling.md"
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(
-        "sampling_bench", ROOT / "benchmarks" / "sampling.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(ROOT / "benchmarks"))
+    with benchmark_module("sampling_bench", "sampling.py") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")

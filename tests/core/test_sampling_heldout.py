@@ -24,13 +24,12 @@ independent importance-sampling estimate.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _helpers import benchmark_module
 from torch import Tensor, nn
 
 from hamflow.targets import grid_log_z
@@ -298,14 +297,8 @@ def test_held_out_log_z_and_sampler_match_an_independent_estimate(name):
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(
-        "sampling_bench_heldout", ROOT / "benchmarks" / "sampling.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(ROOT / "benchmarks"))
+    with benchmark_module("sampling_bench_heldout", "sampling.py") as module:
+        yield module
 
 
 def _fit(bench, target, method):
