@@ -79,10 +79,10 @@ class NHFDensity(DensityMixin, BaseEstimator):
         Any other :class:`~hamflow.NHF` keyword arguments.
     max_time : float or None
         Budget in CPU seconds for the whole fit: the marginal map and the defensive density
-        are fitted first (with time kept to refit the latter on all the rows at the end), and
-        training gets what they leave (at least half of it). Calibrating the proposal and
-        scoring the validation rows at the end come on top. One thread by default: about
-        wall-clock seconds.
+        are fitted first (the latter on all the rows, with as much time kept to fit it again on
+        the rows no member held out, to choose its weight), and training gets what they leave
+        (at least half of it). Calibrating the proposal and scoring the validation rows come
+        on top. One thread by default: about wall-clock seconds.
     max_steps : int or None
         Training budget in optimiser steps, per member. At least one budget must be set.
     n_members : int or "auto"
@@ -352,8 +352,8 @@ class NHFDensity(DensityMixin, BaseEstimator):
         self.model_, self.n_members_ = self.models_[0], len(self.models_)
         held = order[: min(len(rows), len(results) * n_val)]  # every member's validation rows
         rest = order[len(held) :] if len(rows) - len(held) > d else order[n_val:]
-        self.defensive_ = final.refit(rows[rest, d:-1].numpy())
-        self._choose_defensive_weight(np.concatenate(val_log_p), np.concatenate(val_rows))
+        g = final.refit(rows[rest, d:-1].numpy())  # g without any member's validation rows
+        self._choose_defensive_weight(g, np.concatenate(val_log_p), np.concatenate(val_rows))
         self.defensive_ = final
         self.fit_results_, self.fit_result_ = results, results[0]
         self.history_ = [{**h, "member": m} for m, r in enumerate(results) for h in r.history]
@@ -453,16 +453,18 @@ class NHFDensity(DensityMixin, BaseEstimator):
             )
         return max(self.max_time - spent, 0.5 * self.max_time)
 
-    def _choose_defensive_weight(self, log_p: np.ndarray, s_val: np.ndarray) -> None:
-        """Choose the weight of ``defensive_`` from the validation rows' flow log-densities
-        ``log_p`` (each row scored by the member that did not train on it) and their
-        standardised values ``s_val``."""
+    def _choose_defensive_weight(
+        self, g: DefensiveMixture, log_p: np.ndarray, s_val: np.ndarray
+    ) -> None:
+        """Choose the weight of the defensive density from the validation rows' flow
+        log-densities ``log_p`` (each row scored by the member that did not train on it), their
+        standardised values ``s_val``, and ``g`` fitted on the rows no member held out."""
         w = self.defensive_weight
         self.defensive_scores_ = {}
         if w == "auto":
             wide = self.defensive == "mixture" and self.context_dim_ is None
             weights = MIXTURE_WEIGHTS if wide else GUARD_WEIGHTS
-            w, self.defensive_scores_ = self.defensive_.choose(log_p, s_val, weights)
+            w, self.defensive_scores_ = g.choose(log_p, s_val, weights)
         elif not (isinstance(w, (int, float)) and 0 <= w < 1):
             raise ValueError(f"defensive_weight: expected 'auto' or a number in [0, 1), got {w!r}")
         self.defensive_weight_ = float(w)
