@@ -1,0 +1,71 @@
+"""benchmarks/hgn_rollouts.py publishes a merged table: rows run again replace their old
+selves, the other published rows stay unless their option's flags changed, and the caption's
+one command makes every row."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    folder = str(ROOT / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.spec_from_file_location("hgn_rollouts_merge", ROOT / "benchmarks"
+                                                      / "hgn_rollouts.py")  # fmt: skip
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(folder)
+
+
+def _row(option, seed, x2=0.5, command=None):
+    row = {"option": option, "seed": seed, "x2": {"frames": x2}}
+    return row if command is None else {**row, "command": command}
+
+
+def test_merge_keeps_rows_not_rerun_and_replaces_those_rerun(bench):
+    options = {"paper_span": ["--steps", "3000"], "confined_1dof": ["--c", "1.8"]}
+    earlier = {
+        "command": "old",
+        "settings": {"options": dict(options)},
+        "rows": [_row("confined_1dof", 0, 0.1), _row("paper_span", 0), _row("confined_1dof", 1)],
+    }
+    rows = bench.merge(earlier, [_row("confined_1dof", 0, 0.9, "new")], options)
+    assert [(r["option"], r["seed"], r["command"]) for r in rows] == [
+        ("paper_span", 0, "old"),
+        ("confined_1dof", 0, "new"),
+        ("confined_1dof", 1, "old"),
+    ]
+    assert rows[1]["x2"]["frames"] == 0.9  # the rerun replaced the old row, not added to it
+
+
+def test_merge_drops_rows_whose_option_changed_or_vanished(bench):
+    earlier = {
+        "command": "old",
+        "settings": {"options": {"a": ["--steps", "1000"], "gone": ["--x"]}},
+        "rows": [_row("a", 0), _row("gone", 0)],
+    }
+    assert bench.merge(earlier, [], {"a": ["--steps", "2000"]}) == []
+    assert [r["option"] for r in bench.merge(earlier, [], {"a": ["--steps", "1000"]})] == ["a"]
+
+
+def test_merge_refuses_a_file_it_did_not_write(bench):
+    with pytest.raises(ValueError, match="earlier"):
+        bench.merge({"table": []}, [], {})
+
+
+def test_whole_command_names_every_row_and_publishes(bench):
+    rows = [_row("paper_span", 0), _row("confined_1dof", 0), _row("confined_1dof", 1),
+            _row("long", 11)]  # fmt: skip
+    words = bench.whole_command(rows).split()
+    args = words[2:]
+    assert words[:2] == ["python", "benchmarks/hgn_rollouts.py"] and args[-1] == "--publish"
+    assert args[: args.index("--seeds")] == ["--options", "paper_span", "confined_1dof"]
+    assert args[args.index("--more") + 1 : -1] == ["confined_1dof:1", "long:11"]
