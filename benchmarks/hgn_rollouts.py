@@ -80,6 +80,10 @@ OPTIONS: dict[str, list[str]] = {
         "--prior-warmup-steps", "750", "--confinement", "1.8", "--state-channels", "1",
         "--latent-size", "1",
     ],
+    "confined_1dof_hlr": [
+        "--steps", "3000", "--confinement", "1.8", "--state-channels", "1", "--latent-size", "1",
+        "--hamiltonian-lr", "1e-3",
+    ],
 }  # fmt: skip
 """The example's flags for each option; ``paper_span`` is the example's default. An option that
 names ``--steps`` twice runs in stages: the example trains to the first count, then resumes to
@@ -115,6 +119,10 @@ QUICK: dict[str, list[str]] = {
     "confined_1dof_long31": [
         "--quick", "--prior-warmup-steps", "20", "--frames", "12", "--encoder-frames", "8",
         "--confinement", "1.8", "--state-channels", "1", "--latent-size", "1",
+    ],
+    "confined_1dof_hlr": [
+        "--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "1.8",
+        "--state-channels", "1", "--latent-size", "1", "--hamiltonian-lr", "1e-3",
     ],
 }  # fmt: skip
 """The same options at the example's ``--quick`` scale (smoke runs, written under runs/)."""

@@ -175,6 +175,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="filters of the conv layers of K and V (default: the network width)",
     )  # fmt: skip
     p.add_argument(
+        "--hamiltonian-lr", type=float, default=HAMILTONIAN_LR,
+        help="Adam's learning rate for the Hamiltonian's parameters (TrainConfig.hamiltonian_lr; "
+        "default: %(default)s; the other networks' is " + f"{LR})",
+    )  # fmt: skip
+    p.add_argument(
         "--horizon-multiple", type=positive_int, default=HORIZON_MULTIPLE,
         help="the long rollout runs this many times the encoder's span (default: %(default)s)",
     )  # fmt: skip
@@ -199,6 +204,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 "2 and encoder frames at most frames")  # fmt: skip
     if not (math.isfinite(args.confinement) and args.confinement >= 0):
         p.error(f"--confinement: expected a finite number >= 0, got {args.confinement}")
+    if not (math.isfinite(args.hamiltonian_lr) and args.hamiltonian_lr > 0):
+        p.error(f"--hamiltonian-lr: expected a finite number > 0, got {args.hamiltonian_lr}")
     if args.n_train is not None and args.n_train < 16:
         p.error(f"--n-train: expected an integer >= 16 (one batch), got {args.n_train}")
     try:
@@ -235,8 +242,8 @@ def main(argv: list[str] | None = None) -> dict:
         **GECO_SETTINGS[args.geco_setting],
     )  # fmt: skip
     config = TrainConfig(
-        data=str(data_dir), out=str(run_dir), steps=steps, lr=LR, hamiltonian_lr=HAMILTONIAN_LR,
-        lr_decay=args.lr_decay, seed=args.seed,
+        data=str(data_dir), out=str(run_dir), steps=steps, lr=LR,
+        hamiltonian_lr=args.hamiltonian_lr, lr_decay=args.lr_decay, seed=args.seed,
         device=args.device, model=model_cfg,
         checkpoint_every=max(1, steps // 5), progress=not args.no_progress,
         resume=(run_dir / "checkpoint.pt").exists(),
@@ -277,6 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
         "hamiltonian_width": model.config.hamiltonian_width,
         "latent_consistency": model.config.latent_consistency,
         "confinement": model.config.confinement,
+        "hamiltonian_lr": args.hamiltonian_lr,
         "state_channels": model.config.state_channels,
         "latent_size": model.config.latent_size,
         "test_mse": float((forward.frames - images)[:, :window].square().mean()),

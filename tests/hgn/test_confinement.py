@@ -152,7 +152,11 @@ def test_the_example_keeps_the_papers_h_unless_asked():
         ["--confinement", "1.8", "--state-channels", "1", "--latent-size", "1"]
     )
     assert (args.confinement, args.state_channels, args.latent_size) == (1.8, 1, 1)
+    # the Hamiltonian's learning rate: the small preset's unless asked
+    assert example.parse_args([]).hamiltonian_lr == example.SMALL.hamiltonian_lr
+    assert example.parse_args(["--hamiltonian-lr", "1e-3"]).hamiltonian_lr == 1e-3
     for flag, bad in (("--confinement", "-1"), ("--confinement", "nan"), ("--latent-size", "0"),
-                      ("--state-channels", "0")):  # fmt: skip
+                      ("--state-channels", "0"), ("--hamiltonian-lr", "0"),
+                      ("--hamiltonian-lr", "inf")):  # fmt: skip
         with pytest.raises(SystemExit):
             example.parse_args([flag, bad])
