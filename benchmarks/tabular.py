@@ -86,7 +86,6 @@ def load(name: str, seed: int, test_fraction: float = 0.2) -> tuple[np.ndarray, 
     """Standardised ``(train, test)`` rows of a bundled set, split by ``seed`` (float64)."""
     from sklearn import datasets
 
-    rng = np.random.default_rng(seed)
     noise = np.random.default_rng(1234)  # the same dequantisation in every split
     if name == "iris":
         x = np.log(dequantise(datasets.load_iris().data, noise))
@@ -102,7 +101,19 @@ def load(name: str, seed: int, test_fraction: float = 0.2) -> tuple[np.ndarray, 
         x = dequantise(load_table(name), noise)
     else:
         raise ValueError(f"dataset: expected one of {DATASETS + EXTERNAL}, got {name!r}")
-    order = rng.permutation(len(x))
+    return split(x, seed, test_fraction)
+
+
+def split(x: np.ndarray, seed: int, test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffle the rows with ``seed``, keep ``test_fraction`` of them for the test and
+    standardise both parts with the training rows' mean and standard deviation.
+
+    Example:
+        >>> train, test = split(np.arange(20.0).reshape(10, 2), seed=0)
+        >>> train.shape, test.shape, bool(np.allclose(train.mean(0), 0))
+        ((8, 2), (2, 2), True)
+    """
+    order = np.random.default_rng(seed).permutation(len(x))
     n_test = int(round(test_fraction * len(x)))
     test, train = x[order[:n_test]], x[order[n_test:]]
     mean, std = train.mean(0), train.std(0)
