@@ -186,6 +186,8 @@ NHF_VARIANTS = {  # NHF(dim, target=t); "nhf" with fit_sampler's defaults
     "nhf_nodamp_lr1e-3": dict(kicks=False, loss="kl", anneal=0.5, damping=False, lr=1e-3),
 }
 BASELINE_LR = 1e-3  # normflows models: the learning rate they are usually trained with
+BASELINE_BATCH = 256  # normflows models: draws per reverse-KL step
+BASELINE_LR_END = 0.05  # normflows models: the cosine decay's floor, a fraction of the lr
 BASELINE_VARIANTS = {  # normflows models as users train them: plain reverse KL or alpha = 2
     "realnvp_kl": ("realnvp", "kl", 0.0),
     "nsf_kl": ("nsf", "kl", 0.0),
@@ -257,18 +259,28 @@ def draw_weighted(model, method, n):
         return x, model.p.log_prob(x) - log_q
 
 
-def run_one(target, method, seed, budget, ref, batch=256):
+def run_one(target, method, seed, budget, ref, batch=None):
     model = build(method, target, seed)
+    if batch is None:
+        batch = sampling.DEFAULT_BATCH if method in NHF_VARIANTS else BASELINE_BATCH
     if method in NHF_VARIANTS:
         loss, anneal = NHF_VARIANTS[method]["loss"], NHF_VARIANTS[method]["anneal"]
         lr = NHF_VARIANTS[method].get("lr", sampling.DEFAULT_LR)
+        lr_end = sampling.DEFAULT_LR_END
     else:
         _, loss, anneal = BASELINE_VARIANTS[method]
-        lr = BASELINE_LR
+        lr, lr_end = BASELINE_LR, BASELINE_LR_END
     t0 = time.process_time()
     try:
         info = sampling.fit_sampler(
-            model, max_time=budget, batch=batch, lr=lr, loss=loss, anneal=anneal, seed=seed
+            model,
+            max_time=budget,
+            batch=batch,
+            lr=lr,
+            lr_end=lr_end,
+            loss=loss,
+            anneal=anneal,
+            seed=seed,
         )
     except ValueError as err:  # diverged: recorded as a failure, scored as missing
         return {"target": target.name, "method": method, "seed": seed, "failed": str(err)}, None
@@ -289,6 +301,8 @@ def run_one(target, method, seed, budget, ref, batch=256):
         "sample_cpu_s": round(sample_s, 2),
         "params": _common.num_params(model),
     }
+    if "momentum_scale" in info:
+        row["momentum_scale"] = info["momentum_scale"]
     log_w = torch.where(finite, log_w, torch.full_like(log_w, -math.inf))
     log_z = float(torch.logsumexp(log_w, 0) - math.log(N_IS))
     row["log_Z_hat"] = log_z
@@ -582,8 +596,9 @@ def main(argv=None):
             "methods": methods + ablation,
             "ablation_targets": sorted(ab_targets),
             "importance_samples": N_IS,
-            "batch": 256,
+            "batch": {"nhf": sampling.DEFAULT_BATCH, "normflows": BASELINE_BATCH},
             "lr": {"nhf": sampling.DEFAULT_LR, "normflows": BASELINE_LR},
+            "lr_end": {"nhf": sampling.DEFAULT_LR_END, "normflows": BASELINE_LR_END},
             "anneal": {m: v["anneal"] for m, v in NHF_VARIANTS.items() if m in methods + ablation},
         },
         "log_Z": {n: t.log_Z for n, t in make_targets(names).items()},

@@ -724,6 +724,9 @@ class NHF(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Models saved before calibrate_proposal existed load with the encoder's own width.
         state_dict.setdefault(prefix + "proposal_scale", torch.tensor(1.0, dtype=torch.float64))
+        # Samplers saved before calibrate_momentum existed: r(p | x) at the encoder's own width.
+        if "momentum_scale" in self._buffers:
+            state_dict.setdefault(prefix + "momentum_scale", torch.ones((), dtype=torch.float64))
         # Conditional models saved before the context shift existed: a zero shift is what they had.
         if getattr(self, "context_shift", None) is not None:
             state_dict.setdefault(
