@@ -725,16 +725,21 @@ def fit_sampler(
     """Train a sampler (an NHF with a target, or a normflows ``NormalizingFlow`` with ``p``).
 
     Steps until ``max_time`` seconds of CPU time (``time.process_time``) or ``max_steps``,
-    with Adam and a cosine learning rate. ``loss``: ``"kl"`` (:func:`reverse_kld`),
+    with Adam. ``loss``: ``"kl"`` (:func:`reverse_kld`),
     ``"alpha"`` (:func:`reverse_alpha_div` after a reverse-KL ``warmup`` fraction of the
     budget) or ``"bootstrap"`` (reverse KL plus :func:`bootstrap_kld` after the warmup).
     ``anneal > 0`` (default :data:`DEFAULT_ANNEAL`, 0.35) tempers the target, ``β`` rising
     linearly from ``beta0`` to 1 over that fraction of the budget: the sampler first spreads
     over the flattened target, then sharpens, which keeps the modes a plain reverse KL drops
     (``anneal=0`` turns it off).
+    The learning rate follows a cosine from ``lr`` down to ``lr_end · lr`` (default
+    :data:`DEFAULT_LR_END`). With ``calibrate`` (default) the encoder trains at its own width
+    and :func:`calibrate_momentum` then sets the width of ``r(p | x)``; ``calibrate=False``
+    trains with the model's ``momentum_scale`` as it is and leaves it.
     A step whose loss or gradient is not finite, or whose draws the target refuses (NaN or
     inf), is skipped and counted; ``max_failures`` in a row raise the error. Returns a dict with
-    ``steps``, ``skipped``, ``cpu_s`` and the last ``loss``.
+    ``steps``, ``skipped``, ``cpu_s``, the last ``loss`` and (with ``calibrate``) the chosen
+    ``momentum_scale``.
 
     Examples
     --------
