@@ -84,6 +84,14 @@ OPTIONS: dict[str, list[str]] = {
         "--steps", "3000", "--confinement", "1.8", "--state-channels", "1", "--latent-size", "1",
         "--hamiltonian-lr", "1e-3",
     ],
+    "confined_1dof_wide": [
+        "--steps", "3000", "--confinement", "1.8", "--state-channels", "1", "--latent-size", "1",
+        "--hamiltonian-width", "32",
+    ],
+    "confined_1dof_determ": [
+        "--steps", "3000", "--confinement", "1.8", "--state-channels", "1", "--latent-size", "1",
+        "--variant", "deterministic",
+    ],
 }  # fmt: skip
 """The example's flags for each option; ``paper_span`` is the example's default. An option that
 names ``--steps`` twice runs in stages: the example trains to the first count, then resumes to
@@ -123,6 +131,14 @@ QUICK: dict[str, list[str]] = {
     "confined_1dof_hlr": [
         "--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "1.8",
         "--state-channels", "1", "--latent-size", "1", "--hamiltonian-lr", "1e-3",
+    ],
+    "confined_1dof_wide": [
+        "--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "1.8",
+        "--state-channels", "1", "--latent-size", "1", "--hamiltonian-width", "32",
+    ],
+    "confined_1dof_determ": [
+        "--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "1.8",
+        "--state-channels", "1", "--latent-size", "1", "--variant", "deterministic",
     ],
 }  # fmt: skip
 """The same options at the example's ``--quick`` scale (smoke runs, written under runs/)."""

@@ -49,6 +49,7 @@ from hamflow_hgn.config import (
     GECO_SETTINGS,
     LATENT_PRIORS,
     TRAIN_PRESETS,
+    VARIANTS,
     ModelConfig,
     TrainConfig,
 )
@@ -175,6 +176,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="filters of the conv layers of K and V (default: the network width)",
     )  # fmt: skip
     p.add_argument(
+        "--variant", default="leapfrog", choices=sorted(VARIANTS),
+        help="the HGN variant of Table 1 (ModelConfig.variant; default: %(default)s); "
+        "'deterministic' takes the posterior mean as z, with no sampling and no KL",
+    )  # fmt: skip
+    p.add_argument(
         "--hamiltonian-lr", type=float, default=HAMILTONIAN_LR,
         help="Adam's learning rate for the Hamiltonian's parameters (TrainConfig.hamiltonian_lr; "
         "default: %(default)s; the other networks' is " + f"{LR})",
@@ -235,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
         latent_channels=args.latent_channels or size["latent_channels"],
         latent_prior=args.latent_prior, prior_warmup_steps=args.prior_warmup_steps,
         encoder_frames=args.encoder_frames, latent_consistency=args.latent_consistency,
-        confinement=args.confinement,
+        confinement=args.confinement, variant=args.variant,
         state_channels=args.state_channels or ModelConfig().state_channels,
         latent_size=args.latent_size or ModelConfig().latent_size,
         hamiltonian_width=args.hamiltonian_width or size["width"],
@@ -285,6 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
         "latent_consistency": model.config.latent_consistency,
         "confinement": model.config.confinement,
         "hamiltonian_lr": args.hamiltonian_lr,
+        "variant": model.config.variant,
         "state_channels": model.config.state_channels,
         "latent_size": model.config.latent_size,
         "test_mse": float((forward.frames - images)[:, :window].square().mean()),
