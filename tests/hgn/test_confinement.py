@@ -155,8 +155,10 @@ def test_the_example_keeps_the_papers_h_unless_asked():
     # the Hamiltonian's learning rate: the small preset's unless asked
     assert example.parse_args([]).hamiltonian_lr == example.SMALL.hamiltonian_lr
     assert example.parse_args(["--hamiltonian-lr", "1e-3"]).hamiltonian_lr == 1e-3
+    assert example.parse_args([]).variant == "leapfrog"  # the paper's full HGN unless asked
+    assert example.parse_args(["--variant", "deterministic"]).variant == "deterministic"
     for flag, bad in (("--confinement", "-1"), ("--confinement", "nan"), ("--latent-size", "0"),
                       ("--state-channels", "0"), ("--hamiltonian-lr", "0"),
-                      ("--hamiltonian-lr", "inf")):  # fmt: skip
+                      ("--hamiltonian-lr", "inf"), ("--variant", "rk5")):  # fmt: skip
         with pytest.raises(SystemExit):
             example.parse_args([flag, bad])
