@@ -26,10 +26,22 @@ Options (:data:`OPTIONS`):
 - ``confined_1dof``: ``confined`` with q and p one number each (``--state-channels 1
   --latent-size 1``): a conserved, confining H in one degree of freedom has closed orbits;
   ``weak_1dof`` the same with c = 0.5, so that the learned energies, not the well, set how the
-  period changes with the amplitude.
+  period changes with the amplitude;
+- ``confined_1dof_long31``: ``confined_1dof`` trained as ``long31`` (31 frames, the encoder
+  seeing 16), 1500 steps (the matched prior from step 750), the cost of ``confined_1dof``;
+- ``confined_1dof_hlr``: ``confined_1dof`` with the Hamiltonian's learning rate at the other
+  networks' 1e-3 (``--hamiltonian-lr``; the example's is 3e-4);
+- ``confined_1dof_wide``: ``confined_1dof`` with K and V 32 filters wide instead of 16
+  (``--hamiltonian-width 32``);
+- ``confined_1dof_determ``: ``confined_1dof`` with Table 1's deterministic variant (z is the
+  posterior mean: no sampling, no KL; ``--variant deterministic``).
 
     python benchmarks/hgn_rollouts.py --options paper_span long31 --seeds 0 [--publish]
     python benchmarks/hgn_rollouts.py --options paper_span --seeds 0 --more confined_1dof:1
+
+With ``--publish`` the rows run join the published ones (:func:`merge`): a row run again
+replaces its old self, the other rows stay unless their option's flags have changed since, and
+the caption names one command that makes them all (:func:`whole_command`).
 """
 
 from __future__ import annotations
