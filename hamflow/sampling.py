@@ -85,8 +85,9 @@ DEFAULT_LR_END = 0.005
 cosine decay): the last steps refine the fit with little noise, which raises the ESS of a
 one-mode target (docs/benchmarks/sampling.md)."""
 DEFAULT_BATCH = 512
-""":func:`fit_sampler`'s draws per step. A step over 512 draws costs about 1.2 times one over
-256 on one CPU thread, and its less noisy gradient raises the ESS at equal CPU time."""
+""":func:`fit_sampler`'s draws per step: fewer steps than with 256 in the same CPU time, each
+with a less noisy gradient, which raises the ESS of one-mode targets
+(docs/benchmarks/sampling.md)."""
 MOMENTUM_SCALES = (1.1, 1.05, 1.0, 0.95, 0.9, 0.85, 0.8, 0.7)
 """The widths of ``r(p | x)``, relative to the encoder's, that :func:`calibrate_momentum`
 tries."""
