@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 import torch
+from _benchmarks import benchmark_module  # noqa: F401  (the core tests import it from here)
 from torch import Tensor
 
 from hamflow import Energy, MLPEnergy, QuadraticEnergy, SeparableHamiltonian
@@ -142,18 +139,3 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@contextmanager
-def benchmark_module(name: str, file: str) -> Iterator[object]:
-    """Import ``benchmarks/<file>`` as a module called ``name``, with ``benchmarks/`` on
-    ``sys.path`` (for its ``_common`` imports) while the module is in use."""
-    folder = Path(__file__).resolve().parents[2] / "benchmarks"
-    sys.path.insert(0, str(folder))
-    try:
-        spec = importlib.util.spec_from_file_location(name, folder / file)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(folder))

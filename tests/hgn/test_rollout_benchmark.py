@@ -2,27 +2,14 @@
 selves, the other published rows stay unless their option's flags changed, and the caption's
 one command makes every row."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from _benchmarks import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    folder = str(ROOT / "benchmarks")
-    sys.path.insert(0, folder)
-    try:
-        spec = importlib.util.spec_from_file_location("hgn_rollouts_merge", ROOT / "benchmarks"
-                                                      / "hgn_rollouts.py")  # fmt: skip
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    with benchmark_module("hgn_rollouts_merge", "hgn_rollouts.py") as module:
         yield module
-    finally:
-        sys.path.remove(folder)
 
 
 def _row(option, seed, x2=0.5, command=None):

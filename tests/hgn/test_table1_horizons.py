@@ -1,32 +1,19 @@
 """benchmarks/hgn_table1_horizons.py: the mean-image reference row is scored as a run is, and a
 run that draws the truth itself is tracked in every frame of every window."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from _benchmarks import benchmark_module
 
 from hamflow_hgn.data import DataConfig, generate, open_dataset
 from hamflow_hgn.horizon import summarize_horizon
 from hamflow_hgn.tracking import body_radius_px, centroid_error
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def bench():
-    folder = str(ROOT / "benchmarks")
-    sys.path.insert(0, folder)
-    try:
-        path = ROOT / "benchmarks" / "hgn_table1_horizons.py"
-        spec = importlib.util.spec_from_file_location("hgn_table1_horizons_test", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    with benchmark_module("hgn_table1_horizons_test", "hgn_table1_horizons.py") as module:
         yield module
-    finally:
-        sys.path.remove(folder)
 
 
 @pytest.fixture(scope="module")
