@@ -756,11 +756,15 @@ class NHF(nn.Module):
         return _sampling.reverse_alpha_div(self, num_samples, alpha, momentum)
 
     def importance_sample(
-        self, num_samples: int = 4000, chunk_size: int = 4096, momentum: str = "encoder"
+        self,
+        num_samples: int = 4000,
+        chunk_size: int = 4096,
+        momentum: str = "encoder",
+        n_momenta: int | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Samples ``x`` and their exact log importance weights ``ln w`` (``E[w] = Z``):
-        :func:`hamflow.sampling.importance_sample`."""
-        return _sampling.importance_sample(self, num_samples, chunk_size, momentum)
+        """Samples ``x`` and their exact log importance weights ``ln w`` (``E[w] = Z``), with
+        ``n_momenta`` momenta per draw: :func:`hamflow.sampling.importance_sample`."""
+        return _sampling.importance_sample(self, num_samples, chunk_size, momentum, n_momenta)
 
     def log_normalizer(self, num_samples: int = 4000, **kwargs) -> Tensor:
         """Estimate of ``ln Z``, ``logsumexp(ln w) − ln n``:

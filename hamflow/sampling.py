@@ -97,6 +97,10 @@ Separated modes need the time at low ``β``; a one-mode target with a neck (Neal
 better with less, and ``fit_sampler(anneal=...)`` sets it per fit."""
 DEFAULT_KICK_BETA = 0.5
 """The initial ``β_k`` of every target-gradient kick."""
+DEFAULT_MOMENTA = 16
+"""How many momenta :func:`importance_sample` averages per draw (``n_momenta``): the draw's
+own and ``n_momenta − 1`` fresh ones from ``r(p | x)``; its weights approach the marginal
+``π̃(x) / q(x)`` as it grows and stay unbiased for ``Z`` at every value."""
 
 
 def _require_target(model) -> CheckedTarget:
@@ -425,8 +429,8 @@ def extended_sample(model, num_samples: int, momentum: str = "encoder") -> dict[
 
     Returns a dict of ``(n,)`` tensors ``log_q`` (``ln q(x, p_T)``), ``log_r``
     (``ln r(p_T | x)``), ``log_target`` (``ln π̃(x)``) and ``log_w`` (their combination), and
-    ``x`` and ``p`` ``(n, dim)``. ``momentum``: ``"encoder"`` (the model's encoder as ``r``)
-    or ``"normal"`` (``N(0, I)``, as in the HVAE).
+    ``x``, ``p`` and ``q`` (``q_T``, before the affine map) ``(n, dim)``. ``momentum``:
+    ``"encoder"`` (the model's encoder as ``r``) or ``"normal"`` (``N(0, I)``, as in the HVAE).
 
     Examples
     --------
@@ -454,11 +458,81 @@ def extended_sample(model, num_samples: int, momentum: str = "encoder") -> dict[
     return {
         "x": x,
         "p": p,
+        "q": q,
         "log_q": log_q,
         "log_r": log_r,
         "log_target": log_target,
         "log_w": log_w,
     }
+
+
+def _log_joint(flow: nf.NormalizingFlow, q: Tensor, p: Tensor) -> Tensor:
+    """``ln q(q_T, p)`` by the exact inverse of ``flow`` (``NHF.phase_space_flow``), as its
+    ``log_prob`` computes it; a row whose inverse leaves the finite numbers gets NaN (the prior
+    refuses such states) instead of an error for the whole batch."""
+    z = torch.cat([q, p], dim=-1)
+    log_q = z.new_zeros(len(z))
+    for layer in reversed(flow.flows):
+        z, log_det = layer.inverse(z)
+        log_q = log_q + log_det
+    ok = torch.isfinite(z).all(-1)
+    if bool(ok.all()):
+        return log_q + flow.q0.log_prob(z)
+    out = torch.full_like(log_q, math.nan)
+    if bool(ok.any()):
+        out[ok] = log_q[ok] + flow.q0.log_prob(z[ok])
+    return out
+
+
+def _check_n_momenta(n_momenta) -> int:
+    if n_momenta is None:
+        return DEFAULT_MOMENTA
+    if not isinstance(n_momenta, int) or isinstance(n_momenta, bool) or n_momenta < 1:
+        raise ValueError(f"n_momenta: expected an integer >= 1, got {n_momenta!r}")
+    return n_momenta
+
+
+def _momenta_log_w(
+    model,
+    d: dict[str, Tensor],
+    n_momenta: int,
+    momentum: str = "encoder",
+    scale: Tensor | float | None = None,
+    eps: Tensor | None = None,
+    flow: nf.NormalizingFlow | None = None,
+) -> Tensor:
+    """``ln π̃(x) − ln q̂_K(x)`` for the draws of :func:`extended_sample` ``d``, ``(n,)``.
+
+    ``ln q̂_K(x) = logsumexp_k [ln q(x, p_k) − ln r(p_k | x)] − ln K`` over the draw's own
+    momentum ``p_1`` (its ``ln q`` from the forward pass) and ``K − 1`` fresh ``p_k ~ r(· | x)``,
+    whose ``ln q(x, p_k)`` comes from the model's exact inverse (:meth:`NHF.phase_space_flow`'s
+    ``log_prob``, plus the affine map's log-det). ``scale`` is the width of ``r`` (default: the
+    model's ``momentum_scale``); ``eps`` ``(K − 1, n, dim)``, standard-normal noise for the
+    fresh momenta (default: fresh draws). A fresh momentum whose inverse leaves the finite
+    numbers makes its row NaN, never a silent weight.
+    """
+    x, p1, q = d["x"], d["p"], d["q"]
+    own = d["log_q"] - (d["log_r"] if scale is None else _log_r(model, p1, q, scale))
+    if n_momenta == 1:
+        return d["log_target"] - own
+    if flow is None:
+        flow = model.phase_space_flow()
+    _, affine_log_det = model.from_data(x)
+    if momentum == "encoder":
+        mu, log_s = model.encoder.params(q)
+        s = getattr(model, "momentum_scale", None) if scale is None else scale
+        if s is not None and float(s) != 1.0:
+            log_s = log_s + math.log(float(s))
+    else:
+        mu, log_s = torch.zeros_like(p1), torch.zeros_like(p1)
+    terms = [own]
+    for k in range(n_momenta - 1):
+        z = torch.randn_like(p1) if eps is None else eps[k].to(p1)
+        p = mu + torch.exp(log_s) * z
+        log_r = (-0.5 * z * z - log_s - 0.5 * math.log(2 * math.pi)).sum(-1)
+        terms.append(_log_joint(flow, q, p) + affine_log_det - log_r)
+    log_q_hat = torch.logsumexp(torch.stack(terms), 0) - math.log(n_momenta)
+    return d["log_target"] - log_q_hat
 
 
 def _log_r(model, p: Tensor, q: Tensor, scale: Tensor | float | None = None) -> Tensor:
@@ -475,7 +549,10 @@ def _log_r(model, p: Tensor, q: Tensor, scale: Tensor | float | None = None) -> 
 
 
 def calibrate_momentum(
-    model, num_samples: int = 4096, scales: tuple[float, ...] = MOMENTUM_SCALES
+    model,
+    num_samples: int = 4096,
+    scales: tuple[float, ...] = MOMENTUM_SCALES,
+    n_momenta: int | None = None,
 ) -> float:
     """Set the width of the momentum density ``r(p | x)`` that gives the highest ESS.
 
@@ -484,7 +561,9 @@ def calibrate_momentum(
     ``q(p | x)`` is not Gaussian (a curved target makes the momenta carry the bend), ``r``
     is then wider than ``q`` in places, and the rare draws there carry large weights. This
     draws ``num_samples`` fresh points once, scores the ESS of each width in ``scales`` (times
-    the encoder's) on them (only ``ln r`` changes), and keeps the best in the model's
+    the encoder's) on them, with the weights of :func:`importance_sample` at ``n_momenta``
+    (default :data:`DEFAULT_MOMENTA`; the fresh momenta share their noise across widths),
+    and keeps the best in the model's
     ``momentum_scale`` buffer, which :func:`importance_sample`, :func:`reverse_kld` and the
     other estimates then use. :func:`fit_sampler` calls it at the end (``calibrate=True``).
     The chosen width depends on these draws, not on those of a later estimate, so that
@@ -511,13 +590,14 @@ def calibrate_momentum(
         isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in scales
     ):
         raise ValueError(f"scales: expected positive finite numbers, got {scales!r}")
+    n_momenta = _check_n_momenta(n_momenta)
     with torch.no_grad():
-        s0, log_pi = model.prior(num_samples)
-        x, p, q, log_det = push_forward(model, s0.to(model._param_ref()))
-        base = model.target(x) - (log_pi.to(x) - log_det)
+        d = extended_sample(model, num_samples)
+        flow = model.phase_space_flow() if n_momenta > 1 else None
+        eps = torch.randn(n_momenta - 1, *d["p"].shape, dtype=d["p"].dtype, device=d["p"].device)
         best, best_ess = 1.0, -1.0
         for scale in scales:
-            log_w = base + _log_r(model, p, q, scale)
+            log_w = _momenta_log_w(model, d, n_momenta, scale=scale, eps=eps, flow=flow)
             finite = torch.isfinite(log_w)
             if not bool(finite.any()):
                 continue
@@ -622,13 +702,28 @@ def bootstrap_kld(model, num_samples: int = 256, pool: int | None = None) -> Ten
 
 
 def importance_sample(
-    model, num_samples: int = 4000, chunk_size: int = 4096, momentum: str = "encoder"
+    model,
+    num_samples: int = 4000,
+    chunk_size: int = 4096,
+    momentum: str = "encoder",
+    n_momenta: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``num_samples`` draws ``x`` ``(n, dim)`` and their exact log-weights ``ln w`` ``(n,)``.
 
-    ``w = π̃(x) r(p_T | x) / q(x, p_T)``, so ``E[w] = Z``; ``x`` weighted by ``w`` gives
-    self-normalised expectations under ``π``. No autograd graph is kept (target-gradient
-    kicks still take their gradients).
+    Each draw ``(x, p₁) ~ q(x, p)`` gets ``K = n_momenta`` (default :data:`DEFAULT_MOMENTA`)
+    momenta: its own ``p₁`` and ``K − 1`` fresh ``p_k ~ r(· | x)``, each scored by the flow's
+    exact inverse, and ``w = π̃(x) / q̂_K(x)`` with
+    ``q̂_K(x) = (1/K) Σ_k q(x, p_k) / r(p_k | x)``, an estimate of the marginal ``q(x)``.
+    ``K = 1`` is the extended-space weight ``π̃(x) r(p₁ | x) / q(x, p₁)``; as ``K`` grows the
+    weight approaches the marginal ``π̃(x) / q(x)``, without the variance that the mismatch of
+    ``r(p | x)`` and ``q(p | x)`` adds. ``E[w] = Z`` at every ``K``: with
+    ``a_k = q(x, p_k) / r(p_k | x)``, the draw ``(x, p₁, …, p_K)`` has the density
+    ``a₁ Π_k r(p_k | x)``, so ``E[w] = ∫ π̃(x) Π_k r(p_k | x) · K a₁ / Σ_k a_k``, and the
+    ``p_k`` are exchangeable under ``Π_k r``, so the mean of ``a₁ / Σ_k a_k`` over them is
+    ``1 / K`` (the importance-weighted auxiliary-variable bound of Domke & Sheldon, 2018, and
+    Sobolev & Vetrov, 2019). ``x`` weighted by ``w`` gives self-normalised expectations under
+    ``π``. The cost is ``K − 1`` inverse passes per draw, ``chunk_size`` rows at a time. No
+    autograd graph is kept (target-gradient kicks still take their gradients).
 
     Examples
     --------
@@ -641,13 +736,19 @@ def importance_sample(
     """
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         raise ValueError(f"num_samples: expected an integer >= 1, got {num_samples!r}")
+    n_momenta = _check_n_momenta(n_momenta)
     xs, ws = [], []
     with torch.no_grad():
+        flow = model.phase_space_flow() if n_momenta > 1 else None
         left = num_samples
         while left > 0:
             d = extended_sample(model, min(chunk_size, left), momentum)
             xs.append(d["x"])
-            ws.append(d["log_w"])
+            ws.append(
+                d["log_w"]
+                if n_momenta == 1
+                else _momenta_log_w(model, d, n_momenta, momentum, flow=flow)
+            )
             left -= len(d["x"])
     return torch.cat(xs), torch.cat(ws)
 

@@ -39,17 +39,19 @@ def test_weights_at_another_width_are_the_identity_and_unbiased(scale):
 def test_calibration_narrows_a_too_wide_r_and_raises_the_ess_on_other_draws():
     """An untrained sampler's encoder is ``N(0, I)`` while its momenta given ``x`` are narrower
     (the drifts mix ``p`` into ``q``): the chosen width is below 1, and fresh draws, not the
-    ones it was chosen on, have a higher ESS at that width than at the encoder's own."""
+    ones it was chosen on, have a higher ESS at that width than at the encoder's own. One
+    momentum per draw (``n_momenta=1``), the extended-space weights, where the width matters
+    most."""
     torch.manual_seed(0)
     model = NHF(2, num_flows=2, hidden=(8,), encoder_hidden=(8,), target=Gauss(2)).double()
     torch.manual_seed(1)
-    chosen = sampling.calibrate_momentum(model, 4096)
+    chosen = sampling.calibrate_momentum(model, 4096, n_momenta=1)
     assert chosen < 1 and float(model.momentum_scale) == chosen
     torch.manual_seed(2)
-    ess_chosen = model.ess(8000).item()
+    ess_chosen = model.ess(8000, n_momenta=1).item()
     model.momentum_scale.fill_(1.0)
     torch.manual_seed(2)
-    ess_one = model.ess(8000).item()
+    ess_one = model.ess(8000, n_momenta=1).item()
     assert ess_chosen > ess_one + 0.02, (ess_chosen, ess_one)
 
 
