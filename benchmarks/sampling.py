@@ -596,6 +596,7 @@ def main(argv=None):
             "methods": methods + ablation,
             "ablation_targets": sorted(ab_targets),
             "importance_samples": N_IS,
+            "momenta_per_sample": {"nhf": sampling.DEFAULT_MOMENTA},
             "batch": {"nhf": sampling.DEFAULT_BATCH, "normflows": BASELINE_BATCH},
             "lr": {"nhf": sampling.DEFAULT_LR, "normflows": BASELINE_LR},
             "lr_end": {"nhf": sampling.DEFAULT_LR_END, "normflows": BASELINE_LR_END},
