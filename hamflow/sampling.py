@@ -768,6 +768,8 @@ def ess_from_log_weights(log_w: Tensor) -> Tensor:
 def log_normalizer(model, num_samples: int = 4000, **kwargs) -> Tensor:
     """``logsumexp(ln w) − ln n``: the importance-sampling estimate of ``ln Z`` (float64).
 
+    ``kwargs`` go to :func:`importance_sample` (``n_momenta``, ``momentum``, ``chunk_size``).
+
     ``exp`` of it is unbiased for ``Z``; the log is consistent (biased low by about
     ``Var(w) / (2 n Z²)``).
 
@@ -786,6 +788,8 @@ def log_normalizer(model, num_samples: int = 4000, **kwargs) -> Tensor:
 
 def ess(model, num_samples: int = 4000, **kwargs) -> Tensor:
     """Effective sample size fraction of ``num_samples`` importance draws (1: exact sampler).
+
+    ``kwargs`` go to :func:`importance_sample` (``n_momenta``, ``momentum``, ``chunk_size``).
 
     A high ESS only says the weights are even where the sampler puts mass; a sampler that
     misses a mode can have one near 1 (docs/sampling.md).
