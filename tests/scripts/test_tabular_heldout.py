@@ -191,4 +191,4 @@ def test_nhf_beats_the_classical_densities_on_unseen_tables(name):
     result["summary"][name] = {"gaps": gaps, "mean": mean, "se": se, "verdict": word}
     result["tables"][name] = splits
     write_json(path, result)
-    assert word == "ahead" if len(gaps) > 1 else mean < 0, f"{name}: gaps {gaps}"
+    assert (word == "ahead") if len(gaps) > 1 else (mean < 0), f"{name}: gaps {gaps}"
