@@ -519,18 +519,14 @@ def _momenta_log_w(
         flow = model.phase_space_flow()
     _, affine_log_det = model.from_data(x)
     if momentum == "encoder":
-        mu, log_s = model.encoder.params(q)
-        s = getattr(model, "momentum_scale", None) if scale is None else scale
-        if s is not None and float(s) != 1.0:
-            log_s = log_s + math.log(float(s))
+        mu, log_s = _r_params(model, q, scale)
     else:
         mu, log_s = torch.zeros_like(p1), torch.zeros_like(p1)
     terms = [own]
     for k in range(n_momenta - 1):
         z = torch.randn_like(p1) if eps is None else eps[k].to(p1)
         p = mu + torch.exp(log_s) * z
-        log_r = (-0.5 * z * z - log_s - 0.5 * math.log(2 * math.pi)).sum(-1)
-        terms.append(_log_joint(flow, q, p) + affine_log_det - log_r)
+        terms.append(_log_joint(flow, q, p) + affine_log_det - _normal_log_prob(z, log_s))
     log_q_hat = torch.logsumexp(torch.stack(terms), 0) - math.log(n_momenta)
     return d["log_target"] - log_q_hat
 
@@ -542,9 +538,23 @@ def _log_r(model, p: Tensor, q: Tensor, scale: Tensor | float | None = None) -> 
         scale = getattr(model, "momentum_scale", None)
     if scale is None or float(scale) == 1.0:
         return model.encoder.log_prob(p, q)
+    mu, log_s = _r_params(model, q, scale)
+    return _normal_log_prob((p - mu) * torch.exp(-log_s), log_s)
+
+
+def _r_params(model, q: Tensor, scale: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
+    """Mean and log standard deviation of ``r(p | x)``: the encoder's, its width times
+    ``scale`` (default: the model's ``momentum_scale``)."""
     mu, log_s = model.encoder.params(q)
-    log_s = log_s + math.log(float(scale))
-    z = (p - mu) * torch.exp(-log_s)
+    s = getattr(model, "momentum_scale", None) if scale is None else scale
+    if s is not None and float(s) != 1.0:
+        log_s = log_s + math.log(float(s))
+    return mu, log_s
+
+
+def _normal_log_prob(z: Tensor, log_s: Tensor) -> Tensor:
+    """``ln N(mu + e^log_s z; mu, e^{2 log_s})`` summed over the last axis, from the
+    standardised ``z``."""
     return (-0.5 * z * z - log_s - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
