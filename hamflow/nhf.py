@@ -316,22 +316,32 @@ class NHF(nn.Module):
         With ``return_all`` the states after every flow are returned, the start included.
         A conditional model needs ``context``, one checked row per row of ``q``.
         """
+        return self._move(q, p, inverse, return_all, context)[0]
+
+    def _move(self, q, p, inverse, return_all, context):
+        """:meth:`transport`'s states, and the per-row ``ln |det|`` of the steps whose Jacobian
+        depends on the state: a sampler's :class:`~hamflow.sampling.DampedFlow`, whose
+        ``step_log_det`` gives it (the Hamiltonian steps add nothing; the frictions' constant
+        is :meth:`flow_log_det`)."""
         frictions = self.frictions or [None] * len(self.flows)
         layers = list(zip(self.flows, frictions))
-        states = [(q, p)]
+        states, total = [(q, p)], 0.0
         cache = KickCache()  # flows sharing one Hamiltonian share the gradient where they meet
         for flow, friction in reversed(layers) if inverse else layers:
             if inverse and friction is not None:
                 p = friction.damp(p, inverse=True)
-            if context is None:
-                q, p = flow.step(q, p, inverse=inverse, cache=cache)
-            else:
+            if context is not None:
                 q, p = context_step(flow, q, p, context, inverse=inverse, cache=cache)
+            elif hasattr(flow, "step_log_det"):
+                q, p, log_det = flow.step_log_det(q, p, inverse=inverse, cache=cache)
+                total = total + log_det
+            else:
+                q, p = flow.step(q, p, inverse=inverse, cache=cache)
             if not inverse and friction is not None:
                 p = friction.damp(p)
             if return_all:
                 states.append((q, p))
-        return states if return_all else (q, p)
+        return (states if return_all else (q, p)), total
 
     def flow_log_det(self) -> Tensor | float:
         """``ln |det|`` of the prior → ``(q_T, p_T)`` map: the frictions' ``−Σ c`` (else 0)."""
@@ -384,7 +394,8 @@ class NHF(nn.Module):
     ) -> Tensor:
         """``ln π(s₀) + ln|det| − ln f(p | q_T)`` for ``num_samples`` momenta per point, ``(K, B)``.
 
-        ``ln|det|`` is that of the data → prior map: the affine map's and the frictions'.
+        ``ln|det|`` is that of the data → prior map: the affine map's, the frictions' and a
+        sampler's position dampings'.
         """
         q, log_det = self.from_data(x, context)
         p, log_f = self.encoder.rsample(q, num_samples, eps, scale, context=context)
@@ -394,10 +405,10 @@ class NHF(nn.Module):
                 context = context.expand(num_samples, *context.shape)
         if context is not None:
             context = context.reshape(-1, context.shape[-1])
-        q0, p0 = self.transport(
-            q.reshape(-1, self.dim), p.reshape(-1, self.dim), inverse=True, context=context
+        (q0, p0), step_log_det = self._move(
+            q.reshape(-1, self.dim), p.reshape(-1, self.dim), True, False, context
         )
-        log_pi = self.prior.log_prob(torch.cat([q0, p0], dim=-1))
+        log_pi = self.prior.log_prob(torch.cat([q0, p0], dim=-1)) + step_log_det
         return log_pi.reshape(log_f.shape) - log_f + log_det - self.flow_log_det()
 
     @torch.no_grad()
