@@ -34,7 +34,13 @@ Options (:data:`OPTIONS`):
 - ``confined_1dof_wide``: ``confined_1dof`` with K and V 32 filters wide instead of 16
   (``--hamiltonian-width 32``);
 - ``confined_1dof_determ``: ``confined_1dof`` with Table 1's deterministic variant (z is the
-  posterior mean: no sampling, no KL; ``--variant deterministic``).
+  posterior mean: no sampling, no KL; ``--variant deterministic``);
+- ``confined_1dof_klwarm``: ``confined_1dof`` with the KL's weight rising from 0 to full over
+  the first 1000 steps (``--kl-warmup-steps 1000``, ``ModelConfig.kl_warmup_steps``), so that
+  the encoder is not pulled to the prior while the decoder still draws the mean image;
+- ``mid_1dof_klwarm``: ``confined_1dof_klwarm`` with a weaker well, c = 1.0 (its own period
+  2π, longer than the pendulum's), so that the learned energies set how the period grows with
+  the amplitude.
 
     python benchmarks/hgn_rollouts.py --options paper_span long31 --seeds 0 [--publish]
     python benchmarks/hgn_rollouts.py --options paper_span --seeds 0 --more confined_1dof:1
@@ -104,6 +110,14 @@ OPTIONS: dict[str, list[str]] = {
         "--steps", "3000", "--confinement", "1.8", "--state-channels", "1", "--latent-size", "1",
         "--variant", "deterministic",
     ],
+    "confined_1dof_klwarm": [
+        "--steps", "3000", "--confinement", "1.8", "--state-channels", "1", "--latent-size", "1",
+        "--kl-warmup-steps", "1000",
+    ],
+    "mid_1dof_klwarm": [
+        "--steps", "3000", "--confinement", "1.0", "--state-channels", "1", "--latent-size", "1",
+        "--kl-warmup-steps", "1000",
+    ],
 }  # fmt: skip
 """The example's flags for each option; ``paper_span`` is the example's default. An option that
 names ``--steps`` twice runs in stages: the example trains to the first count, then resumes to
@@ -151,6 +165,14 @@ QUICK: dict[str, list[str]] = {
     "confined_1dof_determ": [
         "--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "1.8",
         "--state-channels", "1", "--latent-size", "1", "--variant", "deterministic",
+    ],
+    "confined_1dof_klwarm": [
+        "--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "1.8",
+        "--state-channels", "1", "--latent-size", "1", "--kl-warmup-steps", "10",
+    ],
+    "mid_1dof_klwarm": [
+        "--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "1.0",
+        "--state-channels", "1", "--latent-size", "1", "--kl-warmup-steps", "10",
     ],
 }  # fmt: skip
 """The same options at the example's ``--quick`` scale (smoke runs, written under runs/)."""

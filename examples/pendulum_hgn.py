@@ -142,6 +142,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="steps during which the matched prior stays N(0, I) (default: %(default)s)",
     )  # fmt: skip
     p.add_argument(
+        "--kl-warmup-steps", type=non_negative_int, default=0,
+        help="steps over which the KL's weight rises linearly from 0 to full "
+        "(ModelConfig.kl_warmup_steps; default: %(default)s, the full weight from the start)",
+    )  # fmt: skip
+    p.add_argument(
         "--frames", type=positive_int, default=None,
         help=f"frames per simulated sequence (default {FULL['frames']}); with --encoder-frames "
         "smaller, the loss covers frames the encoder does not see (docs/hgn/rollouts.md)",
@@ -242,6 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
         latent_prior=args.latent_prior, prior_warmup_steps=args.prior_warmup_steps,
         encoder_frames=args.encoder_frames, latent_consistency=args.latent_consistency,
         confinement=args.confinement, variant=args.variant,
+        kl_warmup_steps=args.kl_warmup_steps,
         state_channels=args.state_channels or ModelConfig().state_channels,
         latent_size=args.latent_size or ModelConfig().latent_size,
         hamiltonian_width=args.hamiltonian_width or size["width"],
@@ -290,6 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
         "hamiltonian_width": model.config.hamiltonian_width,
         "latent_consistency": model.config.latent_consistency,
         "confinement": model.config.confinement,
+        "kl_warmup_steps": model.config.kl_warmup_steps,
         "hamiltonian_lr": args.hamiltonian_lr,
         "variant": model.config.variant,
         "state_channels": model.config.state_channels,

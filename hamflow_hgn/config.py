@@ -202,6 +202,11 @@ class ModelConfig:
             bounded and a rollout, which conserves ``H``, cannot run away past the trained
             span; alone, the well turns each ``(q_i, p_i)`` at the angular frequency ``c``
             (docs/hgn/rollouts.md). 0, the default and the paper's: none.
+        kl_warmup_steps: training steps over which the KL's weight in the loss rises
+            linearly from 0 to its full value (KL annealing, Bowman et al. 2016), so that
+            the encoder is not pulled to the prior before the decoder reads the state; 0, the
+            default and the paper's: the full weight from the first step
+            (docs/hgn/rollouts.md).
         decoder_bias: ``"data"`` (default) starts the decoder's output bias at the logit of
             the training data's mean colour, so an untrained HGN draws the background instead
             of grey (its MSE starts near the mean image's, not 30x above it); ``"zero"``
@@ -240,6 +245,7 @@ class ModelConfig:
     encoder_frames: int | None = None
     latent_consistency: float = 0.0
     confinement: float = 0.0
+    kl_warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoder_widths", tuple(int(w) for w in self.encoder_widths))
@@ -286,6 +292,7 @@ class ModelConfig:
         _check_choice("decoder_bias", self.decoder_bias, DECODER_BIASES)
         _check_choice("latent_prior", self.latent_prior, LATENT_PRIORS)
         _check_positive_int("prior_warmup_steps", self.prior_warmup_steps, 0)
+        _check_positive_int("kl_warmup_steps", self.kl_warmup_steps, 0)
         if self.encoder_frames is not None:
             _check_positive_int("encoder_frames", self.encoder_frames)
             if self.protocol != "reconstruct" or self.encoder_frames > self.frames:

@@ -233,12 +233,14 @@ class HGN(nn.Module):
         target = images[:, first:]
         mse = (recon.float() - target.float()).square().mean()
         metrics: dict[str, Tensor] = {"mse": mse.detach()}
+        warm = min(1.0, step / c.kl_warmup_steps) if c.kl_warmup_steps else 1.0  # KL annealing
         if logvar is None:
             # A point estimate: of the KL only the mean's term is left, the KL of a posterior
             # of unit variance. It holds the latent's scale; without it the state grew to
             # hundreds and the saturated decoder drew the mean image. Lambda stays at its start.
             kl = 0.5 * mean.float().square().flatten(1).sum(1).mean()
-            loss = kl + self.geco.lagrange.to(mse.dtype) * mse / self.tolerance(target, reduce)
+            weighted = self.geco.lagrange.to(mse.dtype) * mse / self.tolerance(target, reduce)
+            loss = warm * kl + weighted
         else:
             mean, logvar = mean.float(), logvar.float()
             kl = self.prior.kl(mean, logvar).mean()
@@ -249,9 +251,9 @@ class HGN(nn.Module):
                 detached = constraint.detach()
                 constraint = constraint + (reduce(detached) - detached)
             if c.kl_balance == "fixed":
-                loss = kl + self.geco.lagrange.to(constraint.dtype) * (constraint - 1.0)
+                loss = warm * kl + self.geco.lagrange.to(constraint.dtype) * (constraint - 1.0)
             else:
-                loss = self.geco(objective=kl, constraint=constraint)
+                loss = self.geco(objective=warm * kl, constraint=constraint)
         if c.latent_consistency > 0 and self.training:
             consistency = self._consistency(images, qs, ps)
             loss = loss + c.latent_consistency * self.geco.lagrange.detach() * consistency

@@ -56,3 +56,25 @@ def test_whole_command_names_every_row_and_publishes(bench):
     assert words[:2] == ["python", "benchmarks/hgn_rollouts.py"] and args[-1] == "--publish"
     assert args[: args.index("--seeds")] == ["--options", "paper_span", "confined_1dof"]
     assert args[args.index("--more") + 1 : -1] == ["confined_1dof:1", "long:11"]
+
+
+SAME_IN_QUICK = ("--confinement", "--state-channels", "--latent-size", "--hamiltonian-lr",
+                 "--hamiltonian-width", "--variant", "--latent-consistency")  # fmt: skip
+"""Flags that make an option what it is: its ``--quick`` twin keeps their values."""
+
+
+def _value(flags, name):
+    return flags[flags.index(name) + 1] if name in flags else None
+
+
+def test_every_option_parses_and_its_quick_twin_keeps_what_makes_it(bench):
+    example = bench._example()
+    assert set(bench.QUICK) == set(bench.OPTIONS)
+    for option, flags in bench.OPTIONS.items():
+        quick = bench.QUICK[option]
+        for stage in [*bench.stages(flags), *bench.stages([*quick, "--steps", "30"])]:
+            example.parse_args(stage)  # a misspelt flag or bad value exits
+        for name in SAME_IN_QUICK:
+            assert _value(quick, name) == _value(flags, name), (option, name)
+        assert ("--kl-warmup-steps" in quick) == ("--kl-warmup-steps" in flags), option
+        assert ("--encoder-frames" in quick) == ("--encoder-frames" in flags), option
