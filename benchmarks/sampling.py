@@ -184,6 +184,8 @@ NHF_VARIANTS = {  # NHF(dim, target=t); "nhf" with fit_sampler's defaults
     "nhf_bootstrap": dict(kicks=False, loss="bootstrap", anneal=0.5),
     "nhf_nodamp": dict(kicks=False, loss="kl", anneal=0.5, damping=False),
     "nhf_nodamp_lr1e-3": dict(kicks=False, loss="kl", anneal=0.5, damping=False, lr=1e-3),
+    # r(p | x) with four conditional couplings on p (hamflow.momentum_flow), trained jointly
+    "nhf_rflow": dict(kicks=False, loss="kl", anneal=sampling.DEFAULT_ANNEAL, momentum_layers=4),
 }
 BASELINE_LR = 1e-3  # normflows models: the learning rate they are usually trained with
 BASELINE_BATCH = 256  # normflows models: draws per reverse-KL step
@@ -230,7 +232,12 @@ def build(method, target, seed):
     if method in NHF_VARIANTS:
         model = NHF(dim, target=target)
         variant = NHF_VARIANTS[method]
-        sampling.configure(model, kicks=variant["kicks"], damping=variant.get("damping"))
+        sampling.configure(
+            model,
+            kicks=variant["kicks"],
+            damping=variant.get("damping"),
+            momentum_layers=variant.get("momentum_layers"),
+        )
         return model
     kind = BASELINE_VARIANTS[method][0]
     ref = _common.num_params(NHF(dim))

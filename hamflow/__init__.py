@@ -23,6 +23,7 @@ from .hamiltonians import (
 )
 from .integrators import INTEGRATORS, get_integrator, integrate, rollout
 from .marginals import MarginalGaussianizer
+from .momentum_flow import MomentumFlow
 from .nhf import NHF
 from .sampling import fit_sampler
 from .scaling import ConformalFriction, DiagonalAffine, TriangularAffine
@@ -59,4 +60,5 @@ __all__ = [
     "sampling",
     "targets",
     "fit_sampler",
+    "MomentumFlow",
 ]

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from .hamiltonians import SeparableHamiltonian, autograd_grad
 from .integrators import KickCache
+from .momentum_flow import MomentumFlow
 from .targets import CheckedTarget, NonFiniteTargetError, as_target
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "configure",
     "use_target_kicks",
     "use_position_damping",
+    "use_momentum_flow",
     "PositionDamping",
     "DampedFlow",
     "GuidedHamiltonian",
@@ -97,6 +99,9 @@ Separated modes need the time at low ``β``; a one-mode target with a neck (Neal
 better with less, and ``fit_sampler(anneal=...)`` sets it per fit."""
 DEFAULT_KICK_BETA = 0.5
 """The initial ``β_k`` of every target-gradient kick."""
+DEFAULT_MOMENTUM_LAYERS = 0
+"""How many couplings :func:`configure` puts on the momentum density ``r(p | x)``
+(:class:`~hamflow.momentum_flow.MomentumFlow`; 0: the encoder's Gaussian alone)."""
 DEFAULT_MOMENTA = 16
 """How many momenta :func:`importance_sample` averages per draw (``n_momenta``): the draw's
 own and ``n_momenta − 1`` fresh ones from ``r(p | x)``; its weights approach the marginal
@@ -146,6 +151,8 @@ def configure(
     learn_beta: bool = True,
     damping: bool | None = None,
     damping_hidden: int = 32,
+    momentum_layers: int | None = None,
+    momentum_hidden: int = 32,
 ) -> None:
     """Set a sampler's start, kicks and dampings: the affine map (``scale``, ``loc``, also the
     start ``N(loc, scale² I)`` of the geometric annealing path), the target-gradient kicks
@@ -169,6 +176,11 @@ def configure(
         raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
     use_target_kicks(model, DEFAULT_KICKS if kicks is None else kicks, kick_beta, learn_beta)
     use_position_damping(model, DEFAULT_DAMPING if damping is None else damping, damping_hidden)
+    use_momentum_flow(
+        model,
+        DEFAULT_MOMENTUM_LAYERS if momentum_layers is None else momentum_layers,
+        momentum_hidden,
+    )
     if "momentum_scale" not in model._buffers:  # calibrate_momentum's width of r(p | x)
         model.register_buffer("momentum_scale", torch.tensor(1.0, dtype=torch.float64))
     model.momentum_scale.fill_(1.0)
@@ -386,6 +398,34 @@ def use_position_damping(model, on: bool = True, hidden: int = 32) -> None:
         model.flows[i] = DampedFlow(inner, model.dim, hidden) if on else inner
 
 
+def use_momentum_flow(model, layers: int = 4, hidden: int = 32) -> None:
+    """Give a sampler's momentum density ``r(p | x)`` ``layers`` couplings (0: remove them).
+
+    ``r`` becomes the encoder's Gaussian pushed through a
+    :class:`~hamflow.momentum_flow.MomentumFlow` (new, at the identity), trained with the
+    sampler by the reverse KL; :func:`configure` calls it (``momentum_layers``). The weights
+    stay exact and ``E[w] = Z``: ``r`` is any normalised density of ``p`` given ``x``.
+
+    Examples
+    --------
+    >>> from hamflow import NHF
+    >>> from hamflow.targets import Banana
+    >>> model = NHF(2, target=Banana(), hidden=(16,), encoder_hidden=(16,))
+    >>> use_momentum_flow(model, 2, hidden=8)
+    >>> len(model.momentum_flow.couplings)
+    2
+    """
+    _require_target(model)
+    if not isinstance(layers, int) or isinstance(layers, bool) or layers < 0:
+        raise ValueError(f"layers: expected an integer >= 0, got {layers!r}")
+    if "momentum_flow" in model._modules:
+        del model._modules["momentum_flow"]
+    if layers > 0:
+        ref = model._param_ref()
+        flow = MomentumFlow(model.dim, layers, hidden).to(device=ref.device, dtype=ref.dtype)
+        model.add_module("momentum_flow", flow)
+
+
 # -- the extended-space bound ------------------------------------------------------------------
 
 
@@ -522,11 +562,16 @@ def _momenta_log_w(
         mu, log_s = _r_params(model, q, scale)
     else:
         mu, log_s = torch.zeros_like(p1), torch.zeros_like(p1)
+    r_flow = getattr(model, "momentum_flow", None) if momentum == "encoder" else None
     terms = [own]
     for k in range(n_momenta - 1):
         z = torch.randn_like(p1) if eps is None else eps[k].to(p1)
         p = mu + torch.exp(log_s) * z
-        terms.append(_log_joint(flow, q, p) + affine_log_det - _normal_log_prob(z, log_s))
+        log_r = _normal_log_prob(z, log_s)
+        if r_flow is not None:
+            p, log_det = r_flow.inverse(p, q)
+            log_r = log_r - log_det
+        terms.append(_log_joint(flow, q, p) + affine_log_det - log_r)
     log_q_hat = torch.logsumexp(torch.stack(terms), 0) - math.log(n_momenta)
     return d["log_target"] - log_q_hat
 
@@ -536,10 +581,14 @@ def _log_r(model, p: Tensor, q: Tensor, scale: Tensor | float | None = None) -> 
     model's calibrated ``momentum_scale``, 1 before :func:`calibrate_momentum`)."""
     if scale is None:
         scale = getattr(model, "momentum_scale", None)
-    if scale is None or float(scale) == 1.0:
+    flow = getattr(model, "momentum_flow", None)
+    if flow is None and (scale is None or float(scale) == 1.0):
         return model.encoder.log_prob(p, q)
+    log_det = 0.0
+    if flow is not None:
+        p, log_det = flow(p, q)
     mu, log_s = _r_params(model, q, scale)
-    return _normal_log_prob((p - mu) * torch.exp(-log_s), log_s)
+    return _normal_log_prob((p - mu) * torch.exp(-log_s), log_s) + log_det
 
 
 def _r_params(model, q: Tensor, scale: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
