@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from ._defensive import GUARD_WEIGHTS, MIXTURE_WEIGHTS, TAIL_GUARD, DefensiveMixture
 from .marginals import MarginalGaussianizer
-from .nhf import NHF
+from .nhf import NHF, PROPOSAL_SCALES
 from .training import fit
 
 __all__ = ["NHFDensity"]
@@ -41,6 +41,11 @@ AUTO_MEMBERS = 3
 MEMBER_SLACK = 2.0
 """``"auto"`` trains a further member only if it gets at least this many times the CPU time
 the first member took to reach its best validation score."""
+CALIBRATION_ROWS = 128
+"""The most validation rows a member's proposal width is chosen on (every row is scored once
+per candidate width, with ``n_score_samples`` momenta each)."""
+PROBE_ROWS = 64
+"""Rows scored by an untrained member before training, to time the scoring that follows it."""
 
 
 class NHFDensity(DensityMixin, BaseEstimator):
@@ -81,8 +86,9 @@ class NHFDensity(DensityMixin, BaseEstimator):
         Budget in CPU seconds for the whole fit: the marginal map and the defensive density
         are fitted first (the latter on all the rows, with as much time kept to fit it again on
         the rows no member held out, to choose its weight), and training gets what they leave
-        (at least half of it). Calibrating the proposal and scoring the validation rows come
-        on top. One thread by default: about wall-clock seconds.
+        (at least half of it), less the time each member's calibration and validation scores
+        will take (timed on a few rows before training). One thread by default: about
+        wall-clock seconds.
     max_steps : int or None
         Training budget in optimiser steps, per member. At least one budget must be set.
     n_members : int or "auto"
@@ -93,8 +99,9 @@ class NHFDensity(DensityMixin, BaseEstimator):
         many as get ``MEMBER_SLACK`` times the time the first took to its best validation
         score (none when it used the budget); without ``max_time``, one. A number: each member
         gets an equal share of the time left when it starts (one left with under a twentieth
-        of its share is dropped, with a warning). Calibrating and scoring each member's
-        proposal on its validation rows come on top of ``max_time``.
+        of its share is dropped, with a warning). Each member's time covers calibrating its
+        proposal (on at most ``CALIBRATION_ROWS`` of its validation rows) and scoring its
+        validation rows.
     batch_size : int
         Rows per step (capped at the training rows).
     learning_rate : float
@@ -331,22 +338,25 @@ class NHFDensity(DensityMixin, BaseEstimator):
         # training, on the rows no member held out, to choose its weight on the held-out ones
         final = DefensiveMixture(rows[:, d:-1].numpy(), components, seed % 2**31)
         refit_time = time.process_time() - before
-        budget = self._training_budget(time.process_time() - start + refit_time)
-        trained = 0.0  # CPU seconds inside the training loops so far
+        scoring = 0.0 if self.max_time is None else self._scoring_seconds(rows, n_val, context)
+        budget = self._training_budget(time.process_time() - start + refit_time + scoring)
+        trained = 0.0  # CPU seconds in training, and in the scoring of members after the first
         if not warm:
             self.models_ = []
         results, val_log_p, val_rows = [], [], []
         for m in range(members):
-            share = self._member_budget(m, members, budget, trained, results, warm)
+            share = self._member_budget(m, members, budget, trained, results, warm, scoring)
             if share == 0.0:
                 break
+            began = time.process_time()
             train_idx, val_idx = _member_rows(order, m, n_val)
             result, seconds = self._train_member(m, rows, train_idx, val_idx, context, share, seed)
             results.append(result)
-            trained += seconds
             val = rows[val_idx, :d].float()
             c_val = None if context is None else context[val_idx]
             lp = self._member_log_prob(self.models_[m], val, c_val)
+            # the first member's scoring was set aside before training; the others' count here
+            trained += seconds if m == 0 else time.process_time() - began
             val_log_p.append(lp + rows[val_idx, -1].numpy())
             val_rows.append(rows[val_idx, d:-1].numpy())
         self.model_, self.n_members_ = self.models_[0], len(self.models_)
@@ -393,8 +403,25 @@ class NHFDensity(DensityMixin, BaseEstimator):
                 verbose=self.verbose,
             )
             seconds = time.process_time() - began
-            model.calibrate_proposal(val, c_val, num_samples=self.n_score_samples, seed=seed)
+            cal = slice(0, CALIBRATION_ROWS)  # the validation rows come in a random order
+            c_cal = None if c_val is None else c_val[cal]
+            model.calibrate_proposal(val[cal], c_cal, num_samples=self.n_score_samples, seed=seed)
         return result, seconds
+
+    def _scoring_seconds(self, rows: torch.Tensor, n_val: int, context) -> float:
+        """The CPU seconds one member's scoring after training will take: calibrating its
+        proposal (every width of ``PROPOSAL_SCALES`` on up to ``CALIBRATION_ROWS`` rows) and
+        scoring its ``n_val`` validation rows, timed on ``PROBE_ROWS`` rows through an
+        untrained member (the random state is left as it was)."""
+        d = self.n_features_in_
+        probe = rows[:PROBE_ROWS, :d].float()
+        c_probe = None if context is None else context[:PROBE_ROWS]
+        with torch.random.fork_rng(devices=[]):
+            model = self._build_model(d)
+            began = time.process_time()
+            self._member_log_prob(model, probe, c_probe)
+            per_row = (time.process_time() - began) / len(probe)
+        return per_row * (len(PROPOSAL_SCALES) * min(n_val, CALIBRATION_ROWS) + n_val)
 
     def _members(self) -> int:
         """The most flows to average: ``n_members``, or ``AUTO_MEMBERS`` for ``"auto"`` with a
@@ -406,15 +433,20 @@ class NHFDensity(DensityMixin, BaseEstimator):
             raise ValueError(f"n_members: expected 'auto' or an integer >= 1, got {k!r}")
         return int(k)
 
-    def _member_budget(self, m, members, budget, trained, results, warm) -> float | None:
+    def _member_budget(
+        self, m, members, budget, trained, results, warm, scoring=0.0
+    ) -> float | None:
         """Training CPU seconds for member ``m`` of at most ``members``, ``trained`` seconds
-        into a training ``budget`` (``None``: no time budget; ``0.0``: train no more members).
+        into a ``budget`` (``None``: no time budget; ``0.0``: train no more members), where
+        every member after the first also needs ``scoring`` seconds after its training (the
+        first member's is not in ``budget``).
 
         ``"auto"``: the first member gets the whole budget, and the time it leaves goes to at
         most ``members - 1`` more, as many as get ``MEMBER_SLACK`` times the time the first
-        took to reach its best validation score. A number of members: an equal share of what
-        is left, each (a member left with under a twentieth of its share is dropped with a
-        warning; a warm start trains every fitted member on, at least for that twentieth).
+        took to reach its best validation score, and their scoring. A number of members: an
+        equal share of what is left after the scoring, each (a member left with under a
+        twentieth of its share is dropped with a warning; a warm start trains every fitted
+        member on, at least for that twentieth).
         """
         if budget is None:
             return None
@@ -422,10 +454,12 @@ class NHFDensity(DensityMixin, BaseEstimator):
         if self.n_members == "auto" and not warm:
             if m == 0:
                 return budget
-            need = max(MEMBER_SLACK * _seconds_to_best(results[0]), 1e-3 * budget)
+            need = max(MEMBER_SLACK * _seconds_to_best(results[0]), 1e-3 * budget) + scoring
             k = min(members - m, int(left // need))
-            return left / k if k >= 1 else 0.0
-        share, floor = left / (members - m), 0.05 * budget / members
+            return left / k - scoring if k >= 1 else 0.0
+        rest = members - m
+        left -= scoring * (rest - 1 if m == 0 else rest)
+        share, floor = left / rest, 0.05 * budget / members
         if share >= floor:
             return share
         if warm:
@@ -445,9 +479,10 @@ class NHFDensity(DensityMixin, BaseEstimator):
             return None
         if spent > 0.5 * self.max_time:
             warnings.warn(
-                f"max_time: fitting the marginal map and the defensive density took {spent:.1f} "
-                f"of {self.max_time} CPU seconds; training gets half the budget. Raise max_time, "
-                "or pass defensive='gaussian' / marginals='standardize' for cheaper preprocessing.",
+                f"max_time: fitting the marginal map and the defensive density, and scoring a "
+                f"member's validation rows, take {spent:.1f} of {self.max_time} CPU seconds; "
+                "training gets half the budget. Raise max_time, or pass defensive='gaussian' / "
+                "marginals='standardize' / a lower n_score_samples for cheaper preprocessing.",
                 UserWarning,
                 stacklevel=4,  # the caller of fit
             )

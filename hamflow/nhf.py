@@ -40,6 +40,8 @@ __all__ = ["NHF"]
 CONDITIONAL_IN_SCALE = 3.0
 """The potentials' ``in_scale`` of a conditional NHF (``potential_in_scale=None`` with a
 ``context_dim``); ``benchmarks/sbi_tasks.py`` measures it (docs/benchmarks/sbi.md)."""
+PROPOSAL_SCALES = (1.0, 1.1, 1.25, 1.5, 2.0, 3.0)
+"""The widths :meth:`NHF.calibrate_proposal` chooses among by default."""
 
 
 class NHF(nn.Module):
@@ -592,7 +594,7 @@ class NHF(nn.Module):
         x: Tensor,
         context: Tensor | None = None,
         num_samples: int = 16,
-        scales: Sequence[float] = (1.0, 1.1, 1.25, 1.5, 2.0, 3.0),
+        scales: Sequence[float] = PROPOSAL_SCALES,
         seed: int = 0,
     ) -> dict[float, float]:
         """Set the width of :meth:`log_prob`'s proposal to the one of ``scales`` that gives the

@@ -413,3 +413,42 @@ def test_members_that_find_the_budget_spent_are_dropped_with_a_warning(monkeypat
         est.set_params(random_state=0).fit(data())
     assert record[0].filename == __file__  # it points at the caller of fit
     assert est.n_members_ == len(est.models_) == 1 and est.n_iter_ == 5
+
+
+def test_scoring_after_training_is_set_aside_from_max_time(monkeypatch):
+    """``max_time`` covers the whole fit: the time a member's calibration and validation
+    scores will take comes out of the training budget, each member after the first pays its
+    own, and the proposal width is chosen on at most ``CALIBRATION_ROWS`` rows."""
+    import hamflow.estimator as module
+    from hamflow.estimator import CALIBRATION_ROWS
+    from hamflow.training import FitResult
+
+    fixed = NHFDensity(n_members=3)
+    assert fixed._member_budget(0, 3, 60.0, 0.0, [], False, 5.0) == pytest.approx(50 / 3)
+    assert fixed._member_budget(1, 3, 60.0, 20.0, [], False, 5.0) == pytest.approx(15.0)
+    first = FitResult(steps=300, seconds=12.0, best_step=100)
+    first.history = [{"step": 100, "seconds": 5.0, "val_nll": 1.0}]
+    auto = NHFDensity()
+    assert auto._member_budget(1, 3, 60.0, 12.0, [first], False, 5.0) == 19.0  # 48 s: 2 × 15
+    assert auto._member_budget(1, 3, 60.0, 46.0, [first], False, 5.0) == 0.0  # 14 s < 15
+
+    budgets, calibrated, real = [], [], module.fit
+    monkeypatch.setattr(NHFDensity, "_scoring_seconds", lambda self, *a: 7.0)
+    monkeypatch.setattr(
+        module,
+        "fit",
+        lambda model, x, x_val, **kw: (
+            budgets.append(kw["max_time"])
+            or real(model, x, x_val, **{**kw, "max_time": None, "max_steps": 3})
+        ),
+    )
+    calibrate = NHF.calibrate_proposal
+    monkeypatch.setattr(
+        NHF,
+        "calibrate_proposal",
+        lambda model, x, *a, **kw: calibrated.append(len(x)) or calibrate(model, x, *a, **kw),
+    )
+    est = NHFDensity(**{**TINY, "max_steps": None, "max_time": 30.0, "validation_fraction": 0.5})
+    est.set_params(random_state=0).fit(data())
+    assert 30.0 - 7.0 - 3.0 < budgets[0] < 30.0 - 7.0  # less the mixtures' fits, under 3 s
+    assert CALIBRATION_ROWS < 150 and calibrated == [CALIBRATION_ROWS]  # of 150 validation rows
