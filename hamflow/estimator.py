@@ -41,6 +41,8 @@ AUTO_MEMBERS = 3
 MEMBER_SLACK = 2.0
 """``"auto"`` trains a further member only if it gets at least this many times the CPU time
 the first member took to reach its best validation score."""
+REPEATED_SHARE = 0.1
+"""``fit`` warns when at least this share of the rows repeat another row exactly."""
 CALIBRATION_ROWS = 128
 """The most validation rows a member's proposal width is chosen on (every row is scored once
 per candidate width, with ``n_score_samples`` momenta each)."""
@@ -685,17 +687,27 @@ def _check_context(y, n: int) -> np.ndarray:
 
 
 def _warn_discrete(X: np.ndarray) -> None:
-    """Warn about columns with few distinct values: a continuous density spikes on them."""
-    if len(X) < 20:
+    """Warn about values that repeat: a column with at most ``√n`` distinct values in ``n``
+    rows (counts, levels, a coarse resolution) and rows that repeat exactly (a tenth or
+    more). A continuous density puts spikes on repeated values and scores them too well."""
+    n = len(X)
+    if n < 20:
         return
-    few = [
-        j for j in range(X.shape[1]) if len(np.unique(X[:, j])) <= max(2, math.isqrt(len(X)) // 4)
-    ]
+    most = max(2, math.isqrt(n))
+    few = [j for j in range(X.shape[1]) if len(np.unique(X[:, j])) <= most]
     if few:
         warnings.warn(
-            f"X: columns {few} take only a few distinct values; a continuous density will put "
-            "spikes on them and score them too well. Dequantise them (add uniform noise of one "
-            "step) or drop them.",
+            f"X: columns {few} take few distinct values ({most} or fewer in {n} rows); a "
+            "continuous density will put spikes on them and score them too well. Dequantise "
+            "them (add uniform noise of one step) or drop them.",
+            UserWarning,
+            stacklevel=4,  # the caller of fit
+        )
+    repeats = n - len(np.unique(X, axis=0))
+    if repeats >= REPEATED_SHARE * n:
+        warnings.warn(
+            f"X: {repeats} of {n} rows repeat another row exactly; a continuous density will "
+            "put spikes on them and score them too well. Drop the copies, or dequantise.",
             UserWarning,
             stacklevel=4,  # the caller of fit
         )

@@ -188,6 +188,30 @@ def test_discrete_column_warns():
         NHFDensity(**{**TINY, "max_steps": 2}).fit(x)
 
 
+@pytest.mark.parametrize("case", ["counts", "copies", "continuous"])
+def test_count_columns_and_repeated_rows_warn_and_continuous_rows_do_not(case):
+    """A Poisson count column (about ten values in 300 rows) and a table whose rows are copies
+    of 30 rows get a warning naming what repeats; continuous rows get none."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    x = data()
+    if case == "counts":
+        x[:, 1] = rng.poisson(3.0, len(x))
+    elif case == "copies":
+        x = np.repeat(x[:30], 10, axis=0) + 0.0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        NHFDensity(**{**TINY, "max_steps": 2}).fit(x)
+    said = " ".join(str(w.message) for w in caught if issubclass(w.category, UserWarning))
+    if case == "counts":
+        assert "columns [1] take few distinct values" in said
+    elif case == "copies":
+        assert "270 of 300 rows repeat another row" in said
+    else:
+        assert "distinct" not in said and "repeat" not in said
+
+
 def test_pickle_round_trip(fitted):
     again = pickle.loads(pickle.dumps(fitted))
     x = data(seed=5)[:10]
