@@ -36,6 +36,9 @@ a cost of at most 0.001 nats on any row."""
 
 MAX_COMPONENTS = 20
 """The most components the BIC search tries (as scikit-learn users often do, 1 to 20)."""
+BIC_ROWS = 5000
+"""The most rows the BIC search fits its candidates to: on a larger table it searches a random
+subset of this many rows and fits the number of components it chose to all the rows."""
 
 
 class DefensiveMixture:
@@ -48,7 +51,7 @@ class DefensiveMixture:
     components : int or "bic"
         The number of components, or ``"bic"`` to choose it by the Bayesian information
         criterion among 1 to ``MAX_COMPONENTS`` (never more parameters than numbers in the
-        rows).
+        rows), on at most ``BIC_ROWS`` of them.
     random_state : int
         Seeds the mixture's initialisation.
 
@@ -126,6 +129,9 @@ def _fit(rows: np.ndarray, k: int, seed: int) -> GaussianMixture:
 
 
 def _fit_by_bic(rows: np.ndarray, seed: int) -> GaussianMixture:
+    if len(rows) > BIC_ROWS:
+        subset = np.random.default_rng(seed).choice(len(rows), BIC_ROWS, replace=False)
+        return _fit(rows, _fit_by_bic(rows[subset], seed).n_components, seed)
     n, d = rows.shape
     per_component = d + d * (d + 1) / 2 + 1  # mean, covariance and weight
     best, best_bic = None, np.inf

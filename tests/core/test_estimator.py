@@ -476,3 +476,20 @@ def test_scoring_after_training_is_set_aside_from_max_time(monkeypatch):
     est.set_params(random_state=0).fit(data())
     assert 30.0 - 7.0 - 3.0 < budgets[0] < 30.0 - 7.0  # less the mixtures' fits, under 3 s
     assert CALIBRATION_ROWS < 150 and calibrated == [CALIBRATION_ROWS]  # of 150 validation rows
+
+
+def test_bic_search_on_a_large_table_fits_a_subset_then_all_rows(monkeypatch):
+    """Above ``BIC_ROWS`` rows the candidates are fitted to a random subset of that many, and
+    the chosen number of components to every row."""
+    import hamflow._defensive as module
+
+    rng = np.random.default_rng(0)
+    rows = np.r_[rng.normal(-4, 1, (3500, 2)), rng.normal(4, 1, (3500, 2))]
+    sizes, real = [], module._fit
+    monkeypatch.setattr(
+        module, "_fit", lambda r, k, seed: sizes.append((len(r), k)) or real(r, k, seed)
+    )
+    g = DefensiveMixture(rows, "bic")
+    assert g.components == 2
+    assert {n for n, _ in sizes[:-2]} == {module.BIC_ROWS} and sizes[-2:] == [(7000, 2), (7000, 1)]
+    assert abs(g.mixture.means_[:, 0]).min() > 3.5
