@@ -38,6 +38,8 @@ Options (:data:`OPTIONS`):
 - ``confined_1dof_klwarm``: ``confined_1dof`` with the KL's weight rising from 0 to full over
   the first 1000 steps (``--kl-warmup-steps 1000``, ``ModelConfig.kl_warmup_steps``), so that
   the encoder is not pulled to the prior while the decoder still draws the mean image;
+- ``confined_1dof_klwarm_resumed``: ``confined_1dof_klwarm``, then resumed to 6000 steps,
+  twice the example's budget (how far more training takes a seed);
 - ``mid_1dof_klwarm``: ``confined_1dof_klwarm`` with a weaker well, c = 1.0 (its own period
   2π, longer than the pendulum's), so that the learned energies set how the period grows with
   the amplitude.
@@ -53,6 +55,7 @@ the caption names one command that makes them all (:func:`whole_command`).
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib.util
 import json
 import statistics
@@ -114,6 +117,10 @@ OPTIONS: dict[str, list[str]] = {
         "--steps", "3000", "--confinement", "1.8", "--state-channels", "1", "--latent-size", "1",
         "--kl-warmup-steps", "1000",
     ],
+    "confined_1dof_klwarm_resumed": [
+        "--steps", "3000", "--steps", "6000", "--confinement", "1.8", "--state-channels", "1",
+        "--latent-size", "1", "--kl-warmup-steps", "1000",
+    ],
     "mid_1dof_klwarm": [
         "--steps", "3000", "--confinement", "1.0", "--state-channels", "1", "--latent-size", "1",
         "--kl-warmup-steps", "1000",
@@ -169,6 +176,11 @@ QUICK: dict[str, list[str]] = {
     "confined_1dof_klwarm": [
         "--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "1.8",
         "--state-channels", "1", "--latent-size", "1", "--kl-warmup-steps", "10",
+    ],
+    "confined_1dof_klwarm_resumed": [
+        "--quick", "--prior-warmup-steps", "20", "--steps", "20", "--steps", "30",
+        "--confinement", "1.8", "--state-channels", "1", "--latent-size", "1",
+        "--kl-warmup-steps", "10",
     ],
     "mid_1dof_klwarm": [
         "--quick", "--prior-warmup-steps", "20", "--steps", "30", "--confinement", "1.0",
@@ -226,6 +238,48 @@ def cached(out: Path, flags: list[str]) -> dict | None:
     return record
 
 
+def slope(learned: torch.Tensor, truth: torch.Tensor) -> float:
+    """Least-squares slope of ``learned`` against ``truth`` (periods over the test sequences):
+    1 when the learned period grows with the amplitude as the pendulum's does, 0 when it does
+    not change (a quadratic well's).
+
+    >>> slope(torch.tensor([3.0, 3.1, 3.2]), torch.tensor([2.8, 3.3, 3.8]))
+    0.2
+    """
+    dt = truth - truth.mean()
+    return round(float((dt * (learned - learned.mean())).sum() / dt.square().sum()), 12)
+
+
+ESCAPE_BELOW, ESCAPE_WINDOW = 0.8, 5
+"""A run has left the mean image once its training MSE, averaged over this many logged steps,
+is below this fraction of the mean image's (:func:`escape_step`)."""
+
+
+def escape_step(steps: list[int], mses: list[float], reference: float) -> int | None:
+    """The first logged step at which the training MSE, averaged over the
+    :data:`ESCAPE_WINDOW` logged steps ending there, is below :data:`ESCAPE_BELOW` times
+    ``reference`` (the mean image's MSE): when the model starts to draw the bob rather than the
+    mean image. None if it never does.
+
+    >>> escape_step([10, 20, 30, 40, 50, 60], [1.0, 1.0, 1.0, 0.6, 0.6, 0.6], 1.0)
+    60
+    >>> escape_step([10, 20, 30, 40, 50], [1.0] * 5, 1.0) is None
+    True
+    """
+    for i in range(ESCAPE_WINDOW - 1, len(mses)):
+        if statistics.mean(mses[i - ESCAPE_WINDOW + 1 : i + 1]) < ESCAPE_BELOW * reference:
+            return int(steps[i])
+    return None
+
+
+def escape(out: Path, record: dict) -> int | None:
+    """:func:`escape_step` of the example's run in ``out`` (its ``run/metrics.csv``)."""
+    with open(out / "run" / "metrics.csv") as f:
+        logged = list(csv.DictReader(f))
+    steps, mses = [int(r["step"]) for r in logged], [float(r["mse"]) for r in logged]
+    return escape_step(steps, mses, record["mean_image_mse"])
+
+
 PERIOD_STEPS = 160
 """Latent steps (20 time units, about six pendulum periods) over which the period is measured."""
 
@@ -235,7 +289,8 @@ def periods(out: Path) -> dict:
     """The learned period against the true one on the test sequences of the example in ``out``:
     the forward latent rollout's over :data:`PERIOD_STEPS` steps and the simulator's from the
     same clean first state (:mod:`hamflow_hgn.diagnostics`); their ratio's median, its mean
-    distance from 1, the spread (5th-95th percentile) of each."""
+    distance from 1, the spread (5th-95th percentile) of each, and the least-squares slope of
+    the learned period against the true one over the sequences (:func:`slope`)."""
     from hamflow_hgn.data import open_dataset
     from hamflow_hgn.diagnostics import oscillation_period, true_period
     from hamflow_hgn.runs import load_run
@@ -257,6 +312,7 @@ def periods(out: Path) -> dict:
         "ratio_mean_abs_error": float((ratio - 1).abs().mean()),
         "learned_5_95": spread(learned.double()),
         "true_5_95": spread(truth.double()),
+        "slope": slope(learned.double(), truth.double()),
         "steps": PERIOD_STEPS,
     }
 
@@ -336,11 +392,14 @@ def markdown(rows: list[dict], command: str) -> str:
         "against the truth simulated that far; 32 test sequences each. With 31-frame sequences "
         "frames 16-30 are inside the loss (not the encoder's window). Period: the latent "
         "rollout's over 160 steps against the simulator's, 5th-95th percentile over the test "
-        "sequences (the truth's: 2.9-4.2 time units).",
+        "sequences (the truth's: 2.9-4.2 time units), and in brackets its slope against the "
+        "true period over the sequences (1: it grows with the amplitude as the pendulum's). "
+        "Leaves the mean image: the first step at which the training MSE, averaged over 50 "
+        "steps, is below 0.8 of the mean image's.",
         "",
         "| option | seed | sequence frames (encoder) | steps | MSE / mean image | in span | "
-        "2x the span | 4x the span | period |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "2x the span | 4x the span | period | leaves the mean image |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def share(t: dict) -> str:
@@ -348,13 +407,21 @@ def markdown(rows: list[dict], command: str) -> str:
 
     def period(t: dict) -> str:
         low, high = t["learned_5_95"]
-        return f"{low:.1f}-{high:.1f}" if high < 1e3 else "does not turn"
+        if high >= 1e3:
+            return "does not turn"
+        return f"{low:.1f}-{high:.1f}" + (f" ({t['slope']:.2f})" if "slope" in t else "")
+
+    def escaped(r: dict) -> str:
+        if "escape_step" not in r:  # a row scored before the column
+            return "-"
+        return "never" if r["escape_step"] is None else str(r["escape_step"])
 
     for r in rows:
         lines.append(
             f"| {r['option']} | {r['seed']} | {r['frames']} ({r['encoder_frames']}) | "
             f"{r['train_steps']} | {r['in_span_ratio']:.2f} | {share(r['in_span_tracked'])} | "
-            f"{share(r['x2'])} | {share(r['x4'])} | {period(r['period'])} |"
+            f"{share(r['x2'])} | {share(r['x4'])} | {period(r['period'])} | "
+            f"{escaped(r)} |"
         )
     lines.append(f"<!-- {NAME}:end -->")
     return "\n".join(lines)
@@ -394,7 +461,8 @@ def main(argv: list[str] | None = None) -> dict:
             if steps < done:  # a later stage has already run
                 continue
             record = cached(out, stage) or example.main([*stage, "--out", str(out)])
-        rows.append({**row(option, seed, record), "period": periods(out)})
+        rows.append({**row(option, seed, record), "period": periods(out),
+                     "escape_step": escape(out, record)})  # fmt: skip
     command = "python benchmarks/hgn_rollouts.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )

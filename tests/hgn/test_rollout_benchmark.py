@@ -3,7 +3,10 @@ selves, the other published rows stay unless their option's flags changed, and t
 one command makes every row."""
 
 import pytest
+import torch
 from _benchmarks import benchmark_module
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +81,42 @@ def test_every_option_parses_and_its_quick_twin_keeps_what_makes_it(bench):
             assert _value(quick, name) == _value(flags, name), (option, name)
         assert ("--kl-warmup-steps" in quick) == ("--kl-warmup-steps" in flags), option
         assert ("--encoder-frames" in quick) == ("--encoder-frames" in flags), option
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    a=st.floats(-3, 3),
+    b=st.floats(-5, 5),
+    truth=st.lists(st.floats(2.0, 5.0), min_size=3, max_size=12, unique=True),
+)
+def test_slope_of_a_line_is_its_gradient(bench, a, b, truth):
+    t = torch.tensor(truth, dtype=torch.float64)
+    assume(float(t.std()) > 0.05)
+    assert bench.slope(a * t + b, t) == pytest.approx(a, abs=1e-9)
+
+
+def test_escape_step_is_the_first_window_below_the_threshold(bench):
+    steps = list(range(10, 110, 10))
+    flat = [1.0] * 10
+    assert bench.escape_step(steps, flat, 1.0) is None
+    drop = [1.0] * 6 + [0.5] * 4  # windows of 5 ending at step 70: 0.9, 80: 0.8, 90: 0.7
+    assert bench.escape_step(steps, drop, 1.0) == 90
+    assert bench.escape_step(steps, drop, 2.0) == 50  # every window below 0.8 x 2
+    assert bench.escape_step(steps[:4], [0.1] * 4, 1.0) is None  # shorter than one window
+
+
+def test_markdown_shows_the_period_slope_and_escape_step(bench):
+    share = {"frames": 0.5, "sequences": 0.25}
+    row = {
+        "option": "a", "seed": 0, "frames": 16, "encoder_frames": 16, "train_steps": 3000,
+        "in_span_ratio": 0.3, "in_span_tracked": share, "x2": share, "x4": share,
+        "period": {"learned_5_95": [3.0, 3.5], "slope": 0.456}, "escape_step": 750,
+    }  # fmt: skip
+    old = {**row, "period": {"learned_5_95": [3.0, 3.5]}}
+    del old["escape_step"]
+    never = {**row, "escape_step": None}
+    lines = bench.markdown([row, old, never], "cmd").splitlines()
+    body = [line for line in lines if line.startswith("| a |")]
+    assert body[0].endswith("| 3.0-3.5 (0.46) | 750 |")
+    assert body[1].endswith("| 3.0-3.5 | - |")
+    assert body[2].endswith("| never |")
