@@ -57,9 +57,18 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
     return mean, se
 
 
-def markdown(out: dict) -> str:
-    momenta = out["settings"]["momenta"]
-    head = "| target | method | " + " | ".join(f"ESS, K = {k}" for k in momenta)
+def markdown(out: dict, name: str = "sampling_momenta") -> str:
+    s = out["settings"]
+    momenta = s["momenta"]
+    caption = (
+        f"<!-- {name}:begin -->\nMade by `{out['command']}`; results file "
+        f"`benchmarks/results/{name}.json` ({s['budget_s']} s of CPU time per sampler on one "
+        f"thread, {len(s['seeds'])} seeds; each cell is the mean ± standard error over seeds of "
+        f"a fit's mean ESS fraction over {s['is_seeds']} independent sets of "
+        f"{s['importance_samples']} importance samples; the last column is the range of the "
+        "single sets' ESS at the largest K).\n\n"
+    )
+    head = caption + "| target | method | " + " | ".join(f"ESS, K = {k}" for k in momenta)
     head += " | spread over draws |\n|---|---|" + "---|" * (len(momenta) + 1) + "\n"
     lines = []
     for target in out["settings"]["targets"]:
@@ -83,7 +92,7 @@ def markdown(out: dict) -> str:
                 + " | ".join(cells)
                 + f" | {min(spread):.3f} to {max(spread):.3f} |"
             )
-    return head + "\n".join(lines)
+    return head + "\n".join(lines) + f"\n<!-- {name}:end -->"
 
 
 def main(argv=None):
@@ -132,7 +141,7 @@ def main(argv=None):
         },
         "rows": rows,
     }
-    block = markdown(out)
+    block = markdown(out, args.name)
     path, md_path = _common.publish(
         args.name, out, block, args.out_dir, args.quick, args.markdown, to_docs=args.publish
     )

@@ -260,3 +260,54 @@ def test_realnvp_baseline_takes_any_dimension(bench):
         assert x.shape == (6, dim)
         assert torch.allclose(model.log_prob(x), log_q, atol=1e-8)
         assert torch.allclose(model.forward(model.inverse(x)), x, atol=1e-8)
+
+
+# The K sweep (benchmarks/results/sampling_momenta.json): (target, a, K of a, b, K of b, verdict)
+# on the ESS (higher is better), over the fits' mean ESS across importance-sampling sets
+MOMENTA_CLAIMS = [
+    ("banana", "nhf", "64", "nhf", "16", "level"),
+    ("funnel10", "nhf", "64", "nhf", "16", "level"),
+    ("funnel10", "nhf", "16", "nhf", "1", "a ahead"),
+    ("funnel10", "realnvp_kl", "-", "nhf", "64", "a ahead"),
+    ("banana", "realnvp_kl", "-", "nhf", "64", "level"),
+    ("banana", "realnvp_kl", "-", "nhf_rflow", "64", "a ahead"),
+    ("funnel10", "realnvp_kl", "-", "nhf_rflow", "64", "a ahead"),
+    ("banana", "nhf_rflow", "1", "nhf", "1", "level"),
+    ("banana", "nhf_rflow", "16", "nhf", "16", "level"),
+    ("banana", "nhf_rflow", "64", "nhf", "64", "level"),
+    ("funnel10", "nhf_rflow", "1", "nhf", "1", "level"),
+    ("funnel10", "nhf_rflow", "16", "nhf", "16", "b ahead"),
+    ("funnel10", "nhf_rflow", "64", "nhf", "64", "level"),
+]
+
+
+def test_momenta_block_and_verdicts():
+    out = json.loads((ROOT / "benchmarks" / "results" / "sampling_momenta.json").read_text())
+    with benchmark_module("sampling_momenta_bench", "sampling_momenta.py") as module:
+        assert module.markdown(out) in PAGE.read_text()
+
+    def fits(target, method, k):
+        rows = [r for r in out["rows"] if r["target"] == target and r["method"] == method]
+        assert len(rows) >= 2, (target, method)
+        values = [sum(r["ess"][k]) / len(r["ess"][k]) for r in rows]
+        mean = sum(values) / len(values)
+        se = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+        return mean, se
+
+    for target, a, ka, b, kb, says in MOMENTA_CLAIMS:
+        (mu_a, se_a), (mu_b, se_b) = fits(target, a, ka), fits(target, b, kb)
+        gap = mu_a - mu_b
+        got = "level" if abs(gap) <= 2 * math.hypot(se_a, se_b) else ("a ahead", "b ahead")[gap < 0]
+        assert got == says, (target, a, ka, b, kb, gap)
+    # the page: none of NHF's sets on the banana, at any K, reaches RealNVP's lowest
+    sets = {
+        m: [
+            v
+            for r in out["rows"]
+            if (r["target"], r["method"]) == ("banana", m)
+            for vs in r["ess"].values()
+            for v in vs
+        ]
+        for m in ("nhf", "realnvp_kl")
+    }
+    assert max(sets["nhf"]) < min(sets["realnvp_kl"])
