@@ -46,7 +46,6 @@ import torch
 from torch import Tensor, nn
 
 from .hamiltonians import SeparableHamiltonian, autograd_grad
-from .integrators import KickCache
 from .momentum_flow import MomentumFlow
 from .targets import CheckedTarget, NonFiniteTargetError, as_target
 
@@ -443,21 +442,8 @@ def push_forward(model, s0: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     (torch.Size([5, 2]), torch.Size([5]))
     """
     q, p = s0.chunk(2, dim=-1)
-    log_det = s0.new_zeros(s0.shape[0]) + model.flow_log_det()
-    if any(isinstance(f, DampedFlow) for f in model.flows):
-        # transport's loop, adding the position dampings' per-draw log-dets
-        frictions = model.frictions or [None] * len(model.flows)
-        cache = KickCache()
-        for flow, friction in zip(model.flows, frictions):
-            if isinstance(flow, DampedFlow):
-                q, p, step_log_det = flow.step_log_det(q, p, cache=cache)
-                log_det = log_det + step_log_det
-            else:
-                q, p = flow.step(q, p, cache=cache)
-            if friction is not None:
-                p = friction.damp(p)
-    else:
-        q, p = model.transport(q, p)
+    (q, p), step_log_det = model._move(q, p, False, False, None)  # the dampings' per-draw log-dets
+    log_det = s0.new_zeros(s0.shape[0]) + model.flow_log_det() + step_log_det
     if model.affine is None:
         return q, p, q, log_det
     x, affine_log_det = model.affine(q)
