@@ -318,9 +318,9 @@ class NHF(nn.Module):
         With ``return_all`` the states after every flow are returned, the start included.
         A conditional model needs ``context``, one checked row per row of ``q``.
         """
-        return self._move(q, p, inverse, return_all, context)[0]
+        return self._move(q, p, inverse=inverse, return_all=return_all, context=context)[0]
 
-    def _move(self, q, p, inverse, return_all, context):
+    def _move(self, q, p, *, inverse=False, return_all=False, context=None):
         """:meth:`transport`'s states, and the per-row ``ln |det|`` of the steps whose Jacobian
         depends on the state: a sampler's :class:`~hamflow.sampling.DampedFlow`, whose
         ``step_log_det`` gives it (the Hamiltonian steps add nothing; the frictions' constant
@@ -408,7 +408,7 @@ class NHF(nn.Module):
         if context is not None:
             context = context.reshape(-1, context.shape[-1])
         (q0, p0), step_log_det = self._move(
-            q.reshape(-1, self.dim), p.reshape(-1, self.dim), True, False, context
+            q.reshape(-1, self.dim), p.reshape(-1, self.dim), inverse=True, context=context
         )
         log_pi = self.prior.log_prob(torch.cat([q0, p0], dim=-1)) + step_log_det
         return log_pi.reshape(log_f.shape) - log_f + log_det - self.flow_log_det()

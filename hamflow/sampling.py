@@ -442,7 +442,7 @@ def push_forward(model, s0: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     (torch.Size([5, 2]), torch.Size([5]))
     """
     q, p = s0.chunk(2, dim=-1)
-    (q, p), step_log_det = model._move(q, p, False, False, None)  # the dampings' per-draw log-dets
+    (q, p), step_log_det = model._move(q, p)  # with the dampings' per-draw log-dets
     log_det = s0.new_zeros(s0.shape[0]) + model.flow_log_det() + step_log_det
     if model.affine is None:
         return q, p, q, log_det
